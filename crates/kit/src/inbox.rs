@@ -1,0 +1,257 @@
+//! The consumer side: apply each event exactly once, in the consumer's own transaction, and park
+//! what keeps failing as a dead letter instead of stalling everything behind it.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use jiaxin_proto::events::Envelope;
+use sqlx::Row;
+use tracing::Instrument;
+
+use crate::{
+    events,
+    storage::{Database, Tx},
+    telemetry,
+    time::now_micros,
+};
+
+/// Why a handler could not apply an event. The message is stored with the dead letter, so it
+/// must not contain personal data.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+impl HandlerError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// A service's reaction to events, run inside the transaction that also records the event id.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Applied,
+    /// Already applied before (a redelivery).
+    Duplicate,
+    /// Failed every attempt and was parked in the dead-letter table.
+    Parked,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("{0}")]
+    Handler(#[from] HandlerError),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// A parked event, as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub consumer: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub topic: String,
+    pub error: String,
+    pub attempts: i64,
+    pub parked_at: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub applied: usize,
+    pub still_failing: usize,
+}
+
+/// One consuming service's subscription: its name (the consumer group), its database and its
+/// handler.
+pub struct Consumer {
+    name: String,
+    db: Database,
+    handler: Arc<dyn EventHandler>,
+    retry: RetryPolicy,
+}
+
+impl Consumer {
+    pub fn new(name: impl Into<String>, db: Database, handler: Arc<dyn EventHandler>) -> Self {
+        Self {
+            name: name.into(),
+            db,
+            handler,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Applies the event once, retrying with backoff; after the last attempt the event is parked.
+    /// An error means not even parking worked (the database is down): the caller must redeliver.
+    pub async fn deliver(&self, topic: &str, envelope: &Envelope) -> Result<Delivery, sqlx::Error> {
+        let span = tracing::info_span!("event.consume", consumer = %self.name, event_type = %envelope.event_type, event_id = %envelope.event_id);
+        telemetry::set_parent_from(&span, &envelope.trace_context);
+        async {
+            let mut backoff = self.retry.first_backoff;
+            let mut last_error = String::new();
+            for attempt in 1..=self.retry.max_attempts.max(1) {
+                match self.apply_once(envelope).await {
+                    Ok(delivery) => {
+                        let outcome = if delivery == Delivery::Applied { "applied" } else { "duplicate" };
+                        metrics::counter!("jiaxin_events_consumed_total", "consumer" => self.name.clone(), "outcome" => outcome).increment(1);
+                        return Ok(delivery);
+                    }
+                    Err(error) => {
+                        tracing::warn!(attempt, %error, "event handler failed");
+                        last_error = error.to_string();
+                        if attempt < self.retry.max_attempts {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(self.retry.max_backoff);
+                        }
+                    }
+                }
+            }
+            self.park(topic, envelope, &last_error, i64::from(self.retry.max_attempts.max(1))).await?;
+            metrics::counter!("jiaxin_events_dead_lettered_total", "consumer" => self.name.clone()).increment(1);
+            tracing::error!(error = %last_error, "event parked as dead letter");
+            Ok(Delivery::Parked)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply_once(&self, envelope: &Envelope) -> Result<Delivery, ApplyError> {
+        let mut tx = self.db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO kit_inbox (consumer, event_id, applied_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(&envelope.event_id)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Delivery::Duplicate);
+        }
+        self.handler.handle(&mut tx, envelope).await?;
+        tx.commit().await?;
+        Ok(Delivery::Applied)
+    }
+
+    async fn park(&self, topic: &str, envelope: &Envelope, error: &str, attempts: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO kit_dead_letters (consumer, event_id, topic, partition_key, envelope, error, attempts, parked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, \
+                 attempts = kit_dead_letters.attempts + excluded.attempts, parked_at = excluded.parked_at, replayed_at = NULL",
+        )
+        .bind(&self.name)
+        .bind(&envelope.event_id)
+        .bind(topic)
+        .bind(&envelope.partition_key)
+        .bind(events::encode(envelope))
+        .bind(error)
+        .bind(attempts)
+        .bind(now_micros())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Parked events not yet replayed, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, consumer, event_id, topic, envelope, error, attempts, parked_at FROM kit_dead_letters \
+             WHERE consumer = $1 AND replayed_at IS NULL ORDER BY id",
+        )
+        .bind(&self.name)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.try_get("envelope")?;
+                let event_type = events::decode(&bytes).map(|e| e.event_type).unwrap_or_default();
+                Ok(DeadLetter {
+                    id: row.try_get("id")?,
+                    consumer: row.try_get("consumer")?,
+                    event_id: row.try_get("event_id")?,
+                    event_type,
+                    topic: row.try_get("topic")?,
+                    error: row.try_get("error")?,
+                    attempts: row.try_get("attempts")?,
+                    parked_at: row.try_get("parked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies every parked event once more (once its cause is fixed), in the order they were
+    /// parked. Successes are marked replayed; failures stay parked with the new error.
+    pub async fn replay_dead_letters(&self) -> Result<ReplayReport, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, envelope FROM kit_dead_letters WHERE consumer = $1 AND replayed_at IS NULL ORDER BY id",
+        )
+        .bind(&self.name)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut report = ReplayReport::default();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let bytes: Vec<u8> = row.try_get("envelope")?;
+            let outcome = match events::decode(&bytes) {
+                Ok(envelope) => self.apply_once(&envelope).await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match outcome {
+                Ok(_) => {
+                    sqlx::query("UPDATE kit_dead_letters SET replayed_at = $1 WHERE id = $2")
+                        .bind(now_micros())
+                        .bind(id)
+                        .execute(self.db.pool())
+                        .await?;
+                    report.applied += 1;
+                }
+                Err(error) => {
+                    sqlx::query("UPDATE kit_dead_letters SET error = $1, attempts = attempts + 1 WHERE id = $2")
+                        .bind(error)
+                        .bind(id)
+                        .execute(self.db.pool())
+                        .await?;
+                    report.still_failing += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,19 @@
+//! What every jiaxin service shares: configuration, storage, the event bus with its outbox and
+//! inbox, authentication, errors, telemetry and the server stack. Nothing here knows a service.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod events;
+pub mod inbox;
+pub mod outbox;
+pub mod page;
+pub mod secret;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod time;
+
+pub use secret::Secret;

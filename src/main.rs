@@ -1,0 +1,168 @@
+//! `jiaxin`: every service of the platform in one binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jiaxin::{
+    import_cli::{self, ImportArgs},
+    system::{self, ServiceName, SystemConfig},
+};
+use jiaxin_identity::IdentityConfig;
+use jiaxin_kit::{config::CommonConfig, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "jiaxin", version, about = "家信 — 基层治理家庭信用积分平台 / household credit points for grassroots governance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// 运行服务 / Run services (all of them, embedded on SQLite, by default).
+    Serve(ServeArgs),
+    /// 执行数据库迁移后退出 / Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// 从 CSV 批量导入家庭户 / Bulk-import households from CSV into a running jiaxin.
+    Import(ImportArgs),
+    /// 查看或重放死信事件 / List or replay parked (dead-letter) events.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterAction {
+    /// List parked events.
+    List,
+    /// Apply parked events again (after fixing their cause).
+    Replay,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Run only these services (repeatable); all when absent.
+    #[arg(long = "service", value_enum, env = "JIAXIN_SERVICES", value_delimiter = ',')]
+    services: Vec<ServiceName>,
+    #[command(flatten)]
+    common: CommonConfig,
+    #[command(flatten)]
+    identity: IdentityConfig,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> SystemConfig {
+        SystemConfig { common: self.common, identity: self.identity, services: self.services }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("错误 / error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args.into_config()).await,
+        Command::Migrate(args) => {
+            let config = args.into_config();
+            let _telemetry = telemetry::init(config.common.log_format, None, "jiaxin")?;
+            for service in config.services() {
+                system::open_database(&config, service).await?;
+                println!("已迁移 / migrated: {}", service.as_str());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => Ok(if import_cli::run(args).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        Command::DeadLetters { action, serve } => dead_letters(action, serve.into_config()).await,
+    }
+}
+
+async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
+    // Validate before anything is bound or written.
+    if let Err(problems) = config.validate() {
+        anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    let _telemetry = telemetry::init(config.common.log_format, config.common.otlp_endpoint.as_deref(), "jiaxin")?;
+    let mut running = system::start(config).await?;
+    if let Some(password) = &running.generated_admin_password {
+        println!("首次启动:已创建管理员账户 / first start: admin account created");
+        println!("  用户名 / username: admin(或 JIAXIN_BOOTSTRAP_ADMIN_USERNAME)");
+        println!("  密码 / password:   {password}");
+        println!("  此密码只显示这一次,请登录后修改 / shown once only: change it after logging in");
+    }
+    println!("jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)", running.grpc_addr, running.admin_addr);
+    let cancel = running.cancel_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; draining");
+        cancel.cancel();
+    });
+    running.join().await;
+    println!("jiaxin 已停止 / stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+async fn dead_letters(action: DeadLetterAction, config: SystemConfig) -> anyhow::Result<ExitCode> {
+    let _telemetry = telemetry::init(config.common.log_format, None, "jiaxin")?;
+    let mut total = 0usize;
+    for service in config.services() {
+        let db = system::open_database(&config, service).await?;
+        let consumers = system::consumers(service, &db);
+        if consumers.is_empty() {
+            println!("{}: 无事件消费者 / consumes no events", service.as_str());
+            continue;
+        }
+        for consumer in consumers {
+            match action {
+                DeadLetterAction::List => {
+                    let parked = consumer.dead_letters().await?;
+                    total += parked.len();
+                    for d in parked {
+                        println!("{} #{} {} {} 尝试{}次 / {} attempts: {}", d.consumer, d.id, d.event_type, d.event_id, d.attempts, d.attempts, d.error);
+                    }
+                }
+                DeadLetterAction::Replay => {
+                    let report = consumer.replay_dead_letters().await?;
+                    total += report.still_failing;
+                    println!("{}: 已重放 {} 条,仍失败 {} 条 / replayed {}, still failing {}", consumer.name(), report.applied, report.still_failing, report.applied, report.still_failing);
+                }
+            }
+        }
+    }
+    if matches!(action, DeadLetterAction::List) {
+        println!("死信合计 / parked events: {total}");
+    }
+    Ok(if matches!(action, DeadLetterAction::Replay) && total > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

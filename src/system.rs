@@ -1,0 +1,204 @@
+//! Assembles the chosen services into one running process: databases, the bus, outbox relays,
+//! token verification, the gRPC server and the admin server, with one cancellation token for an
+//! orderly shutdown. `jiaxin serve` and the end-to-end tests both start the system through here.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use jiaxin_identity::{IdentityConfig, IdentityService};
+use jiaxin_kit::{
+    auth::{AuthLayer, Verifier},
+    bus::{Bus, InProcessBus},
+    config::CommonConfig,
+    outbox::Relay,
+    server::{self, Limits},
+    storage::{Database, DatabaseLocation, Migrations},
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The services this binary can run. Services not built yet are absent, not stubbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ServiceName {
+    Identity,
+}
+
+impl ServiceName {
+    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Identity => jiaxin_identity::SERVICE,
+        }
+    }
+
+    pub fn migrations(self) -> &'static Migrations {
+        match self {
+            ServiceName::Identity => &jiaxin_identity::MIGRATIONS,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    pub common: CommonConfig,
+    pub identity: IdentityConfig,
+    /// Empty means all.
+    pub services: Vec<ServiceName>,
+}
+
+impl SystemConfig {
+    pub fn services(&self) -> Vec<ServiceName> {
+        if self.services.is_empty() { ServiceName::ALL.to_vec() } else { self.services.clone() }
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Err(p) = self.common.validate() {
+            problems.extend(p);
+        }
+        if let Err(p) = self.identity.validate() {
+            problems.extend(p);
+        }
+        if !self.services().contains(&ServiceName::Identity) {
+            problems.push("every service verifies tokens with identity's keys: include --service identity (remote identity comes with distributed mode)".into());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Where a service's database lives: the configured URL, or its own SQLite file.
+    pub fn location(&self, service: ServiceName) -> anyhow::Result<DatabaseLocation> {
+        match &self.common.database_url {
+            Some(url) => Ok(DatabaseLocation { url: url.clone(), max_connections: 16 }),
+            None => Ok(DatabaseLocation::sqlite_in(&self.common.data_dir, service.as_str())?),
+        }
+    }
+}
+
+/// Opens and migrates a service's database.
+pub async fn open_database(config: &SystemConfig, service: ServiceName) -> anyhow::Result<Database> {
+    let db = Database::connect(&config.location(service)?).await?;
+    db.migrate(service.as_str(), service.migrations()).await?;
+    Ok(db)
+}
+
+/// A started system.
+pub struct RunningSystem {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The admin password generated on a first start, to show once.
+    pub generated_admin_password: Option<String>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    grace: std::time::Duration,
+    databases: Vec<Database>,
+}
+
+impl RunningSystem {
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops accepting, drains in-flight calls, flushes the outboxes and joins every task,
+    /// giving up on stragglers after the grace period.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        self.join().await;
+    }
+
+    /// Waits until the system stops (after its cancellation token fires).
+    pub async fn join(&mut self) {
+        let grace = self.grace;
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(result) = self.tasks.join_next().await {
+                if let Err(error) = result {
+                    tracing::error!(%error, "task failed during shutdown");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; aborting remaining tasks");
+            self.tasks.abort_all();
+        }
+        for db in &self.databases {
+            db.close().await;
+        }
+    }
+}
+
+pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
+    if let Err(problems) = config.validate() {
+        anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    let cipher = config.common.field_cipher()?;
+    let cancel = CancellationToken::new();
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+    let mut tasks = JoinSet::new();
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let mut health_names = Vec::new();
+    let mut public_methods = Vec::new();
+    let mut databases = Vec::new();
+    let mut key_source = None;
+    let mut generated_admin_password = None;
+
+    for service in config.services() {
+        let db = open_database(&config, service).await?;
+        databases.push(db.clone());
+        match service {
+            ServiceName::Identity => {
+                let identity = IdentityService::start(db.clone(), cipher.clone(), &config.identity).await?;
+                generated_admin_password = identity.generated_admin_password.clone();
+                key_source = Some(identity.key_source());
+                routes.add_service(identity.grpc_service());
+                health_names.push(IdentityService::grpc_name().to_owned());
+                public_methods.extend(IdentityService::public_methods());
+                let relay = Relay::new(db, identity.outbox(), bus.clone());
+                tasks.spawn(relay.run(cancel.clone()));
+            }
+        }
+    }
+    let key_source = key_source.ok_or_else(|| anyhow::anyhow!("identity is not running in this process"))?;
+    let auth = AuthLayer::new(Arc::new(Verifier::new(key_source)), public_methods);
+
+    let grpc_listener = server::bind(config.common.grpc_listen).await?;
+    let admin_listener = server::bind(config.common.admin_listen).await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let limits = Limits {
+        request_timeout: config.common.request_timeout(),
+        concurrency_per_connection: config.common.concurrency_limit,
+    };
+    let grpc_cancel = cancel.clone();
+    let routes = routes.routes();
+    tasks.spawn(async move {
+        if let Err(error) = server::serve_grpc(grpc_listener, routes, health_names, auth, limits, grpc_cancel.clone()).await {
+            tracing::error!(%error, "grpc server stopped");
+            grpc_cancel.cancel();
+        }
+    });
+    let admin_cancel = cancel.clone();
+    tasks.spawn(async move {
+        if let Err(error) = server::serve_admin(admin_listener, admin_cancel.clone()).await {
+            tracing::error!(%error, "admin server stopped");
+            admin_cancel.cancel();
+        }
+    });
+    tracing::info!(%grpc_addr, %admin_addr, services = ?config.services(), "jiaxin serving");
+    Ok(RunningSystem {
+        grpc_addr,
+        admin_addr,
+        generated_admin_password,
+        cancel,
+        tasks,
+        grace: config.common.shutdown_grace(),
+        databases,
+    })
+}
+
+/// The event consumers a service runs, for subscribing and for dead-letter replay. Identity
+/// consumes no events; the services that do will list theirs here.
+pub fn consumers(service: ServiceName, _db: &Database) -> Vec<jiaxin_kit::inbox::Consumer> {
+    match service {
+        ServiceName::Identity => Vec::new(),
+    }
+}
