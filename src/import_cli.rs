@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiaxin_proto::identity::{
-    identity_service_client::IdentityServiceClient, import_households_request::Part, ImportHouseholdsRequest,
-    ImportHouseholdsResponse, ImportOptions, LoginRequest,
+    ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions, LoginRequest,
+    identity_service_client::IdentityServiceClient, import_households_request::Part,
 };
 use tokio::io::AsyncReadExt;
-use tonic::{metadata::MetadataValue, Request};
+use tonic::{Request, metadata::MetadataValue};
 
 const CHUNK_BYTES: usize = 64 * 1024;
 const SHOWN_BAD_ROWS: usize = 20;
@@ -36,14 +36,19 @@ pub struct ImportArgs {
 
 /// Runs the import; returns whether the file was imported (or, for a dry run, is clean).
 pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
-    let file = tokio::fs::File::open(&args.file).await.with_context(|| format!("无法打开文件 / cannot open {}", args.file.display()))?;
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("无法打开文件 / cannot open {}", args.file.display()))?;
     let size = file.metadata().await?.len();
     let mut client = IdentityServiceClient::connect(args.server.clone())
         .await
         .with_context(|| format!("无法连接 / cannot connect to {}", args.server))?
         .max_decoding_message_size(64 * 1024 * 1024);
     let login = client
-        .login(LoginRequest { username: args.username.clone(), password: args.password.expose().clone() })
+        .login(LoginRequest {
+            username: args.username.clone(),
+            password: args.password.expose().clone(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("登录失败 / login failed: {}", s.message()))?
         .into_inner();
@@ -57,11 +62,18 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
     );
     progress.set_message("上传并校验 / uploading");
     let (tx, rx) = tokio::sync::mpsc::channel::<ImportHouseholdsRequest>(8);
-    let options = ImportOptions { skip_bad_rows: args.skip_bad_rows, dry_run: args.dry_run };
+    let options = ImportOptions {
+        skip_bad_rows: args.skip_bad_rows,
+        dry_run: args.dry_run,
+    };
     let reader_progress = progress.clone();
     let reader = tokio::spawn(async move {
         let mut file = file;
-        tx.send(ImportHouseholdsRequest { part: Some(Part::Options(options)) }).await.ok();
+        tx.send(ImportHouseholdsRequest {
+            part: Some(Part::Options(options)),
+        })
+        .await
+        .ok();
         let mut buf = vec![0u8; CHUNK_BYTES];
         loop {
             let n = file.read(&mut buf).await?;
@@ -69,7 +81,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
                 break;
             }
             reader_progress.inc(n as u64);
-            if tx.send(ImportHouseholdsRequest { part: Some(Part::Chunk(buf[..n].to_vec())) }).await.is_err() {
+            if tx
+                .send(ImportHouseholdsRequest {
+                    part: Some(Part::Chunk(buf[..n].to_vec())),
+                })
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -80,9 +98,15 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
     let result = client.import_households(request).await;
     reader.await??;
     progress.finish_and_clear();
-    let report = result.map_err(|s| anyhow::anyhow!("导入失败 / import failed: {}", s.message()))?.into_inner();
+    let report = result
+        .map_err(|s| anyhow::anyhow!("导入失败 / import failed: {}", s.message()))?
+        .into_inner();
     print_report(&report, args.dry_run);
-    Ok(if args.dry_run { report.bad_row_count == 0 } else { report.committed })
+    Ok(if args.dry_run {
+        report.bad_row_count == 0
+    } else {
+        report.committed
+    })
 }
 
 fn print_report(report: &ImportHouseholdsResponse, dry_run: bool) {
@@ -91,17 +115,27 @@ fn print_report(report: &ImportHouseholdsResponse, dry_run: bool) {
     println!("导入人数 / residents imported:   {}", report.residents_imported);
     println!("问题行数 / bad rows:             {}", report.bad_row_count);
     for bad in report.bad_rows.iter().take(SHOWN_BAD_ROWS) {
-        let field = if bad.field.is_empty() { String::new() } else { format!(" [{}]", bad.field) };
+        let field = if bad.field.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", bad.field)
+        };
         println!("  第{}行 / line {}{}: {}", bad.line, bad.line, field, bad.message);
     }
     if report.bad_row_count as usize > SHOWN_BAD_ROWS {
-        println!("  …… 另有{}行 / and {} more", report.bad_row_count as usize - SHOWN_BAD_ROWS, report.bad_row_count as usize - SHOWN_BAD_ROWS);
+        println!(
+            "  …… 另有{}行 / and {} more",
+            report.bad_row_count as usize - SHOWN_BAD_ROWS,
+            report.bad_row_count as usize - SHOWN_BAD_ROWS
+        );
     }
     if dry_run {
         println!("试运行,未写入任何数据 / dry run: nothing was written");
     } else if report.committed {
         println!("导入完成 / import committed");
     } else {
-        println!("文件有问题行,未导入任何数据;修正后重试,或加 --skip-bad-rows 跳过问题行 / nothing imported: fix the rows or use --skip-bad-rows");
+        println!(
+            "文件有问题行,未导入任何数据;修正后重试,或加 --skip-bad-rows 跳过问题行 / nothing imported: fix the rows or use --skip-bad-rows"
+        );
     }
 }

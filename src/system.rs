@@ -48,7 +48,11 @@ pub struct SystemConfig {
 
 impl SystemConfig {
     pub fn services(&self) -> Vec<ServiceName> {
-        if self.services.is_empty() { ServiceName::ALL.to_vec() } else { self.services.clone() }
+        if self.services.is_empty() {
+            ServiceName::ALL.to_vec()
+        } else {
+            self.services.clone()
+        }
     }
 
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -68,7 +72,10 @@ impl SystemConfig {
     /// Where a service's database lives: the configured URL, or its own SQLite file.
     pub fn location(&self, service: ServiceName) -> anyhow::Result<DatabaseLocation> {
         match &self.common.database_url {
-            Some(url) => Ok(DatabaseLocation { url: url.clone(), max_connections: 16 }),
+            Some(url) => Ok(DatabaseLocation {
+                url: url.clone(),
+                max_connections: 16,
+            }),
             None => Ok(DatabaseLocation::sqlite_in(&self.common.data_dir, service.as_str())?),
         }
     }
@@ -117,7 +124,10 @@ impl RunningSystem {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; aborting remaining tasks");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace period over; aborting remaining tasks"
+            );
             self.tasks.abort_all();
         }
         for db in &self.databases {
@@ -171,7 +181,9 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     let grpc_cancel = cancel.clone();
     let routes = routes.routes();
     tasks.spawn(async move {
-        if let Err(error) = server::serve_grpc(grpc_listener, routes, health_names, auth, limits, grpc_cancel.clone()).await {
+        if let Err(error) =
+            server::serve_grpc(grpc_listener, routes, health_names, auth, limits, grpc_cancel.clone()).await
+        {
             tracing::error!(%error, "grpc server stopped");
             grpc_cancel.cancel();
         }

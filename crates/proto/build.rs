@@ -21,10 +21,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let descriptors = protox::compile(&files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    fs::write(
-        out_dir.join("jiaxin_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    fs::write(out_dir.join("jiaxin_descriptor.bin"), descriptors.encode_to_vec())?;
 
     let mut config = tonic_prost_build::Config::new();
     // `prost::Name` lets events be packed into `google.protobuf.Any` by their full name.

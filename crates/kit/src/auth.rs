@@ -14,7 +14,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,9 @@ impl Caller {
         if self.has_any_role(roles) {
             Ok(())
         } else {
-            Err(tonic::Status::permission_denied("无权执行此操作 / not permitted for this role"))
+            Err(tonic::Status::permission_denied(
+                "无权执行此操作 / not permitted for this role",
+            ))
         }
     }
 
@@ -145,13 +147,18 @@ pub struct TokenSigner {
 
 impl fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl TokenSigner {
     pub fn new(key_id: impl Into<String>, key: SigningKey) -> Self {
-        Self { key_id: key_id.into(), key }
+        Self {
+            key_id: key_id.into(),
+            key,
+        }
     }
 
     pub fn key_id(&self) -> &str {
@@ -296,7 +303,10 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, layer: self.clone() }
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -392,7 +402,9 @@ mod tests {
 
     fn verifier(keys: &[(&str, &SigningKey)]) -> Verifier {
         Verifier::new(Arc::new(Fixed(
-            keys.iter().map(|(kid, k)| ((*kid).to_owned(), k.verifying_key().to_bytes())).collect(),
+            keys.iter()
+                .map(|(kid, k)| ((*kid).to_owned(), k.verifying_key().to_bytes()))
+                .collect(),
         )))
     }
 
@@ -416,7 +428,12 @@ mod tests {
         let mut forged = claims(1000, 1900);
         forged.roles = vec![Role::CountyAdmin];
         let parts: Vec<&str> = good.split('.').collect();
-        let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&forged).unwrap()), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(serde_json::to_vec(&forged).unwrap()),
+            parts[2]
+        );
         assert_eq!(v.verify_at(&tampered, 1500).await, Err(TokenError::Signature));
         // alg: none
         let none_header = B64.encode(br#"{"alg":"none","kid":"k1"}"#);

@@ -57,15 +57,15 @@ impl CommonConfig {
         if self.grpc_listen == self.admin_listen && self.grpc_listen.port() != 0 {
             problems.push("--grpc-listen and --admin-listen must differ".to_owned());
         }
-        if let Some(url) = &self.database_url {
-            if let Err(error) = Dialect::from_url(url.expose()) {
-                problems.push(format!("--database-url: {error}"));
-            }
+        if let Some(url) = &self.database_url
+            && let Err(error) = Dialect::from_url(url.expose())
+        {
+            problems.push(format!("--database-url: {error}"));
         }
-        if let Some(key) = &self.field_key {
-            if let Err(error) = FieldCipher::from_base64(key) {
-                problems.push(format!("--field-key: {error}"));
-            }
+        if let Some(key) = &self.field_key
+            && let Err(error) = FieldCipher::from_base64(key)
+        {
+            problems.push(format!("--field-key: {error}"));
         }
         if self.request_timeout_secs == 0 {
             problems.push("--request-timeout-secs must be at least 1".to_owned());

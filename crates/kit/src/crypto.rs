@@ -8,10 +8,10 @@
 use std::{io::Write, path::Path};
 
 use aes_gcm::{
-    aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Nonce,
+    aead::{Aead, KeyInit, Payload},
 };
-use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -76,7 +76,10 @@ impl FieldCipher {
 
     /// Loads the key file, creating it with a random key (mode 0600) on first run.
     pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let io_err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
+        let io_err = |source| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&Secret::new(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -105,7 +108,13 @@ impl FieldCipher {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .aead
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             // AES-GCM fails only for inputs beyond 64 GiB.
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
@@ -122,7 +131,13 @@ impl FieldCipher {
         let (nonce, sealed) = ciphertext[1..].split_at(NONCE_LEN);
         let plain = self
             .aead
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Decrypt)
     }

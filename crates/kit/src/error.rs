@@ -14,7 +14,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -59,7 +62,11 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.message.clone());
     }
-    Status::with_error_details(Code::InvalidArgument, format!("请求无效 / invalid request: {summary}"), details)
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("请求无效 / invalid request: {summary}"),
+        details,
+    )
 }
 
 /// NOT_FOUND that reads the same whether the object is missing or outside the caller's scope.

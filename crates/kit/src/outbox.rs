@@ -103,7 +103,7 @@ impl Relay {
                 Ok(published) => {
                     failures = 0;
                     drains += 1;
-                    if drains % 1000 == 0 {
+                    if drains.is_multiple_of(1000) {
                         self.purge_sent().await;
                     }
                     if published > 0 {
@@ -129,7 +129,9 @@ impl Relay {
         // Flush what committed before shutdown so a clean stop leaves nothing for the next start.
         match self.drain_all().await {
             Ok(n) => tracing::debug!(producer = self.outbox.producer, flushed = n, "outbox relay stopped"),
-            Err(error) => tracing::warn!(producer = self.outbox.producer, %error, "outbox not fully flushed; the next start resends it"),
+            Err(error) => {
+                tracing::warn!(producer = self.outbox.producer, %error, "outbox not fully flushed; the next start resends it")
+            }
         }
     }
 
@@ -148,12 +150,11 @@ impl Relay {
     /// Publishes up to one batch, strictly in seq order, stopping at the first failure so that
     /// no event overtakes an earlier one of the same household.
     pub async fn drain_once(&self) -> Result<usize, RelayError> {
-        let rows = sqlx::query(
-            "SELECT seq, topic, envelope FROM kit_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
-        )
-        .bind(self.batch_size)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT seq, topic, envelope FROM kit_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1")
+                .bind(self.batch_size)
+                .fetch_all(self.db.pool())
+                .await?;
         let mut published = 0;
         for row in rows {
             let seq: i64 = row.try_get("seq")?;

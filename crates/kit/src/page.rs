@@ -1,6 +1,6 @@
 //! List paging (AIP-158): page sizes are clamped and page tokens are opaque to clients.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 
 use crate::error::FieldViolation;
 
@@ -19,14 +19,21 @@ impl Page {
         if page_size < 0 {
             return Err(FieldViolation::new("page_size", "不能为负 / must not be negative"));
         }
-        let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { i64::from(page_size).min(MAX_PAGE_SIZE) };
+        let size = if page_size == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            i64::from(page_size).min(MAX_PAGE_SIZE)
+        };
         let after = if page_token.is_empty() {
             None
         } else {
             let bytes = B64
                 .decode(page_token)
                 .map_err(|_| FieldViolation::new("page_token", "无效的分页令牌 / invalid page token"))?;
-            Some(String::from_utf8(bytes).map_err(|_| FieldViolation::new("page_token", "无效的分页令牌 / invalid page token"))?)
+            Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| FieldViolation::new("page_token", "无效的分页令牌 / invalid page token"))?,
+            )
         };
         Ok(Self { size, after })
     }

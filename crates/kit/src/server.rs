@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use axum::{extract::State, routing::get, Router};
+use axum::{Router, extract::State, routing::get};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,9 @@ pub enum ServerError {
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Serves `routes` plus health and reflection until `cancel` fires, then drains in-flight calls.
@@ -66,7 +68,9 @@ pub async fn serve_grpc(
             cancel.cancelled().await;
             // Tell load balancers first, then stop accepting; in-flight calls finish.
             for name in &health_names {
-                health.set_service_status(name.as_str(), ServingStatus::NotServing).await;
+                health
+                    .set_service_status(name.as_str(), ServingStatus::NotServing)
+                    .await;
             }
         }
     };

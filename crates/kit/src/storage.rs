@@ -8,9 +8,9 @@
 use std::{borrow::Cow, path::Path, str::FromStr, sync::Once, time::Duration};
 
 use sqlx::{
+    AnyPool, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
-    AnyPool, Executor,
 };
 
 use crate::secret::Secret;
@@ -28,10 +28,7 @@ pub enum StorageError {
     #[error("service '{0}' has no migrations for {1}")]
     NoMigrations(String, Dialect),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]

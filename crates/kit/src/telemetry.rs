@@ -20,9 +20,9 @@ use opentelemetry::{
     trace::TracerProvider as _,
 };
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -43,19 +43,24 @@ pub struct TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("otlp shutdown: {error}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("otlp shutdown: {error}");
         }
     }
 }
 
 /// Installs the global subscriber. Safe to call more than once (tests): later calls keep the
 /// first subscriber.
-pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+    service_name: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_env("JIAXIN_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
+    let filter =
+        EnvFilter::try_from_env("JIAXIN_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
     let fmt = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),
@@ -78,7 +83,11 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service_name: &str) 
         None => (None, None),
     };
     // A second init (another system in the same test process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     Ok(TelemetryGuard { provider })
 }
 
@@ -212,7 +221,8 @@ where
                 };
                 let code_name = format!("{:?}", tonic::Code::from_i32(code));
                 tracing::Span::current().record("rpc.grpc.status_code", code);
-                metrics::counter!("jiaxin_grpc_requests_total", "method" => method.clone(), "code" => code_name).increment(1);
+                metrics::counter!("jiaxin_grpc_requests_total", "method" => method.clone(), "code" => code_name)
+                    .increment(1);
                 metrics::histogram!("jiaxin_grpc_request_duration_seconds", "method" => method)
                     .record(started.elapsed().as_secs_f64());
                 result

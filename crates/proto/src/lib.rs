@@ -22,5 +22,4 @@ pub use jiaxin::events::v1 as events;
 pub use jiaxin::identity::v1 as identity;
 
 /// Every file descriptor of every jiaxin package, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/jiaxin_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/jiaxin_descriptor.bin"));

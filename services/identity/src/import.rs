@@ -16,8 +16,8 @@ use std::{
 
 use jiaxin_kit::{auth::Caller, error::Violations};
 use jiaxin_proto::identity::{
-    import_households_request::Part, BadRow, ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions,
-    MembershipReason, NewResident, OrgNodeKind, Relation,
+    BadRow, ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions, MembershipReason, NewResident,
+    OrgNodeKind, Relation, import_households_request::Part,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 use crate::{
     domain::{access, org},
     error::{IdentityError, Result},
-    ops::{households::PreparedResident, org::kind_of, Identity},
+    ops::{Identity, households::PreparedResident, org::kind_of},
     store::{self, OrgRow},
 };
 
@@ -37,7 +37,9 @@ pub fn parse_relation(text: &str) -> Option<Relation> {
     Some(match text.trim() {
         "户主" | "head" => Relation::Head,
         "配偶" | "妻" | "夫" | "妻子" | "丈夫" | "spouse" => Relation::Spouse,
-        "子女" | "子" | "女" | "儿子" | "女儿" | "长子" | "长女" | "次子" | "次女" | "child" => Relation::Child,
+        "子女" | "子" | "女" | "儿子" | "女儿" | "长子" | "长女" | "次子" | "次女" | "child" => {
+            Relation::Child
+        }
         "父母" | "父亲" | "母亲" | "父" | "母" | "parent" => Relation::Parent,
         "孙子女" | "孙子" | "孙女" | "外孙子" | "外孙女" | "grandchild" => Relation::Grandchild,
         "祖父母" | "祖父" | "祖母" | "外祖父" | "外祖母" | "grandparent" => Relation::Grandparent,
@@ -60,7 +62,10 @@ struct Row {
 enum Parsed {
     Row(Row),
     /// A line the CSV parser itself rejected (bad quoting, bad UTF-8, wrong field count).
-    Unreadable { line: i64, message: String },
+    Unreadable {
+        line: i64,
+        message: String,
+    },
     /// The header lacks required columns: nothing can be read.
     BadHeader(Vec<String>),
 }
@@ -91,21 +96,36 @@ impl Read for ChunkReader {
 }
 
 fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
-    let mut csv = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
     let header = match csv.headers() {
         Ok(h) => h.clone(),
         Err(error) => {
-            let _ = out.blocking_send(Parsed::Unreadable { line: 1, message: format!("表头无法读取 / unreadable header: {error}") });
+            let _ = out.blocking_send(Parsed::Unreadable {
+                line: 1,
+                message: format!("表头无法读取 / unreadable header: {error}"),
+            });
             return;
         }
     };
-    let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, name)| (name.trim_start_matches('\u{feff}'), i)).collect();
-    let missing: Vec<String> = REQUIRED_COLUMNS.iter().filter(|c| !index.contains_key(*c)).map(|c| (*c).to_owned()).collect();
+    let index: HashMap<&str, usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.trim_start_matches('\u{feff}'), i))
+        .collect();
+    let missing: Vec<String> = REQUIRED_COLUMNS
+        .iter()
+        .filter(|c| !index.contains_key(*c))
+        .map(|c| (*c).to_owned())
+        .collect();
     if !missing.is_empty() {
         let _ = out.blocking_send(Parsed::BadHeader(missing));
         return;
     }
-    let col = |record: &csv::StringRecord, name: &str| index.get(name).and_then(|i| record.get(*i)).unwrap_or("").to_owned();
+    let col =
+        |record: &csv::StringRecord, name: &str| index.get(name).and_then(|i| record.get(*i)).unwrap_or("").to_owned();
     for result in csv.records() {
         let parsed = match result {
             Ok(record) => Parsed::Row(Row {
@@ -114,7 +134,11 @@ fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
                 grid: col(&record, "grid"),
                 address: col(&record, "address"),
                 relation: col(&record, "relation"),
-                resident: NewResident { name: col(&record, "name"), id_number: col(&record, "id_number"), phone: col(&record, "phone") },
+                resident: NewResident {
+                    name: col(&record, "name"),
+                    id_number: col(&record, "id_number"),
+                    phone: col(&record, "phone"),
+                },
             }),
             Err(error) => Parsed::Unreadable {
                 line: error.position().map_or(0, |p| p.line() as i64),
@@ -136,7 +160,9 @@ impl KindSummary for csv::Error {
     fn kind_summary(&self) -> String {
         match self.kind() {
             csv::ErrorKind::Utf8 { .. } => "不是 UTF-8 编码 / not UTF-8".into(),
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("应有{expected_len}列,实有{len}列 / expected {expected_len} fields, found {len}"),
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                format!("应有{expected_len}列,实有{len}列 / expected {expected_len} fields, found {len}")
+            }
             _ => "格式错误 / malformed".into(),
         }
     }
@@ -156,7 +182,11 @@ impl Report {
     fn bad(&mut self, line: i64, field: &str, message: impl Into<String>) {
         self.bad_row_count += 1;
         if self.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
-            self.bad_rows.push(BadRow { line, field: field.to_owned(), message: message.into() });
+            self.bad_rows.push(BadRow {
+                line,
+                field: field.to_owned(),
+                message: message.into(),
+            });
         }
     }
 }
@@ -208,13 +238,26 @@ impl Importer<'_> {
         }
         if !self.seen_refs.insert(household_ref.clone()) {
             for row in &rows {
-                self.report.bad(row.line, "household_ref", "同一户的行应当相邻 / rows of one household must be contiguous");
+                self.report.bad(
+                    row.line,
+                    "household_ref",
+                    "同一户的行应当相邻 / rows of one household must be contiguous",
+                );
             }
             return Ok(());
         }
-        let heads: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| parse_relation(&r.relation) == Some(Relation::Head)).map(|(i, _)| i).collect();
+        let heads: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| parse_relation(&r.relation) == Some(Relation::Head))
+            .map(|(i, _)| i)
+            .collect();
         if heads.len() != 1 {
-            let message = if heads.is_empty() { "该户没有户主行 / no 户主 row" } else { "该户有多个户主行 / more than one 户主 row" };
+            let message = if heads.is_empty() {
+                "该户没有户主行 / no 户主 row"
+            } else {
+                "该户有多个户主行 / more than one 户主 row"
+            };
             for row in &rows {
                 self.report.bad(row.line, "relation", message);
             }
@@ -222,7 +265,11 @@ impl Importer<'_> {
         }
         let head_index = heads[0];
         let grid_key = rows[head_index].grid.clone();
-        let grid = if grid_key.is_empty() { None } else { self.grid(&grid_key).await? };
+        let grid = if grid_key.is_empty() {
+            None
+        } else {
+            self.grid(&grid_key).await?
+        };
 
         let mut prepared: Vec<Option<(PreparedResident, Relation)>> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -243,7 +290,10 @@ impl Importer<'_> {
             if let Some(resident) = &resident {
                 if !self.seen_ids.insert(resident.bidx.clone()) {
                     v.add("id_number", "文件中重复 / appears twice in the file");
-                } else if store::resident_id_by_index(&mut *self.tx, &resident.bidx).await?.is_some() {
+                } else if store::resident_id_by_index(&mut *self.tx, &resident.bidx)
+                    .await?
+                    .is_some()
+                {
                     v.add("id_number", "该身份证号已登记 / this ID number is registered already");
                 }
             }
@@ -260,18 +310,30 @@ impl Importer<'_> {
         }
         if bad_lines.contains(&rows[head_index].line) {
             for row in rows.iter().filter(|r| !bad_lines.contains(&r.line)) {
-                self.report.bad(row.line, "household_ref", "户主行有误,整户未导入 / household skipped: its head row is bad");
+                self.report.bad(
+                    row.line,
+                    "household_ref",
+                    "户主行有误,整户未导入 / household skipped: its head row is bad",
+                );
             }
             return Ok(());
         }
         if !self.writing() {
             return Ok(());
         }
-        let (Some(grid), Some(Some((head, _)))) = (grid, prepared.get(head_index)) else { return Ok(()) };
+        let (Some(grid), Some(Some((head, _)))) = (grid, prepared.get(head_index)) else {
+            return Ok(());
+        };
         store::insert_resident(&mut *self.tx, &head.row()).await?;
         let household_id = self
             .identity
-            .create_household(&mut self.tx, &grid, &rows[head_index].address, head, MembershipReason::Imported)
+            .create_household(
+                &mut self.tx,
+                &grid,
+                &rows[head_index].address,
+                head,
+                MembershipReason::Imported,
+            )
             .await?;
         self.report.households += 1;
         self.report.residents += 1;
@@ -282,7 +344,13 @@ impl Importer<'_> {
             if let Some((resident, relation)) = member {
                 store::insert_resident(&mut *self.tx, &resident.row()).await?;
                 self.identity
-                    .join_new_member(&mut self.tx, &household_id, resident, *relation, MembershipReason::Imported)
+                    .join_new_member(
+                        &mut self.tx,
+                        &household_id,
+                        resident,
+                        *relation,
+                        MembershipReason::Imported,
+                    )
                     .await?;
                 self.report.residents += 1;
             }
@@ -295,13 +363,30 @@ impl Identity {
     pub async fn import_households(
         &self,
         caller: &Caller,
-        mut stream: impl tokio_stream::Stream<Item = std::result::Result<ImportHouseholdsRequest, tonic::Status>> + Unpin + Send + 'static,
+        mut stream: impl tokio_stream::Stream<Item = std::result::Result<ImportHouseholdsRequest, tonic::Status>>
+        + Unpin
+        + Send
+        + 'static,
     ) -> Result<ImportHouseholdsResponse> {
-        caller.require_any_role(access::IMPORTERS).map_err(|_| IdentityError::PermissionDenied)?;
+        caller
+            .require_any_role(access::IMPORTERS)
+            .map_err(|_| IdentityError::PermissionDenied)?;
         let options = match stream.next().await {
-            Some(Ok(ImportHouseholdsRequest { part: Some(Part::Options(options)) })) => options,
-            Some(Err(status)) => return Err(IdentityError::Internal(format!("import stream failed: {}", status.code()))),
-            _ => return Err(IdentityError::invalid("options", "第一条消息应为导入选项 / the first message must carry the options")),
+            Some(Ok(ImportHouseholdsRequest {
+                part: Some(Part::Options(options)),
+            })) => options,
+            Some(Err(status)) => {
+                return Err(IdentityError::Internal(format!(
+                    "import stream failed: {}",
+                    status.code()
+                )));
+            }
+            _ => {
+                return Err(IdentityError::invalid(
+                    "options",
+                    "第一条消息应为导入选项 / the first message must carry the options",
+                ));
+            }
         };
 
         let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<u8>>(16);
@@ -309,19 +394,38 @@ impl Identity {
         let feeder = tokio::spawn(async move {
             while let Some(message) = stream.next().await {
                 match message {
-                    Ok(ImportHouseholdsRequest { part: Some(Part::Chunk(bytes)) }) => {
+                    Ok(ImportHouseholdsRequest {
+                        part: Some(Part::Chunk(bytes)),
+                    }) => {
                         if chunk_tx.send(bytes).await.is_err() {
                             break;
                         }
                     }
-                    Ok(_) => return Err(IdentityError::invalid("options", "选项只能出现在第一条消息 / options only in the first message")),
-                    Err(status) => return Err(IdentityError::Internal(format!("import stream failed: {}", status.code()))),
+                    Ok(_) => {
+                        return Err(IdentityError::invalid(
+                            "options",
+                            "选项只能出现在第一条消息 / options only in the first message",
+                        ));
+                    }
+                    Err(status) => {
+                        return Err(IdentityError::Internal(format!(
+                            "import stream failed: {}",
+                            status.code()
+                        )));
+                    }
                 }
             }
             Ok(())
         });
         let parser = tokio::task::spawn_blocking(move || {
-            parse_csv(ChunkReader { chunks: chunk_rx, current: Vec::new(), offset: 0 }, row_tx)
+            parse_csv(
+                ChunkReader {
+                    chunks: chunk_rx,
+                    current: Vec::new(),
+                    offset: 0,
+                },
+                row_tx,
+            )
         });
 
         let mut importer = Importer {
@@ -338,7 +442,10 @@ impl Identity {
         while let Some(parsed) = row_rx.recv().await {
             match parsed {
                 Parsed::BadHeader(missing) => {
-                    return Err(IdentityError::invalid("header", format!("缺少列 / missing columns: {}", missing.join(", "))));
+                    return Err(IdentityError::invalid(
+                        "header",
+                        format!("缺少列 / missing columns: {}", missing.join(", ")),
+                    ));
                 }
                 Parsed::Unreadable { line, message } => {
                     importer.report.rows_read += 1;
@@ -357,14 +464,23 @@ impl Identity {
         feeder.await.map_err(|e| IdentityError::Internal(e.to_string()))??;
         parser.await.map_err(|e| IdentityError::Internal(e.to_string()))?;
 
-        let Importer { tx, report, options, .. } = importer;
-        let committed = !options.dry_run && (options.skip_bad_rows || report.bad_row_count == 0) && report.households > 0;
+        let Importer {
+            tx, report, options, ..
+        } = importer;
+        let committed =
+            !options.dry_run && (options.skip_bad_rows || report.bad_row_count == 0) && report.households > 0;
         if committed {
             self.commit(tx).await?;
         } else {
             tx.rollback().await?;
         }
-        tracing::info!(rows = report.rows_read, households = report.households, bad_rows = report.bad_row_count, committed, "household import finished");
+        tracing::info!(
+            rows = report.rows_read,
+            households = report.households,
+            bad_rows = report.bad_row_count,
+            committed,
+            "household import finished"
+        );
         Ok(ImportHouseholdsResponse {
             rows_read: report.rows_read,
             households_imported: if committed { report.households } else { 0 },

@@ -29,7 +29,11 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(db: Database, cipher: FieldCipher) -> Self {
-        Self { db, cipher, active: RwLock::new(None) }
+        Self {
+            db,
+            cipher,
+            active: RwLock::new(None),
+        }
     }
 
     /// Creates the first key when there is none.

@@ -17,13 +17,13 @@ mod store;
 use std::sync::Arc;
 
 use jiaxin_kit::{
+    Secret,
     auth::KeySource,
     crypto::FieldCipher,
     outbox::Outbox,
     storage::{Database, Migrations},
-    Secret,
 };
-use jiaxin_proto::identity::{identity_service_server::IdentityServiceServer, OrgNodeKind};
+use jiaxin_proto::identity::{OrgNodeKind, identity_service_server::IdentityServiceServer};
 use sqlx::migrate::Migrator;
 
 pub use error::IdentityError;
@@ -35,7 +35,10 @@ pub const SERVICE: &str = "identity";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: None };
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: None,
+};
 
 const GRPC_SERVICE: &str = "jiaxin.identity.v1.IdentityService";
 
@@ -87,10 +90,10 @@ impl IdentityConfig {
         if self.bootstrap_org_name.trim().is_empty() {
             problems.push("--bootstrap-org-name must not be empty".into());
         }
-        if let Some(p) = &self.bootstrap_admin_password {
-            if p.expose().chars().count() < 10 {
-                problems.push("--bootstrap-admin-password must have at least 10 characters".into());
-            }
+        if let Some(p) = &self.bootstrap_admin_password
+            && p.expose().chars().count() < 10
+        {
+            problems.push("--bootstrap-admin-password must have at least 10 characters".into());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
@@ -135,9 +138,20 @@ impl IdentityService {
         let outbox = Outbox::new(SERVICE);
         let keys = Arc::new(keys::Keys::new(db.clone(), cipher.clone()));
         keys.ensure_active().await?;
-        let identity = Arc::new(ops::Identity::new(db, cipher, outbox.clone(), keys.clone(), config.settings()));
+        let identity = Arc::new(ops::Identity::new(
+            db,
+            cipher,
+            outbox.clone(),
+            keys.clone(),
+            config.settings(),
+        ));
         let generated_admin_password = identity.bootstrap(&config.bootstrap()).await?;
-        Ok(Self { identity, keys, outbox, generated_admin_password })
+        Ok(Self {
+            identity,
+            keys,
+            outbox,
+            generated_admin_password,
+        })
     }
 
     pub fn outbox(&self) -> Outbox {

@@ -94,21 +94,27 @@ pub async fn count_org_nodes<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx:
 }
 
 pub async fn insert_org_node<'c, E: Executor<'c, Database = Any>>(e: E, row: &OrgRow) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO org_nodes (id, parent_id, kind, name, code, path, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&row.id)
-        .bind(&row.parent_id)
-        .bind(row.kind)
-        .bind(&row.name)
-        .bind(&row.code)
-        .bind(&row.path)
-        .bind(row.created_at)
-        .execute(e)
-        .await?;
+    sqlx::query(
+        "INSERT INTO org_nodes (id, parent_id, kind, name, code, path, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.id)
+    .bind(&row.parent_id)
+    .bind(row.kind)
+    .bind(&row.name)
+    .bind(&row.code)
+    .bind(&row.path)
+    .bind(row.created_at)
+    .execute(e)
+    .await?;
     Ok(())
 }
 
 pub async fn rename_org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, name: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE org_nodes SET name = $1 WHERE id = $2").bind(name).bind(id).execute(e).await?;
+    sqlx::query("UPDATE org_nodes SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(id)
+        .execute(e)
+        .await?;
     Ok(())
 }
 
@@ -137,7 +143,11 @@ pub async fn move_subtree<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub async fn org_children<'c, E: Executor<'c, Database = Any>>(e: E, parent_id: &str, page: &Page) -> sqlx::Result<Vec<OrgRow>> {
+pub async fn org_children<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    parent_id: &str,
+    page: &Page,
+) -> sqlx::Result<Vec<OrgRow>> {
     sqlx::query_as(
         "SELECT id, parent_id, kind, name, code, path, created_at FROM org_nodes \
          WHERE parent_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -164,7 +174,11 @@ pub async fn household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> s
 }
 
 /// Active households whose grid lies in the subtree at `path`, by id.
-pub async fn households_in<'c, E: Executor<'c, Database = Any>>(e: E, path: &str, page: &Page) -> sqlx::Result<Vec<HouseholdRow>> {
+pub async fn households_in<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path: &str,
+    page: &Page,
+) -> sqlx::Result<Vec<HouseholdRow>> {
     let (lo, hi) = crate::domain::org::subtree_range(path);
     sqlx::query_as(&format!(
         "SELECT {HOUSEHOLD_COLUMNS} FROM households h JOIN org_nodes g ON g.id = h.grid_id \
@@ -198,7 +212,11 @@ pub async fn insert_household<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub async fn set_head<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str, head: Option<&str>) -> sqlx::Result<()> {
+pub async fn set_head<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    head: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE households SET head_resident_id = $1 WHERE id = $2")
         .bind(head)
         .bind(household_id)
@@ -249,8 +267,14 @@ pub async fn resident<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sq
     .await
 }
 
-pub async fn resident_id_by_index<'c, E: Executor<'c, Database = Any>>(e: E, bidx: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT id FROM residents WHERE id_number_bidx = $1").bind(bidx).fetch_optional(e).await
+pub async fn resident_id_by_index<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    bidx: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT id FROM residents WHERE id_number_bidx = $1")
+        .bind(bidx)
+        .fetch_optional(e)
+        .await
 }
 
 /// The current members of a household, head first, then by age.
@@ -285,17 +309,27 @@ pub async fn join_household<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// Closes the resident's current membership; returns whether there was one.
-pub async fn leave_household<'c, E: Executor<'c, Database = Any>>(e: E, resident_id: &str, reason: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE memberships SET left_at = $1, leave_reason = $2 WHERE resident_id = $3 AND left_at IS NULL")
-        .bind(now_micros())
-        .bind(reason)
-        .bind(resident_id)
-        .execute(e)
-        .await?;
+pub async fn leave_household<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    resident_id: &str,
+    reason: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE memberships SET left_at = $1, leave_reason = $2 WHERE resident_id = $3 AND left_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(reason)
+    .bind(resident_id)
+    .execute(e)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn set_relation<'c, E: Executor<'c, Database = Any>>(e: E, resident_id: &str, relation: i64) -> sqlx::Result<()> {
+pub async fn set_relation<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    resident_id: &str,
+    relation: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE memberships SET relation = $1 WHERE resident_id = $2 AND left_at IS NULL")
         .bind(relation)
         .bind(resident_id)
@@ -304,25 +338,43 @@ pub async fn set_relation<'c, E: Executor<'c, Database = Any>>(e: E, resident_id
     Ok(())
 }
 
-pub async fn record_death<'c, E: Executor<'c, Database = Any>>(e: E, resident_id: &str, date: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE residents SET death_date = $1 WHERE id = $2").bind(date).bind(resident_id).execute(e).await?;
+pub async fn record_death<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    resident_id: &str,
+    date: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE residents SET death_date = $1 WHERE id = $2")
+        .bind(date)
+        .bind(resident_id)
+        .execute(e)
+        .await?;
     Ok(())
 }
 
 const MEMBERSHIP_COLUMNS: &str = "resident_id, household_id, relation, joined_at, join_reason, left_at, leave_reason";
 
-pub async fn history_of_household<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
-    sqlx::query_as(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE household_id = $1 ORDER BY id"))
-        .bind(household_id)
-        .fetch_all(e)
-        .await
+pub async fn history_of_household<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE household_id = $1 ORDER BY id"
+    ))
+    .bind(household_id)
+    .fetch_all(e)
+    .await
 }
 
-pub async fn history_of_resident<'c, E: Executor<'c, Database = Any>>(e: E, resident_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
-    sqlx::query_as(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE resident_id = $1 ORDER BY id"))
-        .bind(resident_id)
-        .fetch_all(e)
-        .await
+pub async fn history_of_resident<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    resident_id: &str,
+) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE resident_id = $1 ORDER BY id"
+    ))
+    .bind(resident_id)
+    .fetch_all(e)
+    .await
 }
 
 // ---- accounts and tokens ----
@@ -331,10 +383,16 @@ const ACCOUNT_COLUMNS: &str = "id, username, display_name, roles, org_node_id, r
      disabled, failed_logins, locked_until, created_at";
 
 pub async fn account<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1")).bind(id).fetch_optional(e).await
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(e)
+        .await
 }
 
-pub async fn account_by_username<'c, E: Executor<'c, Database = Any>>(e: E, username: &str) -> sqlx::Result<Option<AccountRow>> {
+pub async fn account_by_username<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    username: &str,
+) -> sqlx::Result<Option<AccountRow>> {
     sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"))
         .bind(username)
         .fetch_optional(e)
@@ -365,9 +423,17 @@ pub async fn insert_account<'c, E: Executor<'c, Database = Any>>(e: E, a: &Accou
 }
 
 /// Accounts whose org node lies in the subtree at `path`.
-pub async fn accounts_in<'c, E: Executor<'c, Database = Any>>(e: E, path: &str, page: &Page) -> sqlx::Result<Vec<AccountRow>> {
+pub async fn accounts_in<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path: &str,
+    page: &Page,
+) -> sqlx::Result<Vec<AccountRow>> {
     let (lo, hi) = crate::domain::org::subtree_range(path);
-    let columns = ACCOUNT_COLUMNS.split(", ").map(|c| format!("a.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let columns = ACCOUNT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
     sqlx::query_as(&format!(
         "SELECT {columns} FROM accounts a JOIN org_nodes o ON o.id = a.org_node_id \
          WHERE o.path >= $1 AND o.path < $2 AND a.id > $3 ORDER BY a.id LIMIT $4"
@@ -382,7 +448,10 @@ pub async fn accounts_in<'c, E: Executor<'c, Database = Any>>(e: E, path: &str, 
 
 /// Disables an account and revokes its refresh tokens (two statements: run it in a transaction).
 pub async fn disable_account(tx: &mut jiaxin_kit::storage::Tx, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET disabled = 1 WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE accounts SET disabled = 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL")
         .bind(now_micros())
         .bind(id)
@@ -392,11 +461,19 @@ pub async fn disable_account(tx: &mut jiaxin_kit::storage::Tx, id: &str) -> sqlx
 }
 
 pub async fn set_password<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(e).await?;
+    sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(id)
+        .execute(e)
+        .await?;
     Ok(())
 }
 
-pub async fn record_login_failure<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, locked_until: Option<i64>) -> sqlx::Result<()> {
+pub async fn record_login_failure<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    locked_until: Option<i64>,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE accounts SET failed_logins = failed_logins + 1, locked_until = COALESCE($1, locked_until) WHERE id = $2")
         .bind(locked_until)
         .bind(id)
@@ -406,11 +483,19 @@ pub async fn record_login_failure<'c, E: Executor<'c, Database = Any>>(e: E, id:
 }
 
 pub async fn record_login_success<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(id).execute(e).await?;
+    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+        .bind(id)
+        .execute(e)
+        .await?;
     Ok(())
 }
 
-pub async fn insert_refresh_token<'c, E: Executor<'c, Database = Any>>(e: E, hash: &str, account_id: &str, expires_at: i64) -> sqlx::Result<()> {
+pub async fn insert_refresh_token<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    hash: &str,
+    account_id: &str,
+    expires_at: i64,
+) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO refresh_tokens (token_hash, account_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
         .bind(hash)
         .bind(account_id)
@@ -422,7 +507,10 @@ pub async fn insert_refresh_token<'c, E: Executor<'c, Database = Any>>(e: E, has
 }
 
 /// Spends a refresh token: returns its account when it was live, and revokes it either way.
-pub async fn spend_refresh_token<'c, E: Executor<'c, Database = Any>>(e: E, hash: &str) -> sqlx::Result<Option<String>> {
+pub async fn spend_refresh_token<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    hash: &str,
+) -> sqlx::Result<Option<String>> {
     let now = now_micros();
     sqlx::query_scalar(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL AND expires_at > $1 \
@@ -452,26 +540,34 @@ pub async fn signing_keys<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Re
 }
 
 pub async fn deactivate_signing_keys<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<()> {
-    sqlx::query("UPDATE signing_keys SET active = 0 WHERE active = 1").execute(e).await?;
+    sqlx::query("UPDATE signing_keys SET active = 0 WHERE active = 1")
+        .execute(e)
+        .await?;
     Ok(())
 }
 
 pub async fn insert_signing_key<'c, E: Executor<'c, Database = Any>>(e: E, row: &SigningKeyRow) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO signing_keys (kid, public_key, private_key_ct, active, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&row.kid)
-        .bind(row.public_key.clone())
-        .bind(row.private_key_ct.clone())
-        .bind(row.active)
-        .bind(row.created_at)
-        .execute(e)
-        .await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, public_key, private_key_ct, active, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&row.kid)
+    .bind(row.public_key.clone())
+    .bind(row.private_key_ct.clone())
+    .bind(row.active)
+    .bind(row.created_at)
+    .execute(e)
+    .await?;
     Ok(())
 }
 
 // ---- idempotency ----
 
 /// The result of an earlier request with this id: `(request_hash, result_id)`.
-pub async fn idempotent_result<'c, E: Executor<'c, Database = Any>>(e: E, operation: &str, request_id: &str) -> sqlx::Result<Option<(String, String)>> {
+pub async fn idempotent_result<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    operation: &str,
+    request_id: &str,
+) -> sqlx::Result<Option<(String, String)>> {
     sqlx::query_as("SELECT request_hash, result_id FROM idempotency_keys WHERE operation = $1 AND request_id = $2")
         .bind(operation)
         .bind(request_id)
@@ -499,7 +595,10 @@ pub async fn remember_idempotent<'c, E: Executor<'c, Database = Any>>(
 
 /// The grid path of the resident's latest household (current, or the last one they left): what
 /// decides who may see the resident.
-pub async fn resident_scope_path<'c, E: Executor<'c, Database = Any>>(e: E, resident_id: &str) -> sqlx::Result<Option<String>> {
+pub async fn resident_scope_path<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    resident_id: &str,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "SELECT g.path FROM memberships m JOIN households h ON h.id = m.household_id JOIN org_nodes g ON g.id = h.grid_id \
          WHERE m.resident_id = $1 ORDER BY m.id DESC LIMIT 1",
@@ -511,8 +610,10 @@ pub async fn resident_scope_path<'c, E: Executor<'c, Database = Any>>(e: E, resi
 
 /// Grids with this administrative code (the import accepts a grid's code in place of its id).
 pub async fn grids_by_code<'c, E: Executor<'c, Database = Any>>(e: E, code: &str) -> sqlx::Result<Vec<OrgRow>> {
-    sqlx::query_as("SELECT id, parent_id, kind, name, code, path, created_at FROM org_nodes WHERE code = $1 AND kind = 8 LIMIT 2")
-        .bind(code)
-        .fetch_all(e)
-        .await
+    sqlx::query_as(
+        "SELECT id, parent_id, kind, name, code, path, created_at FROM org_nodes WHERE code = $1 AND kind = 8 LIMIT 2",
+    )
+    .bind(code)
+    .fetch_all(e)
+    .await
 }

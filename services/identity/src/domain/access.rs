@@ -36,7 +36,12 @@ pub const KEY_ADMINS: &[Role] = &[Role::Province, Role::CountyAdmin];
 pub fn may_grant(granter_roles: &[Role], role: Role) -> bool {
     let town_grantable = matches!(
         role,
-        Role::VillageCadre | Role::GridWorker | Role::PropertyManager | Role::Volunteer | Role::CouncilMember | Role::Resident
+        Role::VillageCadre
+            | Role::GridWorker
+            | Role::PropertyManager
+            | Role::Volunteer
+            | Role::CouncilMember
+            | Role::Resident
     );
     granter_roles.iter().any(|granter| match granter {
         Role::Province => true,

@@ -36,7 +36,8 @@ impl IdNumber {
         if !bytes[..17].iter().all(u8::is_ascii_digit) {
             return Err(IdNumberError::Digits);
         }
-        let birth_date = NaiveDate::parse_from_str(&normalized[6..14], "%Y%m%d").map_err(|_| IdNumberError::BirthDate)?;
+        let birth_date =
+            NaiveDate::parse_from_str(&normalized[6..14], "%Y%m%d").map_err(|_| IdNumberError::BirthDate)?;
         if birth_date > today || birth_date < NaiveDate::from_ymd_opt(1880, 1, 1).unwrap_or(NaiveDate::MIN) {
             return Err(IdNumberError::BirthDate);
         }
@@ -44,7 +45,11 @@ impl IdNumber {
             return Err(IdNumberError::Checksum);
         }
         let male = (bytes[16] - b'0') % 2 == 1;
-        Ok(Self { normalized, birth_date, male })
+        Ok(Self {
+            normalized,
+            birth_date,
+            male,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -93,7 +98,11 @@ pub fn parse_phone(raw: &str) -> Result<String, PhoneError> {
 
 /// `138****1234`
 pub fn mask_phone(phone: &str) -> String {
-    if phone.len() == 11 { format!("{}****{}", &phone[..3], &phone[7..]) } else { "***".to_owned() }
+    if phone.len() == 11 {
+        format!("{}****{}", &phone[..3], &phone[7..])
+    } else {
+        "***".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -126,9 +135,18 @@ mod tests {
         bad_check.replace_range(17..18, if &good[17..] == "0" { "1" } else { "0" });
         assert_eq!(IdNumber::parse(&bad_check, today()), Err(IdNumberError::Checksum));
         assert_eq!(IdNumber::parse("123", today()), Err(IdNumberError::Length));
-        assert_eq!(IdNumber::parse("32083019900A011234", today()), Err(IdNumberError::Digits));
-        assert_eq!(IdNumber::parse(&with_check("32083019901301123"), today()), Err(IdNumberError::BirthDate));
-        assert_eq!(IdNumber::parse(&with_check("32083020990101123"), today()), Err(IdNumberError::BirthDate));
+        assert_eq!(
+            IdNumber::parse("32083019900A011234", today()),
+            Err(IdNumberError::Digits)
+        );
+        assert_eq!(
+            IdNumber::parse(&with_check("32083019901301123"), today()),
+            Err(IdNumberError::BirthDate)
+        );
+        assert_eq!(
+            IdNumber::parse(&with_check("32083020990101123"), today()),
+            Err(IdNumberError::BirthDate)
+        );
     }
 
     #[test]

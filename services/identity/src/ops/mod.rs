@@ -50,7 +50,13 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(db: Database, cipher: FieldCipher, outbox: Outbox, keys: Arc<Keys>, settings: Settings) -> Self {
-        Self { db, cipher, outbox, keys, settings }
+        Self {
+            db,
+            cipher,
+            outbox,
+            keys,
+            settings,
+        }
     }
 
     /// Commits and wakes the relay for the events written in `tx`.
@@ -76,18 +82,32 @@ pub(crate) fn request_hash(caller: &Caller, message: &impl prost::Message) -> St
 
 /// For idempotent creates: the id made by an earlier request with this `request_id`, or `None`
 /// when it is new. The same id with other content is refused.
-pub(crate) async fn earlier_result(tx: &mut Tx, operation: &str, request_id: &str, hash: &str) -> Result<Option<String>> {
+pub(crate) async fn earlier_result(
+    tx: &mut Tx,
+    operation: &str,
+    request_id: &str,
+    hash: &str,
+) -> Result<Option<String>> {
     if request_id.is_empty() {
         return Ok(None);
     }
     match store::idempotent_result(&mut **tx, operation, request_id).await? {
         None => Ok(None),
         Some((earlier_hash, id)) if earlier_hash == hash => Ok(Some(id)),
-        Some(_) => Err(IdentityError::invalid("request_id", "该请求号已用于另一内容不同的请求 / reused with different content")),
+        Some(_) => Err(IdentityError::invalid(
+            "request_id",
+            "该请求号已用于另一内容不同的请求 / reused with different content",
+        )),
     }
 }
 
-pub(crate) async fn remember_result(tx: &mut Tx, operation: &str, request_id: &str, hash: &str, id: &str) -> Result<()> {
+pub(crate) async fn remember_result(
+    tx: &mut Tx,
+    operation: &str,
+    request_id: &str,
+    hash: &str,
+    id: &str,
+) -> Result<()> {
     if !request_id.is_empty() {
         store::remember_idempotent(&mut **tx, operation, request_id, hash, id).await?;
     }
