@@ -2,4 +2,5 @@
 //! that drive it (`serve`, `migrate`, `import`, `dead-letters`).
 
 pub mod import_cli;
+pub mod peers;
 pub mod system;

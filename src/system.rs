@@ -8,7 +8,7 @@ use jiaxin_identity::{IdentityConfig, IdentityService};
 use jiaxin_kit::{
     auth::{AuthLayer, Verifier},
     bus::{Bus, InProcessBus},
-    config::CommonConfig,
+    config::{BusKind, CommonConfig},
     outbox::Relay,
     server::{self, Limits},
     storage::{Database, DatabaseLocation, Migrations},
@@ -63,8 +63,25 @@ impl SystemConfig {
         if let Err(p) = self.identity.validate() {
             problems.extend(p);
         }
-        if !self.services().contains(&ServiceName::Identity) {
-            problems.push("every service verifies tokens with identity's keys: include --service identity (remote identity comes with distributed mode)".into());
+        let peers = self.common.peer_map().unwrap_or_default();
+        for (name, _) in &peers {
+            if !ServiceName::ALL.iter().any(|s| s.as_str() == name) {
+                problems.push(format!("--peer {name}=…: no such service"));
+            }
+        }
+        if !self.services().contains(&ServiceName::Identity) && !peers.iter().any(|(name, _)| name == "identity") {
+            problems.push("every service verifies tokens with identity's keys: run identity here or give --peer identity=http://…".into());
+        }
+        let subset = self.services().len() < ServiceName::ALL.len();
+        if subset && self.common.bus_kind() == Ok(BusKind::InProcess) {
+            problems.push("a subset of services needs a shared bus: --bus kafka://…".into());
+        }
+        if let Some(url) = &self.common.database_url
+            && url.expose().starts_with("sqlite:")
+            && self.services().len() > 1
+        {
+            problems
+                .push("--database-url sqlite://… holds one service; for several use --data-dir (a file each)".into());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
@@ -72,9 +89,15 @@ impl SystemConfig {
     /// Where a service's database lives: the configured URL, or its own SQLite file.
     pub fn location(&self, service: ServiceName) -> anyhow::Result<DatabaseLocation> {
         match &self.common.database_url {
+            Some(url) if url.expose().starts_with("postgres") => Ok(DatabaseLocation::shared(
+                url.clone(),
+                &self.common.database_schema_prefix,
+                service.as_str(),
+            )),
             Some(url) => Ok(DatabaseLocation {
                 url: url.clone(),
-                max_connections: 16,
+                max_connections: 8,
+                schema: None,
             }),
             None => Ok(DatabaseLocation::sqlite_in(&self.common.data_dir, service.as_str())?),
         }
@@ -98,6 +121,8 @@ pub struct RunningSystem {
     tasks: JoinSet<()>,
     grace: std::time::Duration,
     databases: Vec<Database>,
+    #[cfg(feature = "kafka")]
+    kafka: Option<Arc<jiaxin_kit::kafka::KafkaBus>>,
 }
 
 impl RunningSystem {
@@ -130,6 +155,10 @@ impl RunningSystem {
             );
             self.tasks.abort_all();
         }
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &self.kafka {
+            kafka.shutdown().await;
+        }
         for db in &self.databases {
             db.close().await;
         }
@@ -142,7 +171,25 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     }
     let cipher = config.common.field_cipher()?;
     let cancel = CancellationToken::new();
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+    #[cfg(feature = "kafka")]
+    let mut kafka = None;
+    let bus: Arc<dyn Bus> = match config.common.bus_kind().map_err(|e| anyhow::anyhow!(e))? {
+        BusKind::InProcess => Arc::new(InProcessBus::new()),
+        #[cfg(feature = "kafka")]
+        BusKind::Kafka { brokers } => {
+            let settings = jiaxin_kit::kafka::KafkaConfig {
+                brokers,
+                prefix: config.common.kafka_topic_prefix.clone(),
+                partitions: config.common.kafka_partitions,
+                replication: config.common.kafka_replication,
+            };
+            let bus = Arc::new(jiaxin_kit::kafka::KafkaBus::new(settings, cancel.clone())?);
+            kafka = Some(bus.clone());
+            bus
+        }
+        #[cfg(not(feature = "kafka"))]
+        BusKind::Kafka { .. } => anyhow::bail!("this binary was built without the kafka feature"),
+    };
     let mut tasks = JoinSet::new();
     let mut routes = tonic::service::RoutesBuilder::default();
     let mut health_names = Vec::new();
@@ -167,7 +214,18 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
             }
         }
     }
-    let key_source = key_source.ok_or_else(|| anyhow::anyhow!("identity is not running in this process"))?;
+    let key_source = match key_source {
+        Some(local) => local,
+        None => {
+            let peers = config.common.peer_map().map_err(|e| anyhow::anyhow!(e))?;
+            let url = peers
+                .iter()
+                .find(|(name, _)| name == "identity")
+                .map(|(_, url)| url.clone())
+                .ok_or_else(|| anyhow::anyhow!("identity is neither here nor a --peer"))?;
+            crate::peers::RemoteKeySource::new(&url)?
+        }
+    };
     let auth = AuthLayer::new(Arc::new(Verifier::new(key_source)), public_methods);
 
     let grpc_listener = server::bind(config.common.grpc_listen).await?;
@@ -204,6 +262,8 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
         tasks,
         grace: config.common.shutdown_grace(),
         databases,
+        #[cfg(feature = "kafka")]
+        kafka,
     })
 }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use common::{TestSystem, authed, id_number};
 use ed25519_dalek::SigningKey;
+use jiaxin::system::ServiceName;
 use jiaxin_kit::{
     auth::{Claims, ISSUER, Role, TokenSigner},
     crypto::FieldCipher,
@@ -36,13 +37,11 @@ fn all_rpcs() -> Vec<String> {
 
 /// The active signing key, read the way identity stores it (a white-box step so the test can
 /// make tokens that differ from a good one in exactly one respect).
-async fn signing_key(data_dir: &std::path::Path) -> (String, SigningKey) {
-    let cipher = FieldCipher::load_or_create(&data_dir.join("field.key")).unwrap();
-    sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}", data_dir.join("identity.db").display());
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+async fn signing_key(sys: &TestSystem) -> (String, SigningKey) {
+    let cipher = FieldCipher::load_or_create(&sys.data_dir.join("field.key")).unwrap();
+    let db = sys.database(ServiceName::Identity).await;
     let (kid, ct): (String, Vec<u8>) = sqlx::query_as("SELECT kid, private_key_ct FROM signing_keys WHERE active = 1")
-        .fetch_one(&pool)
+        .fetch_one(db.pool())
         .await
         .unwrap();
     let secret = cipher.decrypt("signing_keys.private_key", &ct).unwrap();
@@ -77,7 +76,7 @@ async fn every_rpc_refuses_missing_expired_tampered_wrong_key_and_unsigned_token
         .unwrap()
         .into_inner();
     let account = login.account.unwrap();
-    let (kid, key) = signing_key(&sys.data_dir).await;
+    let (kid, key) = signing_key(&sys).await;
     let now = chrono::Utc::now().timestamp();
 
     // A token made here with the real key is accepted: the forgeries below fail for their flaw alone.
@@ -199,28 +198,54 @@ async fn no_plaintext_id_or_phone_number_is_stored() {
             .unwrap();
         ids.push(id);
     }
-    sys.stop().await;
-
-    let mut scanned = 0;
-    let mut saw_names = false;
-    for entry in std::fs::read_dir(&sys.data_dir).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        scanned += bytes.len();
-        saw_names |= bytes.windows("居民7".len()).any(|w| w == "居民7".as_bytes());
-        for (i, id) in ids.iter().enumerate() {
-            let phone = format!("139{:08}", 12_345_000 + i);
-            for secret in [id.as_str(), &id[..17], phone.as_str()] {
-                assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "{} holds a plaintext number",
-                    path.display()
-                );
-            }
+    let stored = stored_bytes(&mut sys).await;
+    assert!(!stored.is_empty());
+    assert!(
+        contains(&stored, "居民7".as_bytes()),
+        "the scan reads where the residents are"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let phone = format!("139{:08}", 12_345_000 + i);
+        for secret in [id.as_str(), &id[..17], phone.as_str()] {
+            assert!(!contains(&stored, secret.as_bytes()), "a plaintext number is stored");
         }
     }
-    assert!(
-        scanned > 0 && saw_names,
-        "the scan read the files that hold the residents"
-    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Everything identity stored: embedded, the bytes of its SQLite files (database and WAL) after a
+/// clean stop; on PostgreSQL, every row of every table of its schema as text.
+async fn stored_bytes(sys: &mut TestSystem) -> Vec<u8> {
+    if common::distributed() {
+        let db = sys.database(ServiceName::Identity).await;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = current_schema()",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for table in tables {
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT CAST(row_to_json(t) AS TEXT) FROM \"{table}\" t"))
+                    .fetch_all(db.pool())
+                    .await
+                    .unwrap();
+            for row in rows {
+                out.extend_from_slice(row.as_bytes());
+            }
+        }
+        sys.stop().await;
+        out
+    } else {
+        sys.stop().await;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&sys.data_dir).unwrap() {
+            out.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        out
+    }
 }

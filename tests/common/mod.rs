@@ -25,7 +25,14 @@ struct Flags {
 pub struct TestSystem {
     pub running: Option<RunningSystem>,
     pub data_dir: PathBuf,
+    pub config: SystemConfig,
     _temp: tempfile::TempDir,
+}
+
+/// Whether this run is the distributed suite (PostgreSQL and a Kafka-protocol broker, given by
+/// `JIAXIN_TEST_DATABASE_URL` and `JIAXIN_TEST_BUS`) rather than embedded.
+pub fn distributed() -> bool {
+    std::env::var("JIAXIN_TEST_DATABASE_URL").is_ok()
 }
 
 impl TestSystem {
@@ -33,7 +40,7 @@ impl TestSystem {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
         // Parse like the command line does, so the tests use the real defaults.
-        let flags = Flags::parse_from([
+        let mut args: Vec<String> = [
             "test",
             "--grpc-listen",
             "127.0.0.1:0",
@@ -43,19 +50,50 @@ impl TestSystem {
             data_dir.to_str().unwrap(),
             "--bootstrap-admin-password",
             ADMIN_PASSWORD,
-        ]);
-        let running = system::start(SystemConfig {
+        ]
+        .map(String::from)
+        .to_vec();
+        // Each system gets its own namespace on the shared servers: a schema per service and a
+        // topic prefix.
+        let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+        if let Ok(url) = std::env::var("JIAXIN_TEST_DATABASE_URL") {
+            args.extend([
+                "--database-url".into(),
+                url,
+                "--database-schema-prefix".into(),
+                format!("{namespace}_"),
+            ]);
+        }
+        if let Ok(bus) = std::env::var("JIAXIN_TEST_BUS") {
+            args.extend([
+                "--bus".into(),
+                bus,
+                "--kafka-topic-prefix".into(),
+                format!("{namespace}."),
+                "--kafka-partitions".into(),
+                "3".into(),
+            ]);
+        }
+        let flags = Flags::parse_from(args);
+        let config = SystemConfig {
             common: flags.common,
             identity: flags.identity,
             services: vec![],
-        })
-        .await
-        .unwrap();
+        };
+        let running = system::start(config.clone()).await.unwrap();
         Self {
             running: Some(running),
             data_dir,
+            config,
             _temp: temp,
         }
+    }
+
+    /// A service's database, opened the way the system opens it.
+    pub async fn database(&self, service: system::ServiceName) -> jiaxin_kit::storage::Database {
+        jiaxin_kit::storage::Database::connect(&self.config.location(service).unwrap())
+            .await
+            .unwrap()
     }
 
     pub fn addr(&self) -> String {

@@ -14,6 +14,8 @@ use crate::inbox::Consumer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    #[error("broker: {0}")]
+    Broker(String),
     #[error("consumer '{consumer}' could not take event {event_id}: {reason}")]
     Delivery {
         consumer: String,
@@ -26,6 +28,14 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes and returns once the event is durable downstream.
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), BusError>;
+    /// Publishes several events in order; returns once all are durable downstream.
+    async fn publish_batch(&self, batch: &[(String, Envelope)]) -> Result<(), BusError> {
+        for (topic, envelope) in batch {
+            self.publish(topic, envelope).await?;
+        }
+        Ok(())
+    }
+
     /// Delivers every later event on `topics` to `consumer`.
     async fn subscribe(&self, topics: &[String], consumer: Arc<Consumer>) -> Result<(), BusError>;
 }

@@ -24,6 +24,31 @@ pub struct CommonConfig {
     #[arg(long, env = "JIAXIN_DATABASE_URL")]
     pub database_url: Option<Secret<String>>,
 
+    /// PostgreSQL: each service keeps its tables in the schema `<prefix><service>`.
+    #[arg(long, env = "JIAXIN_DATABASE_SCHEMA_PREFIX", default_value = "")]
+    pub database_schema_prefix: String,
+
+    /// Event bus: `inprocess` (embedded) or `kafka://host:port,host:port` (distributed).
+    #[arg(long, env = "JIAXIN_BUS", default_value = "inprocess")]
+    pub bus: String,
+
+    /// Partitions of the topics this process creates (events are keyed by household).
+    #[arg(long, env = "JIAXIN_KAFKA_PARTITIONS", default_value_t = 12)]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of the topics this process creates (3 in production).
+    #[arg(long, env = "JIAXIN_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+
+    /// Prefix for topic and consumer-group names, to share a cluster between deployments.
+    #[arg(long, env = "JIAXIN_KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
+
+    /// Where services that do not run in this process are: `identity=http://identity:50051`
+    /// (repeatable, or comma-separated in the env var).
+    #[arg(long = "peer", env = "JIAXIN_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
     /// 32-byte key (base64) that encrypts ID and phone numbers. Embedded mode generates one into
     /// the data directory on first run when this is not set.
     #[arg(long, env = "JIAXIN_FIELD_KEY")]
@@ -67,6 +92,22 @@ impl CommonConfig {
         {
             problems.push(format!("--field-key: {error}"));
         }
+        if !crate::storage::valid_schema_name(&format!("{}x", self.database_schema_prefix)) {
+            problems.push("--database-schema-prefix: use lowercase letters, digits and _".to_owned());
+        }
+        match self.bus_kind() {
+            Ok(BusKind::Kafka { .. }) if !cfg!(feature = "kafka") => {
+                problems.push("--bus kafka://…: this binary was built without the kafka feature".to_owned())
+            }
+            Ok(_) => {}
+            Err(problem) => problems.push(problem),
+        }
+        if self.kafka_partitions < 1 || self.kafka_replication < 1 {
+            problems.push("--kafka-partitions and --kafka-replication must be at least 1".to_owned());
+        }
+        if let Err(problem) = self.peer_map() {
+            problems.push(problem);
+        }
         if self.request_timeout_secs == 0 {
             problems.push("--request-timeout-secs must be at least 1".to_owned());
         }
@@ -77,6 +118,38 @@ impl CommonConfig {
             problems.push("--data-dir must not be empty".to_owned());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    pub fn bus_kind(&self) -> Result<BusKind, String> {
+        let bus = self.bus.trim();
+        if bus == "inprocess" {
+            return Ok(BusKind::InProcess);
+        }
+        match bus.strip_prefix("kafka://") {
+            Some(brokers) if !brokers.trim_matches('/').is_empty() => Ok(BusKind::Kafka {
+                brokers: brokers.trim_matches('/').to_owned(),
+            }),
+            Some(_) => Err("--bus kafka://… needs at least one host:port".to_owned()),
+            None => Err(format!(
+                "--bus must be 'inprocess' or 'kafka://host:port,…', not '{bus}'"
+            )),
+        }
+    }
+
+    /// `--peer name=url` pairs.
+    pub fn peer_map(&self) -> Result<Vec<(String, String)>, String> {
+        self.peers
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|peer| match peer.split_once('=') {
+                Some((name, url))
+                    if !name.is_empty() && (url.starts_with("http://") || url.starts_with("https://")) =>
+                {
+                    Ok((name.trim().to_owned(), url.trim().to_owned()))
+                }
+                _ => Err(format!("--peer '{peer}': expected name=http://host:port")),
+            })
+            .collect()
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -93,5 +166,101 @@ impl CommonConfig {
             Some(key) => FieldCipher::from_base64(key),
             None => FieldCipher::load_or_create(&self.data_dir.join("field.key")),
         }
+    }
+}
+
+/// Which bus a process uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusKind {
+    InProcess,
+    Kafka { brokers: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    fn parse(args: &[&str]) -> CommonConfig {
+        let mut argv = vec!["jiaxin"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv)
+            .map(|f| f.common)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let config = parse(&[]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.bus_kind(), Ok(BusKind::InProcess));
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let config = parse(&[
+            "--database-url",
+            "mysql://x",
+            "--field-key",
+            "c2hvcnQ=",
+            "--bus",
+            "rabbit://x",
+            "--peer",
+            "identity",
+            "--request-timeout-secs",
+            "0",
+            "--database-schema-prefix",
+            "Bad-",
+        ]);
+        let problems = config.validate().unwrap_err().join("\n");
+        for flag in [
+            "--database-url",
+            "--field-key",
+            "--bus",
+            "--peer",
+            "--request-timeout-secs",
+            "--database-schema-prefix",
+        ] {
+            assert!(problems.contains(flag), "{flag} missing from: {problems}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = parse(&[
+            "--field-key",
+            "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXkh",
+            "--database-url",
+            "postgres://u:hunter2@db/x",
+        ]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0"), "{shown}");
+    }
+
+    #[test]
+    fn kafka_urls_and_peers_parse() {
+        let config = parse(&[
+            "--bus",
+            "kafka://b1:9092,b2:9092",
+            "--peer",
+            "identity=http://identity:50051",
+        ]);
+        assert_eq!(
+            config.bus_kind(),
+            Ok(BusKind::Kafka {
+                brokers: "b1:9092,b2:9092".into()
+            })
+        );
+        assert_eq!(
+            config.peer_map(),
+            Ok(vec![("identity".into(), "http://identity:50051".into())])
+        );
     }
 }

@@ -8,6 +8,8 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod inbox;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod outbox;
 pub mod page;
 pub mod secret;

@@ -5,16 +5,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use jiaxin_proto::events::Envelope;
 use prost::Name;
-use sqlx::Row;
+use sqlx::{Any, Row, pool::PoolConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     bus::Bus,
     events::{self, EnvelopeError},
-    storage::{Database, Tx},
+    storage::{Database, Dialect, Tx},
     time::now_micros,
 };
 
@@ -94,11 +93,68 @@ impl Relay {
         }
     }
 
-    /// Runs until cancelled, then publishes what is left before returning.
+    /// Runs until cancelled, then publishes what is left before returning. With several
+    /// replicas of a service on PostgreSQL only the one holding the relay lock publishes, so
+    /// events leave in commit order; the others wait to take over.
     pub async fn run(self, cancel: CancellationToken) {
+        while let Some(leadership) = self.lead(&cancel).await {
+            self.relay_while_leading(leadership, &cancel).await;
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+    }
+
+    /// Waits until this relay may publish; `None` when cancelled first.
+    async fn lead(&self, cancel: &CancellationToken) -> Option<Leadership> {
+        if self.db.dialect() == Dialect::Sqlite {
+            // One process owns a SQLite file.
+            return Some(Leadership::Sole);
+        }
+        let mut logged = false;
+        loop {
+            match self.try_lock().await {
+                Ok(Some(conn)) => {
+                    tracing::info!(producer = self.outbox.producer, "outbox relay leading");
+                    return Some(Leadership::Locked(conn));
+                }
+                Ok(None) if !logged => {
+                    tracing::info!(
+                        producer = self.outbox.producer,
+                        "another replica relays the outbox; standing by"
+                    );
+                    logged = true;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(producer = self.outbox.producer, %error, "relay lock unavailable"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                () = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    async fn try_lock(&self) -> Result<Option<PoolConnection<Any>>, sqlx::Error> {
+        let mut conn = self.db.pool().acquire().await?;
+        // Session-level advisory lock, keyed by the service's schema: released when this
+        // connection closes, so a dead replica's lock passes on by itself.
+        let got: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN pg_try_advisory_lock(hashtext('jiaxin.outbox.' || current_schema())) THEN 1 ELSE 0 END AS BIGINT)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok((got == 1).then_some(conn))
+    }
+
+    async fn relay_while_leading(&self, mut leadership: Leadership, cancel: &CancellationToken) {
         let mut failures = 0u32;
         let mut drains = 0u64;
         loop {
+            if !leadership.still_held().await {
+                tracing::warn!(producer = self.outbox.producer, "relay lock lost; re-acquiring");
+                return;
+            }
             match self.drain_once().await {
                 Ok(published) => {
                     failures = 0;
@@ -147,37 +203,44 @@ impl Relay {
         }
     }
 
-    /// Publishes up to one batch, strictly in seq order, stopping at the first failure so that
-    /// no event overtakes an earlier one of the same household.
+    /// Publishes up to one batch in seq order and marks exactly those rows sent. A failure
+    /// publishes the whole batch again next time (consumers drop the duplicates), so no event
+    /// overtakes an earlier one of the same household.
     pub async fn drain_once(&self) -> Result<usize, RelayError> {
         let rows =
             sqlx::query("SELECT seq, topic, envelope FROM kit_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1")
                 .bind(self.batch_size)
                 .fetch_all(self.db.pool())
                 .await?;
-        let mut published = 0;
-        for row in rows {
-            let seq: i64 = row.try_get("seq")?;
-            let topic: String = row.try_get("topic")?;
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in &rows {
+            seqs.push(row.try_get::<i64, _>("seq")?);
             let bytes: Vec<u8> = row.try_get("envelope")?;
-            let envelope: Envelope = events::decode(&bytes)?;
-            self.bus.publish(&topic, &envelope).await?;
-            sqlx::query("UPDATE kit_outbox SET sent_at = $1 WHERE seq = $2")
-                .bind(now_micros())
-                .bind(seq)
-                .execute(self.db.pool())
-                .await?;
-            published += 1;
+            batch.push((row.try_get::<String, _>("topic")?, events::decode(&bytes)?));
         }
-        if published > 0 {
+        if !batch.is_empty() {
+            self.bus.publish_batch(&batch).await?;
+            // Exactly these rows: a row with a lower seq that committed meanwhile was not
+            // published, so a range would be wrong.
+            let placeholders: Vec<String> = (0..seqs.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE kit_outbox SET sent_at = $1 WHERE seq IN ({})",
+                placeholders.join(", ")
+            );
+            let mut update = sqlx::query(&sql).bind(now_micros());
+            for seq in &seqs {
+                update = update.bind(*seq);
+            }
+            update.execute(self.db.pool()).await?;
             metrics::counter!("jiaxin_outbox_published_total", "producer" => self.outbox.producer)
-                .increment(published as u64);
+                .increment(batch.len() as u64);
         }
         let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kit_outbox WHERE sent_at IS NULL")
             .fetch_one(self.db.pool())
             .await?;
         metrics::gauge!("jiaxin_outbox_backlog", "producer" => self.outbox.producer).set(backlog as f64);
-        Ok(published)
+        Ok(batch.len())
     }
 
     async fn purge_sent(&self) {
@@ -200,4 +263,22 @@ pub enum RelayError {
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
+}
+
+/// The right to publish a service's outbox.
+enum Leadership {
+    /// SQLite: the process owns the file.
+    Sole,
+    /// PostgreSQL: an advisory lock held on this connection.
+    Locked(PoolConnection<Any>),
+}
+
+impl Leadership {
+    async fn still_held(&mut self) -> bool {
+        match self {
+            Leadership::Sole => true,
+            // The lock lives as long as its connection; a failing connection means it is gone.
+            Leadership::Locked(conn) => sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok(),
+        }
+    }
 }

@@ -8,7 +8,7 @@
 use std::{borrow::Cow, path::Path, str::FromStr, sync::Once, time::Duration};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
 };
@@ -25,6 +25,8 @@ static KIT_POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres
 pub enum StorageError {
     #[error("database url scheme '{0}' is not supported; use sqlite:// or postgres://")]
     UnsupportedScheme(String),
+    #[error("schema name '{0}' is invalid: use lowercase letters, digits and _")]
+    SchemaName(String),
     #[error("service '{0}' has no migrations for {1}")]
     NoMigrations(String, Dialect),
     #[error("cannot create data directory {path}: {source}")]
@@ -73,6 +75,30 @@ pub struct DatabaseLocation {
     pub url: Secret<String>,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// PostgreSQL: the schema that holds this service's tables (created if missing), so services
+    /// can share one database and still own their data. Ignored for SQLite (a file each).
+    pub schema: Option<String>,
+}
+
+impl DatabaseLocation {
+    /// A service's place in a shared database URL: its own schema, `<prefix><service>`.
+    pub fn shared(url: Secret<String>, schema_prefix: &str, service: &str) -> Self {
+        Self {
+            url,
+            max_connections: 16,
+            schema: Some(format!("{schema_prefix}{service}")),
+        }
+    }
+}
+
+/// Schema names are spliced into SQL (identifiers cannot be bound), so only a safe alphabet.
+pub fn valid_schema_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 impl DatabaseLocation {
@@ -86,6 +112,7 @@ impl DatabaseLocation {
         Ok(Self {
             url: Secret::new(format!("sqlite://{}?mode=rwc", file.display())),
             max_connections: 8,
+            schema: None,
         })
     }
 }
@@ -111,30 +138,82 @@ fn install_drivers() {
 }
 
 impl Database {
+    /// Connects, retrying while the server is not reachable yet (a pod may start before its
+    /// database), and on PostgreSQL creates and selects the service's schema.
     pub async fn connect(location: &DatabaseLocation) -> Result<Self, StorageError> {
         install_drivers();
         let dialect = Dialect::from_url(location.url.expose())?;
         let options = AnyConnectOptions::from_str(location.url.expose())?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(location.max_connections.max(1))
+        let schema = match (dialect, &location.schema) {
+            (Dialect::Postgres, Some(schema)) => {
+                if !valid_schema_name(schema) {
+                    return Err(StorageError::SchemaName(schema.clone()));
+                }
+                Some(schema.clone())
+            }
+            _ => None,
+        };
+        let mut attempt = 0u32;
+        loop {
+            match Self::try_connect(dialect, &options, location.max_connections, schema.clone()).await {
+                Ok(pool) => return Ok(Self { pool, dialect }),
+                Err(error) if is_transient(&error) && attempt < 10 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn try_connect(
+        dialect: Dialect,
+        options: &AnyConnectOptions,
+        max_connections: u32,
+        schema: Option<String>,
+    ) -> Result<AnyPool, sqlx::Error> {
+        if let Some(schema) = &schema {
+            let mut conn = sqlx::AnyConnection::connect_with(options).await?;
+            // Two replicas may race here; IF NOT EXISTS can still fail on the catalog's unique
+            // index, so a failure is retried once the other has won.
+            if let Err(error) = conn
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+                .await
+            {
+                tracing::debug!(%error, "create schema raced; continuing");
+            }
+            conn.close().await?;
+        }
+        AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
                 Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL lets readers run beside the one writer; busy_timeout makes a second
-                        // writer wait instead of failing; NORMAL sync is durable in WAL mode
-                        // against process death (only power loss can drop the last commits).
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            // WAL lets readers run beside the one writer; busy_timeout makes a
+                            // second writer wait instead of failing; NORMAL sync is durable in
+                            // WAL mode against process death (power loss can drop the last
+                            // commits).
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Dialect::Postgres => {
+                            if let Some(schema) = schema {
+                                conn.execute(format!("SET search_path TO \"{schema}\"").as_str())
+                                    .await?;
+                            }
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, dialect })
+            .connect_with(options.clone())
+            .await
     }
 
     /// Applies the kit's tables and the service's own migrations, in version order.
@@ -185,5 +264,42 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Errors worth retrying: the server is down, restarting, or out of connections.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // 57P01 admin shutdown, 57P03 cannot connect now, 53300 too many connections,
+        // 08xxx connection exceptions, 40001 serialization failure, 40P01 deadlock.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01") || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_a_safe_alphabet() {
+        assert!(valid_schema_name("identity"));
+        assert!(valid_schema_name("t_01ab_identity"));
+        assert!(!valid_schema_name("Identity"));
+        assert!(!valid_schema_name("a\"; DROP TABLE x; --"));
+        assert!(!valid_schema_name("1abc"));
+        assert!(!valid_schema_name(""));
+    }
+
+    #[test]
+    fn unknown_schemes_are_named_in_the_error() {
+        let error = Dialect::from_url("mysql://localhost/x").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "database url scheme 'mysql' is not supported; use sqlite:// or postgres://"
+        );
     }
 }

@@ -34,10 +34,11 @@ pub use ops::{Bootstrap, Settings};
 pub const SERVICE: &str = "identity";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE_MIGRATIONS,
-    postgres: None,
+    postgres: Some(&POSTGRES_MIGRATIONS),
 };
 
 const GRPC_SERVICE: &str = "jiaxin.identity.v1.IdentityService";

@@ -128,7 +128,7 @@ pub async fn move_subtree<'c, E: Executor<'c, Database = Any>>(
 ) -> sqlx::Result<()> {
     let (lo, hi) = crate::domain::org::subtree_range(old_path);
     sqlx::query(
-        "UPDATE org_nodes SET path = $1 || substr(path, $2), \
+        "UPDATE org_nodes SET path = $1 || substr(path, CAST($2 AS INTEGER)), \
              parent_id = CASE WHEN id = $3 THEN $4 ELSE parent_id END \
          WHERE path >= $5 AND path < $6",
     )
@@ -190,6 +190,16 @@ pub async fn households_in<'c, E: Executor<'c, Database = Any>>(
     .bind(page.fetch_limit())
     .fetch_all(e)
     .await
+}
+
+/// Takes the household's row lock for the rest of the transaction, so two changes to one
+/// household serialise (an UPDATE locks in PostgreSQL; SQLite's writer lock covers it already).
+pub async fn lock_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE households SET status = status WHERE id = $1")
+        .bind(id)
+        .execute(e)
+        .await?;
+    Ok(())
 }
 
 pub async fn insert_household<'c, E: Executor<'c, Database = Any>>(

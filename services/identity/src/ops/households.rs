@@ -127,19 +127,28 @@ impl Identity {
 
     /// Inserts a prepared resident, refusing an ID number that is registered already.
     pub(crate) async fn insert_resident(&self, tx: &mut Tx, field: &str, resident: &PreparedResident) -> Result<()> {
+        let taken = || IdentityError::invalid(field, "该身份证号已登记 / this ID number is registered already");
         if store::resident_id_by_index(&mut **tx, &resident.bidx).await?.is_some() {
-            return Err(IdentityError::invalid(
-                field,
-                "该身份证号已登记 / this ID number is registered already",
-            ));
+            return Err(taken());
         }
-        store::insert_resident(&mut **tx, &resident.row()).await?;
+        // A concurrent registration of the same person can pass the check; the unique blind
+        // index refuses the second, which must read as the same answer.
+        store::insert_resident(&mut **tx, &resident.row()).await.map_err(|e| {
+            if super::is_unique_violation(&e) {
+                taken()
+            } else {
+                e.into()
+            }
+        })?;
         Ok(())
     }
 
     /// A household the caller may read (`write == false`) or change. Out of scope reads as
     /// missing; a resident reads only their own household.
     async fn household_for(&self, tx: &mut Tx, caller: &Caller, id: &str, write: bool) -> Result<HouseholdRow> {
+        if write {
+            store::lock_household(&mut **tx, id).await?;
+        }
         let row = store::household(&mut **tx, id)
             .await?
             .ok_or(IdentityError::NotFound(HOUSEHOLD))?;

@@ -1,0 +1,305 @@
+//! The Kafka bus, for distributed mode: one topic per producing service, keyed by household so a
+//! household's events stay in one partition and in order; one consumer group per consuming
+//! service.
+//!
+//! The delivery promise matches the in-process bus: `publish` returns once every broker replica
+//! has the event (idempotent producer, `acks=all`), and a consumer's offset is stored only after
+//! the inbox transaction that applied the event has committed (`enable.auto.offset.store=false`;
+//! the stored offsets are committed in the background and on rebalance). A crash between apply
+//! and commit means a redelivery, which the inbox turns into a no-op.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use jiaxin_proto::events::Envelope;
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    error::KafkaError,
+    message::{Header, Message, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+    types::RDKafkaErrorCode,
+    util::Timeout,
+};
+use tokio::{sync::Mutex, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::{Bus, BusError},
+    events,
+    inbox::Consumer,
+};
+
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+const LAG_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,host:port`
+    pub brokers: String,
+    /// Prepended to every topic and group name (isolates tests and tenants on one cluster).
+    pub prefix: String,
+    /// Partitions of topics this process creates.
+    pub partitions: i32,
+    /// Replication factor of topics this process creates.
+    pub replication: i32,
+}
+
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    known_topics: Mutex<HashSet<String>>,
+    consumers: Mutex<JoinSet<()>>,
+    cancel: CancellationToken,
+}
+
+fn kafka_error(context: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Broker(format!("{context}: {error}"))
+}
+
+impl KafkaBus {
+    pub fn new(config: KafkaConfig, cancel: CancellationToken) -> Result<Self, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            // Idempotence makes retries safe and keeps per-partition order; it implies acks=all.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|e| kafka_error("cannot create producer", e))?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .create()
+            .map_err(|e| kafka_error("cannot create admin client", e))?;
+        Ok(Self {
+            config,
+            producer,
+            admin,
+            known_topics: Mutex::new(HashSet::new()),
+            consumers: Mutex::new(JoinSet::new()),
+            cancel,
+        })
+    }
+
+    fn full_topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.config.prefix)
+    }
+
+    /// Creates the topic with the configured partitions when it does not exist yet.
+    async fn ensure_topic(&self, full_topic: &str) -> Result<(), BusError> {
+        let mut known = self.known_topics.lock().await;
+        if known.contains(full_topic) {
+            return Ok(());
+        }
+        let topic = NewTopic::new(
+            full_topic,
+            self.config.partitions,
+            TopicReplication::Fixed(self.config.replication),
+        );
+        let results = self
+            .admin
+            .create_topics(
+                [&topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .map_err(|e| kafka_error("cannot create topic", e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(kafka_error(&format!("cannot create topic {name}"), code)),
+            }
+        }
+        known.insert(full_topic.to_owned());
+        Ok(())
+    }
+
+    /// Waits for the consumer tasks to stop (after the cancellation token fired) and flushes the
+    /// producer.
+    pub async fn shutdown(&self) {
+        let mut consumers = self.consumers.lock().await;
+        while consumers.join_next().await.is_some() {}
+        if let Err(error) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+            tracing::warn!(%error, "kafka producer flush incomplete");
+        }
+    }
+
+    fn headers(envelope: &Envelope) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event_id",
+                value: Some(envelope.event_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "event_type",
+                value: Some(envelope.event_type.as_bytes()),
+            });
+        for (key, value) in &envelope.trace_context {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        headers
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), BusError> {
+        self.publish_batch(&[(topic.to_owned(), envelope.clone())]).await
+    }
+
+    /// Enqueues the whole batch in order, then waits for every delivery report: one round trip
+    /// for the batch instead of one per event, and the idempotent producer keeps the order.
+    async fn publish_batch(&self, batch: &[(String, Envelope)]) -> Result<(), BusError> {
+        let mut pending = Vec::with_capacity(batch.len());
+        for (topic, envelope) in batch {
+            let full_topic = self.full_topic(topic);
+            self.ensure_topic(&full_topic).await?;
+            let payload = events::encode(envelope);
+            let mut record = FutureRecord::to(&full_topic)
+                .key(envelope.partition_key.as_str())
+                .payload(&payload)
+                .headers(Self::headers(envelope));
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((error, _)) => return Err(kafka_error("cannot enqueue event", error)),
+                }
+            }
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(kafka_error("event not delivered", error)),
+                Err(_) => return Err(BusError::Broker("producer dropped the delivery".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, topics: &[String], consumer: Arc<Consumer>) -> Result<(), BusError> {
+        let full_topics: Vec<String> = topics.iter().map(|t| self.full_topic(t)).collect();
+        for topic in &full_topics {
+            self.ensure_topic(topic).await?;
+        }
+        let group = format!("{}jiaxin.{}", self.config.prefix, consumer.name());
+        let kafka: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .map_err(|e| kafka_error("cannot create consumer", e))?;
+        let refs: Vec<&str> = full_topics.iter().map(String::as_str).collect();
+        kafka.subscribe(&refs).map_err(|e| kafka_error("cannot subscribe", e))?;
+        let prefix = self.config.prefix.clone();
+        let cancel = self.cancel.clone();
+        self.consumers
+            .lock()
+            .await
+            .spawn(consume(Arc::new(kafka), consumer, prefix, cancel));
+        Ok(())
+    }
+}
+
+/// One consumer's loop: apply each message through the inbox, then store its offset.
+async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: String, cancel: CancellationToken) {
+    let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
+    loop {
+        let message = tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = lag_tick.tick() => {
+                report_lag(kafka.clone(), consumer.name().to_owned());
+                continue;
+            }
+            message = kafka.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(consumer = consumer.name(), %error, "kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let topic = message
+            .topic()
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(message.topic())
+            .to_owned();
+        match message.payload().map(events::decode) {
+            Some(Ok(envelope)) => {
+                // Only a database that stays unreachable fails here (handler errors are parked):
+                // keep the offset where it is and retry, so nothing is skipped.
+                let mut backoff = Duration::from_millis(100);
+                while let Err(error) = consumer.deliver(&topic, &envelope).await {
+                    tracing::warn!(consumer = consumer.name(), %error, "cannot apply event; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => return finish(&kafka),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            _ => {
+                metrics::counter!("jiaxin_events_malformed_total", "consumer" => consumer.name().to_owned())
+                    .increment(1);
+                tracing::error!(consumer = consumer.name(), topic = %message.topic(), partition = message.partition(), offset = message.offset(), "skipping a message that is not an event envelope");
+            }
+        }
+        if let Err(error) = kafka.store_offset_from_message(&message) {
+            tracing::warn!(consumer = consumer.name(), %error, "cannot store offset; the event may be redelivered");
+        }
+    }
+    finish(&kafka);
+}
+
+/// Commits what was applied before leaving, so the next owner does not redeliver it.
+fn finish(kafka: &StreamConsumer) {
+    if let Err(error) = kafka.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "final offset commit skipped");
+    }
+}
+
+/// Publishes each assigned partition's lag (high watermark minus position) as a gauge. The
+/// watermark query blocks on the network, so it runs off the async workers.
+fn report_lag(kafka: Arc<StreamConsumer>, consumer: String) {
+    tokio::task::spawn_blocking(move || {
+        let Ok(positions) = kafka.position() else { return };
+        for element in positions.elements() {
+            let Some(position) = element.offset().to_raw() else {
+                continue;
+            };
+            if let Ok((_, high)) = kafka.fetch_watermarks(
+                element.topic(),
+                element.partition(),
+                Timeout::After(Duration::from_secs(2)),
+            ) {
+                let lag = if position < 0 { high } else { (high - position).max(0) };
+                metrics::gauge!(
+                    "jiaxin_consumer_lag",
+                    "consumer" => consumer.clone(),
+                    "topic" => element.topic().to_owned(),
+                    "partition" => element.partition().to_string()
+                )
+                .set(lag as f64);
+            }
+        }
+    });
+}

@@ -1,0 +1,53 @@
+//! Clients for services that run in other processes (distributed mode), configured with
+//! `--peer name=url`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiaxin_kit::auth::KeySource;
+use jiaxin_proto::identity::{GetPublicKeysRequest, identity_service_client::IdentityServiceClient};
+use tonic::transport::{Channel, Endpoint};
+
+/// Identity's public keys fetched over gRPC, for a process that verifies tokens but does not run
+/// identity itself.
+pub struct RemoteKeySource {
+    client: IdentityServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            Channel,
+            fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+        >,
+    >,
+}
+
+impl RemoteKeySource {
+    /// Connects lazily: the process may start before identity does.
+    pub fn new(url: &str) -> anyhow::Result<Arc<dyn KeySource>> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_lazy();
+        let inject: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
+            jiaxin_kit::telemetry::inject_trace_context;
+        Ok(Arc::new(Self {
+            client: IdentityServiceClient::with_interceptor(channel, inject),
+        }))
+    }
+}
+
+#[async_trait]
+impl KeySource for RemoteKeySource {
+    async fn public_keys(&self) -> Result<Vec<(String, [u8; 32])>, String> {
+        let keys = self
+            .client
+            .clone()
+            .get_public_keys(GetPublicKeysRequest {})
+            .await
+            .map_err(|status| format!("identity GetPublicKeys: {}", status.message()))?
+            .into_inner()
+            .keys;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| <[u8; 32]>::try_from(k.public_key).ok().map(|bytes| (k.key_id, bytes)))
+            .collect())
+    }
+}
