@@ -8,26 +8,24 @@ use jiaxin_kit::auth::KeySource;
 use jiaxin_proto::identity::{GetPublicKeysRequest, identity_service_client::IdentityServiceClient};
 use tonic::transport::{Channel, Endpoint};
 
+/// A client interceptor that forwards the current trace context.
+type TraceInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+type TracedChannel = tonic::service::interceptor::InterceptedService<Channel, TraceInterceptor>;
+
 /// Identity's public keys fetched over gRPC, for a process that verifies tokens but does not run
 /// identity itself.
 pub struct RemoteKeySource {
-    client: IdentityServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            Channel,
-            fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-        >,
-    >,
+    client: IdentityServiceClient<TracedChannel>,
 }
 
 impl RemoteKeySource {
     /// Connects lazily: the process may start before identity does.
-    pub fn new(url: &str) -> anyhow::Result<Arc<dyn KeySource>> {
+    pub fn connect(url: &str) -> anyhow::Result<Arc<dyn KeySource>> {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(10))
             .connect_lazy();
-        let inject: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
-            jiaxin_kit::telemetry::inject_trace_context;
+        let inject: TraceInterceptor = jiaxin_kit::telemetry::inject_trace_context;
         Ok(Arc::new(Self {
             client: IdentityServiceClient::with_interceptor(channel, inject),
         }))

@@ -223,7 +223,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 .find(|(name, _)| name == "identity")
                 .map(|(_, url)| url.clone())
                 .ok_or_else(|| anyhow::anyhow!("identity is neither here nor a --peer"))?;
-            crate::peers::RemoteKeySource::new(&url)?
+            crate::peers::RemoteKeySource::connect(&url)?
         }
     };
     let auth = AuthLayer::new(Arc::new(Verifier::new(key_source)), public_methods);
