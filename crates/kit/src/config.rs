@@ -32,6 +32,10 @@ pub struct CommonConfig {
     #[arg(long, env = "JIAXIN_BUS", default_value = "inprocess")]
     pub bus: String,
 
+    /// Kafka brokers `host:port,host:port`: the same as `--bus kafka://host:port,…`.
+    #[arg(long, env = "JIAXIN_KAFKA_BROKERS", conflicts_with = "bus")]
+    pub kafka_brokers: Option<String>,
+
     /// Partitions of the topics this process creates (events are keyed by household).
     #[arg(long, env = "JIAXIN_KAFKA_PARTITIONS", default_value_t = 12)]
     pub kafka_partitions: i32,
@@ -121,6 +125,14 @@ impl CommonConfig {
     }
 
     pub fn bus_kind(&self) -> Result<BusKind, String> {
+        if let Some(brokers) = &self.kafka_brokers {
+            let brokers = brokers.trim();
+            return if brokers.is_empty() {
+                Err("--kafka-brokers needs at least one host:port".to_owned())
+            } else {
+                Ok(BusKind::Kafka { brokers: brokers.to_owned() })
+            };
+        }
         let bus = self.bus.trim();
         if bus == "inprocess" {
             return Ok(BusKind::InProcess);

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Starts (or stops) tansu — an Apache Kafka-compatible broker written in Rust, installed from
+# crates.io — for the distributed suite, on 127.0.0.1 only. Its storage is a SQLite file (tansu's
+# libSQL engine), so a broker restart keeps every topic, offset and consumer group.
+#   scripts/broker.sh start   -> prints host:port on stdout
+#   scripts/broker.sh stop
+#   scripts/broker.sh restart
+set -euo pipefail
+TANSU_VERSION=0.6.0
+port="${JIAXIN_BROKER_PORT:-59092}"
+dir="${JIAXIN_BROKER_DIR:-/tmp/jiaxin-broker-$port}"
+# Outside the work tree, so clean clones on the same machine reuse the (slow) build.
+tools="${JIAXIN_TOOLS_DIR:-$HOME/.cache/jiaxin-tools}"
+tansu="$tools/bin/tansu"
+
+install() {
+  if [ -x "$tansu" ] && "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    return
+  fi
+  echo "installing tansu $TANSU_VERSION (cargo install; takes a while once per machine)" >&2
+  CARGO_TARGET_DIR="$tools/target" cargo install tansu --version "$TANSU_VERSION" --locked \
+    --features libsql --root "$tools" >&2
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+start() {
+  install
+  if listening; then
+    echo "127.0.0.1:$port"
+    return
+  fi
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    nohup "$tansu" broker \
+      --kafka-cluster-id jiaxin-test \
+      --kafka-listener-url "tcp://127.0.0.1:$port" \
+      --kafka-advertised-listener-url "tcp://127.0.0.1:$port" \
+      --prometheus-listener-url "tcp://127.0.0.1:$((port + 1))" \
+      --storage-engine "sqlite://tansu.db" >>"$dir/broker.log" 2>&1 &
+    echo $! >"$dir/pid"
+  )
+  for _ in $(seq 1 150); do
+    if listening; then
+      echo "127.0.0.1:$port"
+      return
+    fi
+    sleep 0.2
+  done
+  echo "tansu did not start; see $dir/broker.log" >&2
+  tail -n 20 "$dir/broker.log" >&2 || true
+  exit 1
+}
+
+stop() {
+  if [ -s "$dir/pid" ]; then
+    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do listening || break; sleep 0.1; done
+    rm -f "$dir/pid"
+  fi
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  restart) stop; start ;;
+  *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+esac

@@ -1,0 +1,248 @@
+//! Distributed mode as deployed: identity as its own `jiaxin serve --service identity` processes
+//! over PostgreSQL and a Kafka-protocol broker, checked from the outside (gRPC in, the topic out).
+//! These need the servers of `scripts/test-distributed.sh`, so they are ignored elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{authed, id_number};
+use jiaxin_proto::identity::{
+    CreateOrgNodeRequest, GetCurrentAccountRequest, LoginRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest,
+    identity_service_client::IdentityServiceClient,
+};
+use prost::Message;
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    message::Message as _,
+};
+use tonic::transport::Channel;
+
+const PASSWORD: &str = "distributed-admin-1";
+const FIELD_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+struct Env {
+    database_url: String,
+    brokers: String,
+    namespace: String,
+    data_dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let database_url = std::env::var("JIAXIN_TEST_DATABASE_URL").expect("run by scripts/test-distributed.sh");
+        let bus = std::env::var("JIAXIN_TEST_BUS").expect("run by scripts/test-distributed.sh");
+        Self {
+            database_url,
+            brokers: bus.trim_start_matches("kafka://").to_owned(),
+            namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
+            data_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn topic(&self) -> String {
+        format!("{}.jiaxin.identity.v1", self.namespace)
+    }
+
+    /// Starts `jiaxin serve --service identity` as a child process; returns it and its address.
+    async fn spawn(&self) -> (Child, String) {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_jiaxin"))
+            .args(["serve", "--service", "identity"])
+            .args(["--grpc-listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--database-url", &self.database_url, "--database-schema-prefix", &format!("{}_", self.namespace)])
+            .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
+            .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
+            .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(channel) = Channel::from_shared(addr.clone()).unwrap().connect().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let check = tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() };
+                if health.check(check).await.is_ok_and(|r| r.into_inner().status == 1) {
+                    return (child, addr);
+                }
+            }
+            assert!(Instant::now() < deadline, "identity did not become healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn outbox_event_ids(&self) -> Vec<(i64, String, String)> {
+        let db = jiaxin_kit::storage::Database::connect(&jiaxin_kit::storage::DatabaseLocation::shared(
+            jiaxin_kit::Secret::new(self.database_url.clone()),
+            &format!("{}_", self.namespace),
+            "identity",
+        ))
+        .await
+        .unwrap();
+        sqlx::query_as("SELECT seq, event_id, partition_key FROM kit_outbox ORDER BY seq").fetch_all(db.pool()).await.unwrap()
+    }
+
+    /// Every envelope on the topic, per partition in offset order, read until `expected` distinct
+    /// events were seen and nothing more arrives.
+    fn read_topic(&self, expected: usize) -> Vec<(i32, String, String)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}.reader", self.namespace))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&self.topic()]).unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    let envelope = jiaxin_proto::events::Envelope::decode(message.payload().unwrap()).unwrap();
+                    seen.push((message.partition(), envelope.event_id, envelope.partition_key));
+                    quiet_since = Instant::now();
+                }
+                Some(Err(error)) => panic!("kafka: {error}"),
+                None => {
+                    let distinct: HashSet<&String> = seen.iter().map(|(_, id, _)| id).collect();
+                    if distinct.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) {
+                        break;
+                    }
+                }
+            }
+        }
+        seen
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn client(addr: &str) -> (IdentityServiceClient<Channel>, String) {
+    let mut client = IdentityServiceClient::connect(addr.to_owned()).await.unwrap();
+    let token = client
+        .login(LoginRequest { username: "admin".into(), password: PASSWORD.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    (client, token)
+}
+
+async fn grid(client: &mut IdentityServiceClient<Channel>, token: &str) -> String {
+    let me = client.get_current_account(authed(token, GetCurrentAccountRequest {})).await.unwrap().into_inner();
+    let mut parent = me.account.unwrap().org_node_id;
+    for (kind, name) in [(OrgNodeKind::Town, "马坝镇"), (OrgNodeKind::Village, "新街村"), (OrgNodeKind::Grid, "第一网格")] {
+        let request = CreateOrgNodeRequest { parent_id: parent, kind: kind as i32, name: name.into(), ..Default::default() };
+        parent = client.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id;
+    }
+    parent
+}
+
+async fn register(client: &mut IdentityServiceClient<Channel>, token: &str, grid: &str, n: u32) {
+    let request = RegisterHouseholdRequest {
+        grid_id: grid.into(),
+        address: format!("新街村{n}号"),
+        head: Some(NewResident { name: format!("户主{n}"), id_number: id_number("320830", "19700101", n), phone: String::new() }),
+        ..Default::default()
+    };
+    client.register_household(authed(token, request)).await.unwrap();
+}
+
+/// Checks the topic against the outbox: every event once, each household's in commit order.
+fn assert_published_once_in_order(outbox: &[(i64, String, String)], topic: &[(i32, String, String)]) {
+    let mut counts: HashMap<&String, usize> = HashMap::new();
+    for (_, id, _) in topic {
+        *counts.entry(id).or_default() += 1;
+    }
+    for (_, id, _) in outbox {
+        assert_eq!(counts.get(id).copied().unwrap_or(0), 1, "event {id} must be on the topic exactly once");
+    }
+    assert_eq!(counts.len(), outbox.len(), "nothing on the topic that the outbox did not hold");
+    let seq_of: HashMap<&String, i64> = outbox.iter().map(|(seq, id, _)| (id, *seq)).collect();
+    let mut last: HashMap<&String, i64> = HashMap::new();
+    for (_, id, key) in topic {
+        let seq = seq_of[id];
+        if let Some(previous) = last.insert(key, seq) {
+            assert!(previous < seq, "household {key}: events out of commit order");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn two_identity_replicas_share_the_database_and_publish_every_event_once_in_order() {
+    let env = Env::new();
+    let (mut first, first_addr) = env.spawn().await;
+    let (mut second, second_addr) = env.spawn().await;
+    let (mut a, token) = client(&first_addr).await;
+    let (mut b, token_b) = client(&second_addr).await;
+    let grid_id = grid(&mut a, &token).await;
+    for n in 0..20 {
+        // Alternate replicas: both write the same schema; one relay publishes.
+        if n % 2 == 0 {
+            register(&mut a, &token, &grid_id, n).await;
+        } else {
+            register(&mut b, &token_b, &grid_id, n).await;
+        }
+    }
+    assert!(terminate(&mut first).success(), "clean exit on SIGTERM");
+    assert!(terminate(&mut second).success(), "clean exit on SIGTERM");
+
+    let outbox = env.outbox_event_ids().await;
+    // Bootstrap (root node, admin), three org nodes, and two events per household.
+    assert_eq!(outbox.len(), 2 + 3 + 20 * 2);
+    let topic = env.read_topic(outbox.len());
+    assert_published_once_in_order(&outbox, &topic);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn a_killed_identity_process_loses_no_event() {
+    let env = Env::new();
+    let (mut process, addr) = env.spawn().await;
+    let (mut client1, token) = client(&addr).await;
+    let grid_id = grid(&mut client1, &token).await;
+    for n in 0..10 {
+        register(&mut client1, &token, &grid_id, n).await;
+    }
+    // No chance to flush: whatever the relay had not published stays in the outbox.
+    process.kill().unwrap();
+    process.wait().unwrap();
+
+    let (mut restarted, addr) = env.spawn().await;
+    let (mut client2, token) = client(&addr).await;
+    register(&mut client2, &token, &grid_id, 10).await;
+    assert!(terminate(&mut restarted).success());
+
+    let outbox = env.outbox_event_ids().await;
+    assert_eq!(outbox.len(), 2 + 3 + 11 * 2);
+    let topic = env.read_topic(outbox.len());
+    let on_topic: HashSet<&String> = topic.iter().map(|(_, id, _)| id).collect();
+    for (_, id, _) in &outbox {
+        assert!(on_topic.contains(id), "event {id} was lost");
+    }
+}
