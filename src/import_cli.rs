@@ -45,10 +45,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("无法连接 / cannot connect to {}", args.server))?
         .max_decoding_message_size(64 * 1024 * 1024);
     let login = client
-        .login(LoginRequest {
-            username: args.username.clone(),
-            password: args.password.expose().clone(),
-        })
+        .login(LoginRequest { username: args.username.clone(), password: args.password.expose().clone() })
         .await
         .map_err(|s| anyhow::anyhow!("登录失败 / login failed: {}", s.message()))?
         .into_inner();
@@ -62,18 +59,11 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
     );
     progress.set_message("上传并校验 / uploading");
     let (tx, rx) = tokio::sync::mpsc::channel::<ImportHouseholdsRequest>(8);
-    let options = ImportOptions {
-        skip_bad_rows: args.skip_bad_rows,
-        dry_run: args.dry_run,
-    };
+    let options = ImportOptions { skip_bad_rows: args.skip_bad_rows, dry_run: args.dry_run };
     let reader_progress = progress.clone();
     let reader = tokio::spawn(async move {
         let mut file = file;
-        tx.send(ImportHouseholdsRequest {
-            part: Some(Part::Options(options)),
-        })
-        .await
-        .ok();
+        tx.send(ImportHouseholdsRequest { part: Some(Part::Options(options)) }).await.ok();
         let mut buf = vec![0u8; CHUNK_BYTES];
         loop {
             let n = file.read(&mut buf).await?;
@@ -81,13 +71,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
                 break;
             }
             reader_progress.inc(n as u64);
-            if tx
-                .send(ImportHouseholdsRequest {
-                    part: Some(Part::Chunk(buf[..n].to_vec())),
-                })
-                .await
-                .is_err()
-            {
+            if tx.send(ImportHouseholdsRequest { part: Some(Part::Chunk(buf[..n].to_vec())) }).await.is_err() {
                 break;
             }
         }
@@ -98,15 +82,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<bool> {
     let result = client.import_households(request).await;
     reader.await??;
     progress.finish_and_clear();
-    let report = result
-        .map_err(|s| anyhow::anyhow!("导入失败 / import failed: {}", s.message()))?
-        .into_inner();
+    let report = result.map_err(|s| anyhow::anyhow!("导入失败 / import failed: {}", s.message()))?.into_inner();
     print_report(&report, args.dry_run);
-    Ok(if args.dry_run {
-        report.bad_row_count == 0
-    } else {
-        report.committed
-    })
+    Ok(if args.dry_run { report.bad_row_count == 0 } else { report.committed })
 }
 
 fn print_report(report: &ImportHouseholdsResponse, dry_run: bool) {
@@ -115,11 +93,7 @@ fn print_report(report: &ImportHouseholdsResponse, dry_run: bool) {
     println!("导入人数 / residents imported:   {}", report.residents_imported);
     println!("问题行数 / bad rows:             {}", report.bad_row_count);
     for bad in report.bad_rows.iter().take(SHOWN_BAD_ROWS) {
-        let field = if bad.field.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", bad.field)
-        };
+        let field = if bad.field.is_empty() { String::new() } else { format!(" [{}]", bad.field) };
         println!("  第{}行 / line {}{}: {}", bad.line, bad.line, field, bad.message);
     }
     if report.bad_row_count as usize > SHOWN_BAD_ROWS {

@@ -59,11 +59,7 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_config(self) -> SystemConfig {
-        SystemConfig {
-            common: self.common,
-            identity: self.identity,
-            services: self.services,
-        }
+        SystemConfig { common: self.common, identity: self.identity, services: self.services }
     }
 }
 
@@ -91,11 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(args) => Ok(if import_cli::run(args).await? {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }),
+        Command::Import(args) => Ok(if import_cli::run(args).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Command::DeadLetters { action, serve } => dead_letters(action, serve.into_config()).await,
     }
 }
@@ -105,11 +97,7 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     if let Err(problems) = config.validate() {
         anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
     }
-    let _telemetry = telemetry::init(
-        config.common.log_format,
-        config.common.otlp_endpoint.as_deref(),
-        "jiaxin",
-    )?;
+    let _telemetry = telemetry::init(config.common.log_format, config.common.otlp_endpoint.as_deref(), "jiaxin")?;
     let mut running = system::start(config).await?;
     if let Some(password) = &running.generated_admin_password {
         println!("首次启动:已创建管理员账户 / first start: admin account created");
@@ -117,10 +105,7 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
         println!("  密码 / password:   {password}");
         println!("  此密码只显示这一次,请登录后修改 / shown once only: change it after logging in");
     }
-    println!(
-        "jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)",
-        running.grpc_addr, running.admin_addr
-    );
+    println!("jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)", running.grpc_addr, running.admin_addr);
     let cancel = running.cancel_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -193,9 +178,5 @@ async fn dead_letters(action: DeadLetterAction, config: SystemConfig) -> anyhow:
     if matches!(action, DeadLetterAction::List) {
         println!("死信合计 / parked events: {total}");
     }
-    Ok(if matches!(action, DeadLetterAction::Replay) && total > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if matches!(action, DeadLetterAction::Replay) && total > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -26,9 +26,7 @@ impl RemoteKeySource {
             .timeout(std::time::Duration::from_secs(10))
             .connect_lazy();
         let inject: TraceInterceptor = jiaxin_kit::telemetry::inject_trace_context;
-        Ok(Arc::new(Self {
-            client: IdentityServiceClient::with_interceptor(channel, inject),
-        }))
+        Ok(Arc::new(Self { client: IdentityServiceClient::with_interceptor(channel, inject) }))
     }
 }
 

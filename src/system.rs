@@ -48,11 +48,7 @@ pub struct SystemConfig {
 
 impl SystemConfig {
     pub fn services(&self) -> Vec<ServiceName> {
-        if self.services.is_empty() {
-            ServiceName::ALL.to_vec()
-        } else {
-            self.services.clone()
-        }
+        if self.services.is_empty() { ServiceName::ALL.to_vec() } else { self.services.clone() }
     }
 
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -89,16 +85,13 @@ impl SystemConfig {
     /// Where a service's database lives: the configured URL, or its own SQLite file.
     pub fn location(&self, service: ServiceName) -> anyhow::Result<DatabaseLocation> {
         match &self.common.database_url {
-            Some(url) if url.expose().starts_with("postgres") => Ok(DatabaseLocation::shared(
-                url.clone(),
-                &self.common.database_schema_prefix,
-                service.as_str(),
-            )),
-            Some(url) => Ok(DatabaseLocation {
-                url: url.clone(),
-                max_connections: 8,
-                schema: None,
-            }),
+            Some(url) if url.expose().starts_with("postgres") => {
+                let mut location =
+                    DatabaseLocation::shared(url.clone(), &self.common.database_schema_prefix, service.as_str());
+                location.max_connections = self.common.database_max_connections;
+                Ok(location)
+            }
+            Some(url) => Ok(DatabaseLocation { url: url.clone(), max_connections: 8, schema: None }),
             None => Ok(DatabaseLocation::sqlite_in(&self.common.data_dir, service.as_str())?),
         }
     }
@@ -149,10 +142,7 @@ impl RunningSystem {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "shutdown grace period over; aborting remaining tasks"
-            );
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; aborting remaining tasks");
             self.tasks.abort_all();
         }
         #[cfg(feature = "kafka")]

@@ -52,11 +52,18 @@ impl Env {
     }
 
     /// Starts `jiaxin serve --service identity` as a child process; returns it and its address.
+    /// The caller waits for it (terminate, or kill and wait).
+    #[allow(clippy::zombie_processes)]
     async fn spawn(&self) -> (Child, String) {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_jiaxin"))
             .args(["serve", "--service", "identity"])
-            .args(["--grpc-listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--grpc-listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .args(["--database-url", &self.database_url, "--database-schema-prefix", &format!("{}_", self.namespace)])
             .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
             .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
@@ -70,7 +77,8 @@ impl Env {
         loop {
             if let Ok(channel) = Channel::from_shared(addr.clone()).unwrap().connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let check = tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() };
+                let check =
+                    tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() };
                 if health.check(check).await.is_ok_and(|r| r.into_inner().status == 1) {
                     return (child, addr);
                 }
@@ -88,7 +96,10 @@ impl Env {
         ))
         .await
         .unwrap();
-        sqlx::query_as("SELECT seq, event_id, partition_key FROM kit_outbox ORDER BY seq").fetch_all(db.pool()).await.unwrap()
+        sqlx::query_as("SELECT seq, event_id, partition_key FROM kit_outbox ORDER BY seq")
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
     }
 
     /// Every envelope on the topic, per partition in offset order, read until `expected` distinct
@@ -155,8 +166,11 @@ async fn client(addr: &str) -> (IdentityServiceClient<Channel>, String) {
 async fn grid(client: &mut IdentityServiceClient<Channel>, token: &str) -> String {
     let me = client.get_current_account(authed(token, GetCurrentAccountRequest {})).await.unwrap().into_inner();
     let mut parent = me.account.unwrap().org_node_id;
-    for (kind, name) in [(OrgNodeKind::Town, "马坝镇"), (OrgNodeKind::Village, "新街村"), (OrgNodeKind::Grid, "第一网格")] {
-        let request = CreateOrgNodeRequest { parent_id: parent, kind: kind as i32, name: name.into(), ..Default::default() };
+    for (kind, name) in
+        [(OrgNodeKind::Town, "马坝镇"), (OrgNodeKind::Village, "新街村"), (OrgNodeKind::Grid, "第一网格")]
+    {
+        let request =
+            CreateOrgNodeRequest { parent_id: parent, kind: kind as i32, name: name.into(), ..Default::default() };
         parent = client.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id;
     }
     parent
@@ -166,7 +180,11 @@ async fn register(client: &mut IdentityServiceClient<Channel>, token: &str, grid
     let request = RegisterHouseholdRequest {
         grid_id: grid.into(),
         address: format!("新街村{n}号"),
-        head: Some(NewResident { name: format!("户主{n}"), id_number: id_number("320830", "19700101", n), phone: String::new() }),
+        head: Some(NewResident {
+            name: format!("户主{n}"),
+            id_number: id_number("320830", "19700101", n),
+            phone: String::new(),
+        }),
         ..Default::default()
     };
     client.register_household(authed(token, request)).await.unwrap();

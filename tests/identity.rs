@@ -46,33 +46,18 @@ async fn node(
 }
 
 async fn build_tree(client: &mut IdentityServiceClient<Channel>, token: &str) -> Tree {
-    let me = client
-        .get_current_account(authed(token, GetCurrentAccountRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let me = client.get_current_account(authed(token, GetCurrentAccountRequest {})).await.unwrap().into_inner();
     let root = me.account.unwrap().org_node_id;
     let town_a = node(client, token, &root, OrgNodeKind::Town, "马坝镇").await;
     let town_b = node(client, token, &root, OrgNodeKind::Street, "盱城街道").await;
     let village_a = node(client, token, &town_a, OrgNodeKind::Village, "新街村").await;
     let grid_a1 = node(client, token, &village_a, OrgNodeKind::Grid, "第一网格").await;
     let grid_a2 = node(client, token, &village_a, OrgNodeKind::Grid, "第二网格").await;
-    Tree {
-        root,
-        town_a,
-        town_b,
-        village_a,
-        grid_a1,
-        grid_a2,
-    }
+    Tree { root, town_a, town_b, village_a, grid_a1, grid_a2 }
 }
 
 fn resident(name: &str, id: &str) -> NewResident {
-    NewResident {
-        name: name.into(),
-        id_number: id.into(),
-        phone: String::new(),
-    }
+    NewResident { name: name.into(), id_number: id.into(), phone: String::new() }
 }
 
 async fn register(
@@ -102,11 +87,7 @@ async fn households_in(client: &mut IdentityServiceClient<Channel>, token: &str,
     client
         .list_households(authed(
             token,
-            ListHouseholdsRequest {
-                org_node_id: node.into(),
-                page_size: 1000,
-                page_token: String::new(),
-            },
+            ListHouseholdsRequest { org_node_id: node.into(), page_size: 1000, page_token: String::new() },
         ))
         .await
         .unwrap()
@@ -124,11 +105,7 @@ async fn admin_logs_in_and_builds_moves_and_lists_the_org_tree() {
     let children = client
         .list_org_children(authed(
             &token,
-            ListOrgChildrenRequest {
-                parent_id: tree.root.clone(),
-                page_size: 1,
-                page_token: String::new(),
-            },
+            ListOrgChildrenRequest { parent_id: tree.root.clone(), page_size: 1, page_token: String::new() },
         ))
         .await
         .unwrap()
@@ -138,21 +115,12 @@ async fn admin_logs_in_and_builds_moves_and_lists_the_org_tree() {
     let rest = client
         .list_org_children(authed(
             &token,
-            ListOrgChildrenRequest {
-                parent_id: tree.root.clone(),
-                page_size: 1,
-                page_token: children.next_page_token,
-            },
+            ListOrgChildrenRequest { parent_id: tree.root.clone(), page_size: 1, page_token: children.next_page_token },
         ))
         .await
         .unwrap()
         .into_inner();
-    let mut names: Vec<String> = children
-        .children
-        .iter()
-        .chain(&rest.children)
-        .map(|n| n.name.clone())
-        .collect();
+    let mut names: Vec<String> = children.children.iter().chain(&rest.children).map(|n| n.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["盱城街道", "马坝镇"]);
 
@@ -174,54 +142,29 @@ async fn admin_logs_in_and_builds_moves_and_lists_the_org_tree() {
     client
         .move_org_node(authed(
             &token,
-            MoveOrgNodeRequest {
-                id: tree.village_a.clone(),
-                new_parent_id: tree.town_b.clone(),
-            },
+            MoveOrgNodeRequest { id: tree.village_a.clone(), new_parent_id: tree.town_b.clone() },
         ))
         .await
         .unwrap();
     let grid = client
-        .get_org_node(authed(
-            &token,
-            GetOrgNodeRequest {
-                id: tree.grid_a1.clone(),
-            },
-        ))
+        .get_org_node(authed(&token, GetOrgNodeRequest { id: tree.grid_a1.clone() }))
         .await
         .unwrap()
         .into_inner()
         .org_node
         .unwrap();
-    assert_eq!(
-        grid.path,
-        [
-            tree.root.clone(),
-            tree.town_b.clone(),
-            tree.village_a.clone(),
-            tree.grid_a1.clone()
-        ]
-    );
+    assert_eq!(grid.path, [tree.root.clone(), tree.town_b.clone(), tree.village_a.clone(), tree.grid_a1.clone()]);
     // A node cannot move under its own descendant.
     let cycle = client
         .move_org_node(authed(
             &token,
-            MoveOrgNodeRequest {
-                id: tree.town_b.clone(),
-                new_parent_id: tree.village_a.clone(),
-            },
+            MoveOrgNodeRequest { id: tree.town_b.clone(), new_parent_id: tree.village_a.clone() },
         ))
         .await;
     assert_eq!(code(cycle), Code::InvalidArgument);
 
     let renamed = client
-        .rename_org_node(authed(
-            &token,
-            RenameOrgNodeRequest {
-                id: tree.village_a.clone(),
-                name: "新街社区".into(),
-            },
-        ))
+        .rename_org_node(authed(&token, RenameOrgNodeRequest { id: tree.village_a.clone(), name: "新街社区".into() }))
         .await
         .unwrap()
         .into_inner()
@@ -247,18 +190,11 @@ async fn households_change_through_their_whole_life_with_history() {
 
     let add = |name: &str, id: String, relation: Relation| AddMemberRequest {
         household_id: household.id.clone(),
-        resident: Some(NewResident {
-            name: name.into(),
-            id_number: id,
-            phone: "13800001234".into(),
-        }),
+        resident: Some(NewResident { name: name.into(), id_number: id, phone: "13800001234".into() }),
         relation: relation as i32,
     };
     let spouse = client
-        .add_member(authed(
-            &token,
-            add("王秀英", id_number("320830", "19720708", 22), Relation::Spouse),
-        ))
+        .add_member(authed(&token, add("王秀英", id_number("320830", "19720708", 22), Relation::Spouse)))
         .await
         .unwrap()
         .into_inner()
@@ -266,30 +202,21 @@ async fn households_change_through_their_whole_life_with_history() {
         .unwrap();
     assert_eq!(spouse.phone_masked, "138****1234");
     let son = client
-        .add_member(authed(
-            &token,
-            add("陈志强", id_number("320830", "19980101", 31), Relation::Child),
-        ))
+        .add_member(authed(&token, add("陈志强", id_number("320830", "19980101", 31), Relation::Child)))
         .await
         .unwrap()
         .into_inner()
         .resident
         .unwrap();
     let daughter_in_law = client
-        .add_member(authed(
-            &token,
-            add("李梅", id_number("320830", "19990202", 42), Relation::Other),
-        ))
+        .add_member(authed(&token, add("李梅", id_number("320830", "19990202", 42), Relation::Other)))
         .await
         .unwrap()
         .into_inner()
         .resident
         .unwrap();
     let grandchild = client
-        .add_member(authed(
-            &token,
-            add("陈小宝", id_number("320830", "20200606", 51), Relation::Grandchild),
-        ))
+        .add_member(authed(&token, add("陈小宝", id_number("320830", "20200606", 51), Relation::Grandchild)))
         .await
         .unwrap()
         .into_inner()
@@ -297,9 +224,7 @@ async fn households_change_through_their_whole_life_with_history() {
         .unwrap();
 
     // The same person cannot be registered twice.
-    let twice = client
-        .add_member(authed(&token, add("陈家明", head_id.clone(), Relation::Other)))
-        .await;
+    let twice = client.add_member(authed(&token, add("陈家明", head_id.clone(), Relation::Other))).await;
     let status = twice.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(field_violations(&status)[0].field, "resident.id_number");
@@ -317,10 +242,7 @@ async fn households_change_through_their_whole_life_with_history() {
             },
         ))
         .await;
-    assert_eq!(
-        field_violations(&minor_head.unwrap_err())[0].field,
-        "new_head_resident_id"
-    );
+    assert_eq!(field_violations(&minor_head.unwrap_err())[0].field, "new_head_resident_id");
     let split = client
         .split_household(authed(
             &token,
@@ -387,12 +309,7 @@ async fn households_change_through_their_whole_life_with_history() {
     assert_eq!(dead.death_date, "2026-10-01");
     assert_eq!(dead.household_id, "", "the deceased left the household");
     let after = client
-        .get_household(authed(
-            &token,
-            GetHouseholdRequest {
-                id: household.id.clone(),
-            },
-        ))
+        .get_household(authed(&token, GetHouseholdRequest { id: household.id.clone() }))
         .await
         .unwrap()
         .into_inner()
@@ -429,48 +346,27 @@ async fn households_change_through_their_whole_life_with_history() {
     let history = client
         .list_membership_history(authed(
             &token,
-            ListMembershipHistoryRequest {
-                subject: Some(Subject::ResidentId(son.id.clone())),
-            },
+            ListMembershipHistoryRequest { subject: Some(Subject::ResidentId(son.id.clone())) },
         ))
         .await
         .unwrap()
         .into_inner()
         .entries;
-    let steps: Vec<(String, i32, i32)> = history
-        .iter()
-        .map(|e| (e.household_id.clone(), e.join_reason, e.leave_reason))
-        .collect();
+    let steps: Vec<(String, i32, i32)> =
+        history.iter().map(|e| (e.household_id.clone(), e.join_reason, e.leave_reason)).collect();
     assert_eq!(
         steps,
         [
-            (
-                household.id.clone(),
-                MembershipReason::Added as i32,
-                MembershipReason::Split as i32
-            ),
-            (
-                created.id.clone(),
-                MembershipReason::Split as i32,
-                MembershipReason::Merged as i32
-            ),
-            (
-                household.id.clone(),
-                MembershipReason::Merged as i32,
-                MembershipReason::Unspecified as i32
-            ),
+            (household.id.clone(), MembershipReason::Added as i32, MembershipReason::Split as i32),
+            (created.id.clone(), MembershipReason::Split as i32, MembershipReason::Merged as i32),
+            (household.id.clone(), MembershipReason::Merged as i32, MembershipReason::Unspecified as i32),
         ]
     );
     assert!(history[2].left_at.is_none());
 
     // Lookup by ID number goes through the blind index.
     let found = client
-        .find_resident(authed(
-            &token,
-            FindResidentRequest {
-                id_number: id_number("320830", "19720708", 22),
-            },
-        ))
+        .find_resident(authed(&token, FindResidentRequest { id_number: id_number("320830", "19720708", 22) }))
         .await
         .unwrap()
         .into_inner()
@@ -485,20 +381,10 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
     let admin = sys.admin_token().await;
     let mut client = sys.identity().await;
     let tree = build_tree(&mut client, &admin).await;
-    let mine = register(
-        &mut client,
-        &admin,
-        &tree.grid_a1,
-        resident("张三", &id_number("320830", "19800101", 1)),
-    )
-    .await;
-    let theirs = register(
-        &mut client,
-        &admin,
-        &tree.grid_a2,
-        resident("李四", &id_number("320830", "19810101", 2)),
-    )
-    .await;
+    let mine =
+        register(&mut client, &admin, &tree.grid_a1, resident("张三", &id_number("320830", "19800101", 1))).await;
+    let theirs =
+        register(&mut client, &admin, &tree.grid_a2, resident("李四", &id_number("320830", "19810101", 2))).await;
 
     client
         .create_account(authed(
@@ -517,10 +403,7 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
     let worker = sys.login("gridworker1", "grid-worker-pass").await;
 
     // In their grid: read and change.
-    client
-        .get_household(authed(&worker, GetHouseholdRequest { id: mine.id.clone() }))
-        .await
-        .unwrap();
+    client.get_household(authed(&worker, GetHouseholdRequest { id: mine.id.clone() })).await.unwrap();
     client
         .add_member(authed(
             &worker,
@@ -535,24 +418,14 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
     assert_eq!(households_in(&mut client, &worker, "").await.len(), 1);
 
     // Outside: every answer reads exactly like a household that does not exist.
-    let elsewhere = client
-        .get_household(authed(&worker, GetHouseholdRequest { id: theirs.id.clone() }))
-        .await
-        .unwrap_err();
+    let elsewhere =
+        client.get_household(authed(&worker, GetHouseholdRequest { id: theirs.id.clone() })).await.unwrap_err();
     let nowhere = client
-        .get_household(authed(
-            &worker,
-            GetHouseholdRequest {
-                id: "01900000-0000-7000-8000-000000000000".into(),
-            },
-        ))
+        .get_household(authed(&worker, GetHouseholdRequest { id: "01900000-0000-7000-8000-000000000000".into() }))
         .await
         .unwrap_err();
     assert_eq!(elsewhere.code(), Code::NotFound);
-    assert_eq!(
-        (elsewhere.code(), elsewhere.message()),
-        (nowhere.code(), nowhere.message())
-    );
+    assert_eq!((elsewhere.code(), elsewhere.message()), (nowhere.code(), nowhere.message()));
     let change = client
         .add_member(authed(
             &worker,
@@ -579,27 +452,16 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
     let list_elsewhere = client
         .list_households(authed(
             &worker,
-            ListHouseholdsRequest {
-                org_node_id: tree.grid_a2.clone(),
-                ..Default::default()
-            },
+            ListHouseholdsRequest { org_node_id: tree.grid_a2.clone(), ..Default::default() },
         ))
         .await;
     assert_eq!(code(list_elsewhere), Code::NotFound);
     let find_elsewhere = client
-        .find_resident(authed(
-            &worker,
-            FindResidentRequest {
-                id_number: id_number("320830", "19810101", 2),
-            },
-        ))
+        .find_resident(authed(&worker, FindResidentRequest { id_number: id_number("320830", "19810101", 2) }))
         .await;
     assert_eq!(code(find_elsewhere), Code::NotFound);
     // Nothing changed in the other grid.
-    assert_eq!(
-        households_in(&mut client, &admin, &tree.grid_a2).await[0].members.len(),
-        1
-    );
+    assert_eq!(households_in(&mut client, &admin, &tree.grid_a2).await[0].members.len(), 1);
 
     // Nor may a grid worker administer accounts or the tree.
     let escalate = client
@@ -635,11 +497,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
             RegisterHouseholdRequest {
                 grid_id: tree.grid_a1.clone(),
                 address: String::new(),
-                head: Some(NewResident {
-                    name: "陈家明".into(),
-                    id_number: bad_id.clone(),
-                    phone: "12".into(),
-                }),
+                head: Some(NewResident { name: "陈家明".into(), id_number: bad_id.clone(), phone: "12".into() }),
                 ..Default::default()
             },
         ))
@@ -650,10 +508,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     fields.sort();
     assert_eq!(fields, ["address", "head.id_number", "head.phone"]);
     assert!(!status.message().contains(&bad_id));
-    assert!(
-        households_in(&mut client, &token, &tree.root).await.is_empty(),
-        "nothing was written"
-    );
+    assert!(households_in(&mut client, &token, &tree.root).await.is_empty(), "nothing was written");
 
     let status = client
         .create_org_node(authed(
@@ -671,11 +526,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let status = client
         .list_households(authed(
             &token,
-            ListHouseholdsRequest {
-                org_node_id: String::new(),
-                page_size: -5,
-                page_token: String::new(),
-            },
+            ListHouseholdsRequest { org_node_id: String::new(), page_size: -5, page_token: String::new() },
         ))
         .await
         .unwrap_err();
@@ -711,20 +562,10 @@ async fn retried_creates_are_idempotent_and_a_reused_request_id_is_refused() {
         address: "新街村1号".into(),
         head: Some(resident("周一", &id_number("320830", "19750101", 9))),
     };
-    let first = client
-        .register_household(authed(&token, request.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .household
-        .unwrap();
-    let again = client
-        .register_household(authed(&token, request.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .household
-        .unwrap();
+    let first =
+        client.register_household(authed(&token, request.clone())).await.unwrap().into_inner().household.unwrap();
+    let again =
+        client.register_household(authed(&token, request.clone())).await.unwrap().into_inner().household.unwrap();
     assert_eq!(first.id, again.id);
     let mut other = request.clone();
     other.address = "别处".into();
@@ -739,64 +580,31 @@ async fn logins_lock_after_repeated_failures_and_refresh_tokens_are_single_use()
     let mut client = sys.identity().await;
 
     let good = client
-        .login(LoginRequest {
-            username: "admin".into(),
-            password: ADMIN_PASSWORD.into(),
-        })
+        .login(LoginRequest { username: "admin".into(), password: ADMIN_PASSWORD.into() })
         .await
         .unwrap()
         .into_inner();
     let refreshed = client
-        .refresh_token(RefreshTokenRequest {
-            refresh_token: good.refresh_token.clone(),
-        })
+        .refresh_token(RefreshTokenRequest { refresh_token: good.refresh_token.clone() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(
-        code(
-            client
-                .refresh_token(RefreshTokenRequest {
-                    refresh_token: good.refresh_token.clone()
-                })
-                .await
-        ),
+        code(client.refresh_token(RefreshTokenRequest { refresh_token: good.refresh_token.clone() }).await),
         Code::Unauthenticated
     );
-    client
-        .get_current_account(authed(&refreshed.access_token, GetCurrentAccountRequest {}))
-        .await
-        .unwrap();
-    client
-        .logout(LogoutRequest {
-            refresh_token: refreshed.refresh_token.clone(),
-        })
-        .await
-        .unwrap();
+    client.get_current_account(authed(&refreshed.access_token, GetCurrentAccountRequest {})).await.unwrap();
+    client.logout(LogoutRequest { refresh_token: refreshed.refresh_token.clone() }).await.unwrap();
     assert_eq!(
-        code(
-            client
-                .refresh_token(RefreshTokenRequest {
-                    refresh_token: refreshed.refresh_token
-                })
-                .await
-        ),
+        code(client.refresh_token(RefreshTokenRequest { refresh_token: refreshed.refresh_token }).await),
         Code::Unauthenticated
     );
 
-    let unknown = client
-        .login(LoginRequest {
-            username: "nobody".into(),
-            password: "whatever-123".into(),
-        })
-        .await
-        .unwrap_err();
+    let unknown =
+        client.login(LoginRequest { username: "nobody".into(), password: "whatever-123".into() }).await.unwrap_err();
     for _ in 0..5 {
         let wrong = client
-            .login(LoginRequest {
-                username: "admin".into(),
-                password: "wrong-password".into(),
-            })
+            .login(LoginRequest { username: "admin".into(), password: "wrong-password".into() })
             .await
             .unwrap_err();
         assert_eq!(
@@ -805,17 +613,8 @@ async fn logins_lock_after_repeated_failures_and_refresh_tokens_are_single_use()
             "no hint which accounts exist"
         );
     }
-    let locked = client
-        .login(LoginRequest {
-            username: "admin".into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await;
-    assert_eq!(
-        code(locked),
-        Code::Unauthenticated,
-        "the right password is refused while locked"
-    );
+    let locked = client.login(LoginRequest { username: "admin".into(), password: ADMIN_PASSWORD.into() }).await;
+    assert_eq!(code(locked), Code::Unauthenticated, "the right password is refused while locked");
 }
 
 #[tokio::test]
@@ -824,14 +623,9 @@ async fn health_and_reflection_need_no_token() {
     let channel = sys.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "jiaxin.identity.v1.IdentityService".into(),
-        })
+        .check(tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        status.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }

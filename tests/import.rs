@@ -72,33 +72,19 @@ fn csv(grid: &str, bad_line: Option<usize>) -> String {
 }
 
 async fn import(sys: &TestSystem, token: &str, body: &str, options: ImportOptions) -> ImportHouseholdsResponse {
-    let mut messages = vec![ImportHouseholdsRequest {
-        part: Some(Part::Options(options)),
-    }];
+    let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(options)) }];
     // Small chunks that split rows and multi-byte characters across messages.
     for chunk in body.as_bytes().chunks(37) {
-        messages.push(ImportHouseholdsRequest {
-            part: Some(Part::Chunk(chunk.to_vec())),
-        });
+        messages.push(ImportHouseholdsRequest { part: Some(Part::Chunk(chunk.to_vec())) });
     }
     let mut client = sys.identity().await;
-    client
-        .import_households(authed(token, tokio_stream::iter(messages)))
-        .await
-        .unwrap()
-        .into_inner()
+    client.import_households(authed(token, tokio_stream::iter(messages))).await.unwrap().into_inner()
 }
 
 async fn household_count(sys: &TestSystem, token: &str) -> usize {
     let mut client = sys.identity().await;
     client
-        .list_households(authed(
-            token,
-            ListHouseholdsRequest {
-                page_size: 1000,
-                ..Default::default()
-            },
-        ))
+        .list_households(authed(token, ListHouseholdsRequest { page_size: 1000, ..Default::default() }))
         .await
         .unwrap()
         .into_inner()
@@ -119,24 +105,12 @@ async fn one_bad_row_is_reported_by_line_and_nothing_is_imported() {
     assert!(!report.committed);
     assert_eq!(report.rows_read, 7);
     assert_eq!(report.bad_row_count, 1);
-    assert_eq!(
-        (report.bad_rows[0].line, report.bad_rows[0].field.as_str()),
-        (6, "id_number")
-    );
+    assert_eq!((report.bad_rows[0].line, report.bad_rows[0].field.as_str()), (6, "id_number"));
     assert_eq!((report.households_imported, report.residents_imported), (0, 0));
     assert_eq!(household_count(&sys, &token).await, 0, "a bad file writes nothing");
 
     // Skipping bad rows imports the rest: all three households, six residents.
-    let report = import(
-        &sys,
-        &token,
-        &body_with_bad,
-        ImportOptions {
-            skip_bad_rows: true,
-            dry_run: false,
-        },
-    )
-    .await;
+    let report = import(&sys, &token, &body_with_bad, ImportOptions { skip_bad_rows: true, dry_run: false }).await;
     assert!(report.committed);
     assert_eq!((report.households_imported, report.residents_imported), (3, 6));
     assert_eq!(household_count(&sys, &token).await, 3);
@@ -145,12 +119,7 @@ async fn one_bad_row_is_reported_by_line_and_nothing_is_imported() {
     let report = import(&sys, &token, &body, ImportOptions::default()).await;
     assert!(!report.committed);
     assert_eq!(report.bad_row_count, 7);
-    assert!(
-        report
-            .bad_rows
-            .iter()
-            .all(|b| b.field == "id_number" || b.field == "household_ref")
-    );
+    assert!(report.bad_rows.iter().all(|b| b.field == "id_number" || b.field == "household_ref"));
 }
 
 #[tokio::test]
@@ -171,48 +140,23 @@ async fn structural_problems_are_reported_per_row_and_a_bad_header_names_the_col
         id_number("320830", "19800101", 4),
         id_number("320830", "19800101", 5),
     );
-    let report = import(
-        &sys,
-        &token,
-        &body,
-        ImportOptions {
-            skip_bad_rows: false,
-            dry_run: true,
-        },
-    )
-    .await;
+    let report = import(&sys, &token, &body, ImportOptions { skip_bad_rows: false, dry_run: true }).await;
     assert!(!report.committed);
     let by_line: Vec<(i64, String)> = report.bad_rows.iter().map(|b| (b.line, b.field.clone())).collect();
     assert_eq!(
         by_line,
-        [
-            (2, "relation".into()),
-            (4, "household_ref".into()),
-            (5, "grid".into()),
-            (6, "relation".into())
-        ]
+        [(2, "relation".into()), (4, "household_ref".into()), (5, "grid".into()), (6, "relation".into())]
     );
 
     let mut client = sys.identity().await;
     let missing = "household_ref,grid,name\nA,b,c\n";
     let messages = vec![
-        ImportHouseholdsRequest {
-            part: Some(Part::Options(ImportOptions::default())),
-        },
-        ImportHouseholdsRequest {
-            part: Some(Part::Chunk(missing.as_bytes().to_vec())),
-        },
+        ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) },
+        ImportHouseholdsRequest { part: Some(Part::Chunk(missing.as_bytes().to_vec())) },
     ];
-    let status = client
-        .import_households(authed(&token, tokio_stream::iter(messages)))
-        .await
-        .unwrap_err();
+    let status = client.import_households(authed(&token, tokio_stream::iter(messages))).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(
-        status.message().contains("address") && status.message().contains("id_number"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("address") && status.message().contains("id_number"), "{}", status.message());
 }
 
 #[tokio::test]

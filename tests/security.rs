@@ -26,11 +26,9 @@ fn all_rpcs() -> Vec<String> {
         .iter()
         .filter(|f| f.package().starts_with("jiaxin."))
         .flat_map(|f| {
-            f.service.iter().flat_map(move |s| {
-                s.method
-                    .iter()
-                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
-            })
+            f.service
+                .iter()
+                .flat_map(move |s| s.method.iter().map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name())))
         })
         .collect()
 }
@@ -80,13 +78,9 @@ async fn every_rpc_refuses_missing_expired_tampered_wrong_key_and_unsigned_token
     let now = chrono::Utc::now().timestamp();
 
     // A token made here with the real key is accepted: the forgeries below fail for their flaw alone.
-    let minted = TokenSigner::new(&kid, key.clone())
-        .sign(&claims(&account.id, &account.org_node_id, now, now + 600))
-        .unwrap();
-    client
-        .get_current_account(authed(&minted, GetCurrentAccountRequest {}))
-        .await
-        .unwrap();
+    let minted =
+        TokenSigner::new(&kid, key.clone()).sign(&claims(&account.id, &account.org_node_id, now, now + 600)).unwrap();
+    client.get_current_account(authed(&minted, GetCurrentAccountRequest {})).await.unwrap();
 
     let expired = TokenSigner::new(&kid, key.clone())
         .sign(&claims(&account.id, &account.org_node_id, now - 3600, now - 1800))
@@ -97,17 +91,8 @@ async fn every_rpc_refuses_missing_expired_tampered_wrong_key_and_unsigned_token
     let parts: Vec<&str> = login.access_token.split('.').collect();
     let mut widened = claims(&account.id, "some-other-root", now, now + 600);
     widened.roles.push(Role::Province);
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        B64.encode(serde_json::to_vec(&widened).unwrap()),
-        parts[2]
-    );
-    let unsigned = format!(
-        "{}.{}.",
-        B64.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#)),
-        parts[1]
-    );
+    let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&widened).unwrap()), parts[2]);
+    let unsigned = format!("{}.{}.", B64.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#)), parts[1]);
     let bad_tokens: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("garbage", Some("not-a-token".into())),
@@ -127,19 +112,14 @@ async fn every_rpc_refuses_missing_expired_tampered_wrong_key_and_unsigned_token
             grpc.ready().await.unwrap();
             let mut request = tonic::Request::new(());
             if let Some(token) = token {
-                request.metadata_mut().insert(
-                    "authorization",
-                    MetadataValue::from_str(&format!("Bearer {token}")).unwrap(),
-                );
+                request
+                    .metadata_mut()
+                    .insert("authorization", MetadataValue::from_str(&format!("Bearer {token}")).unwrap());
             }
             let codec = tonic_prost::ProstCodec::<(), ()>::default();
             let result = grpc.unary(request, PathAndQuery::from_str(rpc).unwrap(), codec).await;
             let status = result.expect_err(&format!("{rpc} accepted a {label} token"));
-            assert_eq!(
-                status.code(),
-                Code::Unauthenticated,
-                "{rpc} with a {label} token: {status:?}"
-            );
+            assert_eq!(status.code(), Code::Unauthenticated, "{rpc} with a {label} token: {status:?}");
             checked += 1;
         }
     }
@@ -200,10 +180,7 @@ async fn no_plaintext_id_or_phone_number_is_stored() {
     }
     let stored = stored_bytes(&mut sys).await;
     assert!(!stored.is_empty());
-    assert!(
-        contains(&stored, "居民7".as_bytes()),
-        "the scan reads where the residents are"
-    );
+    assert!(contains(&stored, "居民7".as_bytes()), "the scan reads where the residents are");
     for (i, id) in ids.iter().enumerate() {
         let phone = format!("139{:08}", 12_345_000 + i);
         for secret in [id.as_str(), &id[..17], phone.as_str()] {

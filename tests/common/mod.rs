@@ -57,12 +57,7 @@ impl TestSystem {
         // topic prefix.
         let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
         if let Ok(url) = std::env::var("JIAXIN_TEST_DATABASE_URL") {
-            args.extend([
-                "--database-url".into(),
-                url,
-                "--database-schema-prefix".into(),
-                format!("{namespace}_"),
-            ]);
+            args.extend(["--database-url".into(), url, "--database-schema-prefix".into(), format!("{namespace}_")]);
         }
         if let Ok(bus) = std::env::var("JIAXIN_TEST_BUS") {
             args.extend([
@@ -75,25 +70,14 @@ impl TestSystem {
             ]);
         }
         let flags = Flags::parse_from(args);
-        let config = SystemConfig {
-            common: flags.common,
-            identity: flags.identity,
-            services: vec![],
-        };
+        let config = SystemConfig { common: flags.common, identity: flags.identity, services: vec![] };
         let running = system::start(config.clone()).await.unwrap();
-        Self {
-            running: Some(running),
-            data_dir,
-            config,
-            _temp: temp,
-        }
+        Self { running: Some(running), data_dir, config, _temp: temp }
     }
 
     /// A service's database, opened the way the system opens it.
     pub async fn database(&self, service: system::ServiceName) -> jiaxin_kit::storage::Database {
-        jiaxin_kit::storage::Database::connect(&self.config.location(service).unwrap())
-            .await
-            .unwrap()
+        jiaxin_kit::storage::Database::connect(&self.config.location(service).unwrap()).await.unwrap()
     }
 
     pub fn addr(&self) -> String {
@@ -111,10 +95,7 @@ impl TestSystem {
     pub async fn login(&self, username: &str, password: &str) -> String {
         self.identity()
             .await
-            .login(LoginRequest {
-                username: username.into(),
-                password: password.into(),
-            })
+            .login(LoginRequest { username: username.into(), password: password.into() })
             .await
             .unwrap()
             .into_inner()
@@ -135,10 +116,7 @@ impl TestSystem {
 /// A request carrying a bearer token.
 pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        MetadataValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
+    request.metadata_mut().insert("authorization", MetadataValue::from_str(&format!("Bearer {token}")).unwrap());
     request
 }
 

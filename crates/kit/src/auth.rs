@@ -98,9 +98,7 @@ impl Caller {
         if self.has_any_role(roles) {
             Ok(())
         } else {
-            Err(tonic::Status::permission_denied(
-                "无权执行此操作 / not permitted for this role",
-            ))
+            Err(tonic::Status::permission_denied("无权执行此操作 / not permitted for this role"))
         }
     }
 
@@ -147,18 +145,13 @@ pub struct TokenSigner {
 
 impl fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSigner")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenSigner").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
 impl TokenSigner {
     pub fn new(key_id: impl Into<String>, key: SigningKey) -> Self {
-        Self {
-            key_id: key_id.into(),
-            key,
-        }
+        Self { key_id: key_id.into(), key }
     }
 
     pub fn key_id(&self) -> &str {
@@ -166,16 +159,9 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, serde_json::Error> {
-        let header = Header {
-            alg: ALGORITHM.to_owned(),
-            typ: Some("JWT".to_owned()),
-            kid: Some(self.key_id.clone()),
-        };
-        let signing_input = format!(
-            "{}.{}",
-            B64.encode(serde_json::to_vec(&header)?),
-            B64.encode(serde_json::to_vec(claims)?)
-        );
+        let header = Header { alg: ALGORITHM.to_owned(), typ: Some("JWT".to_owned()), kid: Some(self.key_id.clone()) };
+        let signing_input =
+            format!("{}.{}", B64.encode(serde_json::to_vec(&header)?), B64.encode(serde_json::to_vec(claims)?));
         let signature = self.key.sign(signing_input.as_bytes());
         Ok(format!("{signing_input}.{}", B64.encode(signature.to_bytes())))
     }
@@ -197,11 +183,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(source: Arc<dyn KeySource>) -> Self {
-        Self {
-            keys: RwLock::new(HashMap::new()),
-            source,
-            last_refresh: Mutex::new(None),
-        }
+        Self { keys: RwLock::new(HashMap::new()), source, last_refresh: Mutex::new(None) }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
@@ -222,8 +204,7 @@ impl Verifier {
         let key = self.key(&kid).await?;
         let signature_bytes = B64.decode(s).map_err(|_| TokenError::Malformed)?;
         let signature = Signature::from_slice(&signature_bytes).map_err(|_| TokenError::Malformed)?;
-        key.verify(format!("{h}.{p}").as_bytes(), &signature)
-            .map_err(|_| TokenError::Signature)?;
+        key.verify(format!("{h}.{p}").as_bytes(), &signature).map_err(|_| TokenError::Signature)?;
         let claims: Claims = decode_json(p)?;
         if claims.iss != ISSUER {
             return Err(TokenError::Issuer);
@@ -288,10 +269,7 @@ const PUBLIC_SERVICES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.
 impl AuthLayer {
     /// `public_methods` are full gRPC paths (`/pkg.Service/Method`) callable without a token.
     pub fn new(verifier: Arc<Verifier>, public_methods: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            verifier,
-            public_methods: Arc::new(public_methods.into_iter().collect()),
-        }
+        Self { verifier, public_methods: Arc::new(public_methods.into_iter().collect()) }
     }
 
     fn is_public(&self, path: &str) -> bool {
@@ -303,10 +281,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
+        AuthService { inner, layer: self.clone() }
     }
 }
 
@@ -402,9 +377,7 @@ mod tests {
 
     fn verifier(keys: &[(&str, &SigningKey)]) -> Verifier {
         Verifier::new(Arc::new(Fixed(
-            keys.iter()
-                .map(|(kid, k)| ((*kid).to_owned(), k.verifying_key().to_bytes()))
-                .collect(),
+            keys.iter().map(|(kid, k)| ((*kid).to_owned(), k.verifying_key().to_bytes())).collect(),
         )))
     }
 
@@ -428,12 +401,7 @@ mod tests {
         let mut forged = claims(1000, 1900);
         forged.roles = vec![Role::CountyAdmin];
         let parts: Vec<&str> = good.split('.').collect();
-        let tampered = format!(
-            "{}.{}.{}",
-            parts[0],
-            B64.encode(serde_json::to_vec(&forged).unwrap()),
-            parts[2]
-        );
+        let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&forged).unwrap()), parts[2]);
         assert_eq!(v.verify_at(&tampered, 1500).await, Err(TokenError::Signature));
         // alg: none
         let none_header = B64.encode(br#"{"alg":"none","kid":"k1"}"#);

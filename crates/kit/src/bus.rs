@@ -17,11 +17,7 @@ pub enum BusError {
     #[error("broker: {0}")]
     Broker(String),
     #[error("consumer '{consumer}' could not take event {event_id}: {reason}")]
-    Delivery {
-        consumer: String,
-        event_id: String,
-        reason: String,
-    },
+    Delivery { consumer: String, event_id: String, reason: String },
 }
 
 #[async_trait]
@@ -63,14 +59,11 @@ impl Bus for InProcessBus {
             // Each consumer applies in its own database (inbox-deduplicated) and parks what keeps
             // failing, so an error here means its database itself is unreachable: the relay keeps
             // the event and retries, and the consumers that already applied it skip the retry.
-            consumer
-                .deliver(topic, envelope)
-                .await
-                .map_err(|error| BusError::Delivery {
-                    consumer: consumer.name().to_owned(),
-                    event_id: envelope.event_id.clone(),
-                    reason: error.to_string(),
-                })?;
+            consumer.deliver(topic, envelope).await.map_err(|error| BusError::Delivery {
+                consumer: consumer.name().to_owned(),
+                event_id: envelope.event_id.clone(),
+                reason: error.to_string(),
+            })?;
         }
         Ok(())
     }

@@ -24,6 +24,10 @@ pub struct CommonConfig {
     #[arg(long, env = "JIAXIN_DATABASE_URL")]
     pub database_url: Option<Secret<String>>,
 
+    /// Connections in each service's PostgreSQL pool (SQLite uses 8).
+    #[arg(long, env = "JIAXIN_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
     /// PostgreSQL: each service keeps its tables in the schema `<prefix><service>`.
     #[arg(long, env = "JIAXIN_DATABASE_SCHEMA_PREFIX", default_value = "")]
     pub database_schema_prefix: String,
@@ -106,6 +110,9 @@ impl CommonConfig {
             Ok(_) => {}
             Err(problem) => problems.push(problem),
         }
+        if self.database_max_connections == 0 {
+            problems.push("--database-max-connections must be at least 1".to_owned());
+        }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             problems.push("--kafka-partitions and --kafka-replication must be at least 1".to_owned());
         }
@@ -138,13 +145,11 @@ impl CommonConfig {
             return Ok(BusKind::InProcess);
         }
         match bus.strip_prefix("kafka://") {
-            Some(brokers) if !brokers.trim_matches('/').is_empty() => Ok(BusKind::Kafka {
-                brokers: brokers.trim_matches('/').to_owned(),
-            }),
+            Some(brokers) if !brokers.trim_matches('/').is_empty() => {
+                Ok(BusKind::Kafka { brokers: brokers.trim_matches('/').to_owned() })
+            }
             Some(_) => Err("--bus kafka://… needs at least one host:port".to_owned()),
-            None => Err(format!(
-                "--bus must be 'inprocess' or 'kafka://host:port,…', not '{bus}'"
-            )),
+            None => Err(format!("--bus must be 'inprocess' or 'kafka://host:port,…', not '{bus}'")),
         }
     }
 
@@ -203,9 +208,7 @@ mod tests {
     fn parse(args: &[&str]) -> CommonConfig {
         let mut argv = vec!["jiaxin"];
         argv.extend_from_slice(args);
-        Flags::try_parse_from(argv)
-            .map(|f| f.common)
-            .unwrap_or_else(|e| panic!("{e}"))
+        Flags::try_parse_from(argv).map(|f| f.common).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -232,14 +235,9 @@ mod tests {
             "Bad-",
         ]);
         let problems = config.validate().unwrap_err().join("\n");
-        for flag in [
-            "--database-url",
-            "--field-key",
-            "--bus",
-            "--peer",
-            "--request-timeout-secs",
-            "--database-schema-prefix",
-        ] {
+        for flag in
+            ["--database-url", "--field-key", "--bus", "--peer", "--request-timeout-secs", "--database-schema-prefix"]
+        {
             assert!(problems.contains(flag), "{flag} missing from: {problems}");
         }
     }
@@ -258,21 +256,8 @@ mod tests {
 
     #[test]
     fn kafka_urls_and_peers_parse() {
-        let config = parse(&[
-            "--bus",
-            "kafka://b1:9092,b2:9092",
-            "--peer",
-            "identity=http://identity:50051",
-        ]);
-        assert_eq!(
-            config.bus_kind(),
-            Ok(BusKind::Kafka {
-                brokers: "b1:9092,b2:9092".into()
-            })
-        );
-        assert_eq!(
-            config.peer_map(),
-            Ok(vec![("identity".into(), "http://identity:50051".into())])
-        );
+        let config = parse(&["--bus", "kafka://b1:9092,b2:9092", "--peer", "identity=http://identity:50051"]);
+        assert_eq!(config.bus_kind(), Ok(BusKind::Kafka { brokers: "b1:9092,b2:9092".into() }));
+        assert_eq!(config.peer_map(), Ok(vec![("identity".into(), "http://identity:50051".into())]));
     }
 }

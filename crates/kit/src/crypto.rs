@@ -61,10 +61,7 @@ fn unreachable_hmac() -> HmacSha256 {
 impl FieldCipher {
     pub fn new(master: &[u8; 32]) -> Self {
         let enc = derive(master, b"jiaxin/field-encryption/v1");
-        Self {
-            aead: Aes256Gcm::new(&enc.into()),
-            index_key: derive(master, b"jiaxin/blind-index/v1"),
-        }
+        Self { aead: Aes256Gcm::new(&enc.into()), index_key: derive(master, b"jiaxin/blind-index/v1") }
     }
 
     /// Parses a base64 key as given in config.
@@ -76,10 +73,7 @@ impl FieldCipher {
 
     /// Loads the key file, creating it with a random key (mode 0600) on first run.
     pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let io_err = |source| CryptoError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
+        let io_err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&Secret::new(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,13 +102,7 @@ impl FieldCipher {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .aead
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: context.as_bytes(),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
             // AES-GCM fails only for inputs beyond 64 GiB.
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
@@ -131,13 +119,7 @@ impl FieldCipher {
         let (nonce, sealed) = ciphertext[1..].split_at(NONCE_LEN);
         let plain = self
             .aead
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: context.as_bytes(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: context.as_bytes() })
             .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Decrypt)
     }

@@ -14,10 +14,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -53,20 +50,12 @@ impl Violations {
 /// INVALID_ARGUMENT whose message names every bad field and whose details carry a
 /// `google.rpc.BadRequest` with the field violations.
 pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
-    let summary = violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.message))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let summary = violations.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; ");
     let mut details = ErrorDetails::new();
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.message.clone());
     }
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("请求无效 / invalid request: {summary}"),
-        details,
-    )
+    Status::with_error_details(Code::InvalidArgument, format!("请求无效 / invalid request: {summary}"), details)
 }
 
 /// NOT_FOUND that reads the same whether the object is missing or outside the caller's scope.
@@ -87,11 +76,13 @@ pub fn unavailable(error: &dyn std::error::Error) -> Status {
     Status::unavailable("服务暂时不可用,请重试 / temporarily unavailable, retry")
 }
 
-/// Maps a database error: a pool time-out or I/O failure is retryable, anything else internal.
+/// Maps a database error: transient ones (server restarting or unreachable, pool exhausted,
+/// deadlock, serialization failure) are UNAVAILABLE, which clients retry; anything else internal.
 pub fn storage(error: &sqlx::Error) -> Status {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => unavailable(error),
-        _ => internal(error),
+    if crate::storage::is_transient(error) || matches!(error, sqlx::Error::PoolClosed) {
+        unavailable(error)
+    } else {
+        internal(error)
     }
 }
 
@@ -99,12 +90,7 @@ pub fn storage(error: &sqlx::Error) -> Status {
 pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
     status
         .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|v| FieldViolation::new(v.field, v.description))
-                .collect()
-        })
+        .map(|bad| bad.field_violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect())
         .unwrap_or_default()
 }
 

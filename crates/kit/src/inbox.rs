@@ -42,11 +42,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            first_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-        }
+        Self { max_attempts: 5, first_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(2) }
     }
 }
 
@@ -97,12 +93,7 @@ pub struct Consumer {
 
 impl Consumer {
     pub fn new(name: impl Into<String>, db: Database, handler: Arc<dyn EventHandler>) -> Self {
-        Self {
-            name: name.into(),
-            db,
-            handler,
-            retry: RetryPolicy::default(),
-        }
+        Self { name: name.into(), db, handler, retry: RetryPolicy::default() }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {

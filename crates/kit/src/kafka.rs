@@ -95,17 +95,10 @@ impl KafkaBus {
         if known.contains(full_topic) {
             return Ok(());
         }
-        let topic = NewTopic::new(
-            full_topic,
-            self.config.partitions,
-            TopicReplication::Fixed(self.config.replication),
-        );
+        let topic = NewTopic::new(full_topic, self.config.partitions, TopicReplication::Fixed(self.config.replication));
         let results = self
             .admin
-            .create_topics(
-                [&topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-            )
+            .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
             .await
             .map_err(|e| kafka_error("cannot create topic", e))?;
         for result in results {
@@ -130,19 +123,10 @@ impl KafkaBus {
 
     fn headers(envelope: &Envelope) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event_id",
-                value: Some(envelope.event_id.as_bytes()),
-            })
-            .insert(Header {
-                key: "event_type",
-                value: Some(envelope.event_type.as_bytes()),
-            });
+            .insert(Header { key: "event_id", value: Some(envelope.event_id.as_bytes()) })
+            .insert(Header { key: "event_type", value: Some(envelope.event_type.as_bytes()) });
         for (key, value) in &envelope.trace_context {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
+            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
         }
         headers
     }
@@ -210,10 +194,7 @@ impl Bus for KafkaBus {
         kafka.subscribe(&refs).map_err(|e| kafka_error("cannot subscribe", e))?;
         let prefix = self.config.prefix.clone();
         let cancel = self.cancel.clone();
-        self.consumers
-            .lock()
-            .await
-            .spawn(consume(Arc::new(kafka), consumer, prefix, cancel));
+        self.consumers.lock().await.spawn(consume(Arc::new(kafka), consumer, prefix, cancel));
         Ok(())
     }
 }
@@ -238,11 +219,7 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
                 continue;
             }
         };
-        let topic = message
-            .topic()
-            .strip_prefix(prefix.as_str())
-            .unwrap_or(message.topic())
-            .to_owned();
+        let topic = message.topic().strip_prefix(prefix.as_str()).unwrap_or(message.topic()).to_owned();
         match message.payload().map(events::decode) {
             Some(Ok(envelope)) => {
                 // Only a database that stays unreachable fails here (handler errors are parked):
@@ -286,11 +263,9 @@ fn report_lag(kafka: Arc<StreamConsumer>, consumer: String) {
             let Some(position) = element.offset().to_raw() else {
                 continue;
             };
-            if let Ok((_, high)) = kafka.fetch_watermarks(
-                element.topic(),
-                element.partition(),
-                Timeout::After(Duration::from_secs(2)),
-            ) {
+            if let Ok((_, high)) =
+                kafka.fetch_watermarks(element.topic(), element.partition(), Timeout::After(Duration::from_secs(2)))
+            {
                 let lag = if position < 0 { high } else { (high - position).max(0) };
                 metrics::gauge!(
                     "jiaxin_consumer_lag",

@@ -35,11 +35,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(producer: &'static str) -> Self {
-        Self {
-            producer,
-            topic: events::topic(producer),
-            committed: Arc::new(Notify::new()),
-        }
+        Self { producer, topic: events::topic(producer), committed: Arc::new(Notify::new()) }
     }
 
     /// Adds `event` to the outbox inside `tx`; returns the event id.
@@ -119,10 +115,7 @@ impl Relay {
                     return Some(Leadership::Locked(conn));
                 }
                 Ok(None) if !logged => {
-                    tracing::info!(
-                        producer = self.outbox.producer,
-                        "another replica relays the outbox; standing by"
-                    );
+                    tracing::info!(producer = self.outbox.producer, "another replica relays the outbox; standing by");
                     logged = true;
                 }
                 Ok(None) => {}
@@ -224,10 +217,7 @@ impl Relay {
             // Exactly these rows: a row with a lower seq that committed meanwhile was not
             // published, so a range would be wrong.
             let placeholders: Vec<String> = (0..seqs.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "UPDATE kit_outbox SET sent_at = $1 WHERE seq IN ({})",
-                placeholders.join(", ")
-            );
+            let sql = format!("UPDATE kit_outbox SET sent_at = $1 WHERE seq IN ({})", placeholders.join(", "));
             let mut update = sqlx::query(&sql).bind(now_micros());
             for seq in &seqs {
                 update = update.bind(*seq);

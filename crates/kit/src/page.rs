@@ -19,11 +19,7 @@ impl Page {
         if page_size < 0 {
             return Err(FieldViolation::new("page_size", "不能为负 / must not be negative"));
         }
-        let size = if page_size == 0 {
-            DEFAULT_PAGE_SIZE
-        } else {
-            i64::from(page_size).min(MAX_PAGE_SIZE)
-        };
+        let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { i64::from(page_size).min(MAX_PAGE_SIZE) };
         let after = if page_token.is_empty() {
             None
         } else {

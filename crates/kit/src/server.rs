@@ -37,9 +37,7 @@ pub enum ServerError {
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Serves `routes` plus health and reflection until `cancel` fires, then drains in-flight calls.
@@ -68,9 +66,7 @@ pub async fn serve_grpc(
             cancel.cancelled().await;
             // Tell load balancers first, then stop accepting; in-flight calls finish.
             for name in &health_names {
-                health
-                    .set_service_status(name.as_str(), ServingStatus::NotServing)
-                    .await;
+                health.set_service_status(name.as_str(), ServingStatus::NotServing).await;
             }
         }
     };
@@ -92,10 +88,7 @@ pub async fn serve_admin(listener: TcpListener, cancel: CancellationToken) -> Re
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(handle);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-        .map_err(ServerError::Admin)
+    axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await.map_err(ServerError::Admin)
 }
 
 async fn render_metrics(State(handle): State<metrics_exporter_prometheus::PrometheusHandle>) -> String {

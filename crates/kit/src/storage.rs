@@ -83,11 +83,7 @@ pub struct DatabaseLocation {
 impl DatabaseLocation {
     /// A service's place in a shared database URL: its own schema, `<prefix><service>`.
     pub fn shared(url: Secret<String>, schema_prefix: &str, service: &str) -> Self {
-        Self {
-            url,
-            max_connections: 16,
-            schema: Some(format!("{schema_prefix}{service}")),
-        }
+        Self { url, max_connections: 16, schema: Some(format!("{schema_prefix}{service}")) }
     }
 }
 
@@ -95,25 +91,17 @@ impl DatabaseLocation {
 pub fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 impl DatabaseLocation {
     /// The embedded default: one SQLite file per service under the data directory.
     pub fn sqlite_in(data_dir: &Path, service: &str) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
         let file = data_dir.join(format!("{service}.db"));
-        Ok(Self {
-            url: Secret::new(format!("sqlite://{}?mode=rwc", file.display())),
-            max_connections: 8,
-            schema: None,
-        })
+        Ok(Self { url: Secret::new(format!("sqlite://{}?mode=rwc", file.display())), max_connections: 8, schema: None })
     }
 }
 
@@ -126,9 +114,7 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
-            .field("dialect", &self.dialect)
-            .finish_non_exhaustive()
+        f.debug_struct("Database").field("dialect", &self.dialect).finish_non_exhaustive()
     }
 }
 
@@ -177,10 +163,7 @@ impl Database {
             let mut conn = sqlx::AnyConnection::connect_with(options).await?;
             // Two replicas may race here; IF NOT EXISTS can still fail on the catalog's unique
             // index, so a failure is retried once the other has won.
-            if let Err(error) = conn
-                .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
-                .await
-            {
+            if let Err(error) = conn.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str()).await {
                 tracing::debug!(%error, "create schema raced; continuing");
             }
             conn.close().await?;
@@ -204,8 +187,7 @@ impl Database {
                         }
                         Dialect::Postgres => {
                             if let Some(schema) = schema {
-                                conn.execute(format!("SET search_path TO \"{schema}\"").as_str())
-                                    .await?;
+                                conn.execute(format!("SET search_path TO \"{schema}\"").as_str()).await?;
                             }
                         }
                     }
@@ -222,17 +204,12 @@ impl Database {
             Dialect::Sqlite => (&KIT_SQLITE_MIGRATIONS, migrations.sqlite),
             Dialect::Postgres => (
                 &KIT_POSTGRES_MIGRATIONS,
-                migrations
-                    .postgres
-                    .ok_or_else(|| StorageError::NoMigrations(service.to_owned(), self.dialect))?,
+                migrations.postgres.ok_or_else(|| StorageError::NoMigrations(service.to_owned(), self.dialect))?,
             ),
         };
         let mut all: Vec<_> = kit.iter().chain(own.iter()).cloned().collect();
         all.sort_by_key(|m| m.version);
-        let merged = Migrator {
-            migrations: Cow::Owned(all),
-            ..Migrator::DEFAULT
-        };
+        let merged = Migrator { migrations: Cow::Owned(all), ..Migrator::DEFAULT };
         merged.run(&self.pool).await?;
         Ok(())
     }
@@ -297,9 +274,6 @@ mod tests {
     #[test]
     fn unknown_schemes_are_named_in_the_error() {
         let error = Dialect::from_url("mysql://localhost/x").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "database url scheme 'mysql' is not supported; use sqlite:// or postgres://"
-        );
+        assert_eq!(error.to_string(), "database url scheme 'mysql' is not supported; use sqlite:// or postgres://");
     }
 }

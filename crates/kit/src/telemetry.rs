@@ -83,11 +83,7 @@ pub fn init(
         None => (None, None),
     };
     // A second init (another system in the same test process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
     Ok(TelemetryGuard { provider })
 }
 

@@ -74,7 +74,8 @@ impl Backend {
 #[cfg(feature = "kafka")]
 fn kafka_bus(url: &str, namespace: &str, cancel: &CancellationToken) -> Arc<dyn Bus> {
     let brokers = url.strip_prefix("kafka://").expect("JIAXIN_TEST_BUS is kafka://host:port").to_owned();
-    let config = jiaxin_kit::kafka::KafkaConfig { brokers, prefix: format!("{namespace}."), partitions: 3, replication: 1 };
+    let config =
+        jiaxin_kit::kafka::KafkaConfig { brokers, prefix: format!("{namespace}."), partitions: 3, replication: 1 };
     Arc::new(jiaxin_kit::kafka::KafkaBus::new(config, cancel.clone()).unwrap())
 }
 
@@ -144,7 +145,8 @@ fn fast_retry() -> RetryPolicy {
 
 async fn subscribe(bus: &Arc<dyn Bus>, consumer_db: &Database, failing: bool) -> (Arc<Consumer>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder { failing: AtomicBool::new(failing) });
-    let consumer = Arc::new(Consumer::new("test-consumer", consumer_db.clone(), recorder.clone()).with_retry(fast_retry()));
+    let consumer =
+        Arc::new(Consumer::new("test-consumer", consumer_db.clone(), recorder.clone()).with_retry(fast_retry()));
     bus.subscribe(&[events::topic("producer")], consumer.clone()).await.unwrap();
     (consumer, recorder)
 }

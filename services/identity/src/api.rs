@@ -40,16 +40,12 @@ impl IdentityService for IdentityApi {
     }
 
     async fn get_public_keys(&self, _request: Request<GetPublicKeysRequest>) -> Answer<GetPublicKeysResponse> {
-        ok(GetPublicKeysResponse {
-            keys: self.identity.public_keys().await?,
-        })
+        ok(GetPublicKeysResponse { keys: self.identity.public_keys().await? })
     }
 
     async fn rotate_signing_key(&self, request: Request<RotateSigningKeyRequest>) -> Answer<RotateSigningKeyResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(RotateSigningKeyResponse {
-            key_id: self.identity.rotate_signing_key(&caller).await?,
-        })
+        ok(RotateSigningKeyResponse { key_id: self.identity.rotate_signing_key(&caller).await? })
     }
 
     async fn get_current_account(
@@ -57,9 +53,7 @@ impl IdentityService for IdentityApi {
         request: Request<GetCurrentAccountRequest>,
     ) -> Answer<GetCurrentAccountResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(GetCurrentAccountResponse {
-            account: Some(self.identity.current_account(&caller).await?),
-        })
+        ok(GetCurrentAccountResponse { account: Some(self.identity.current_account(&caller).await?) })
     }
 
     async fn create_account(&self, request: Request<CreateAccountRequest>) -> Answer<CreateAccountResponse> {
@@ -69,9 +63,7 @@ impl IdentityService for IdentityApi {
 
     async fn get_account(&self, request: Request<GetAccountRequest>) -> Answer<GetAccountResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(GetAccountResponse {
-            account: Some(self.identity.get_account(&caller, &request.into_inner().id).await?),
-        })
+        ok(GetAccountResponse { account: Some(self.identity.get_account(&caller, &request.into_inner().id).await?) })
     }
 
     async fn list_accounts(&self, request: Request<ListAccountsRequest>) -> Answer<ListAccountsResponse> {
@@ -101,9 +93,7 @@ impl IdentityService for IdentityApi {
 
     async fn get_org_node(&self, request: Request<GetOrgNodeRequest>) -> Answer<GetOrgNodeResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(GetOrgNodeResponse {
-            org_node: Some(self.identity.get_org_node(&caller, &request.into_inner().id).await?),
-        })
+        ok(GetOrgNodeResponse { org_node: Some(self.identity.get_org_node(&caller, &request.into_inner().id).await?) })
     }
 
     async fn rename_org_node(&self, request: Request<RenameOrgNodeRequest>) -> Answer<RenameOrgNodeResponse> {
@@ -115,9 +105,7 @@ impl IdentityService for IdentityApi {
 
     async fn move_org_node(&self, request: Request<MoveOrgNodeRequest>) -> Answer<MoveOrgNodeResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(MoveOrgNodeResponse {
-            org_node: Some(self.identity.move_org_node(&caller, request.into_inner()).await?),
-        })
+        ok(MoveOrgNodeResponse { org_node: Some(self.identity.move_org_node(&caller, request.into_inner()).await?) })
     }
 
     async fn list_org_children(&self, request: Request<ListOrgChildrenRequest>) -> Answer<ListOrgChildrenResponse> {
@@ -150,17 +138,12 @@ impl IdentityService for IdentityApi {
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Answer<AddMemberResponse> {
         let caller = Caller::from_request(&request)?;
         let (household, resident) = self.identity.add_member(&caller, request.into_inner()).await?;
-        ok(AddMemberResponse {
-            household: Some(household),
-            resident: Some(resident),
-        })
+        ok(AddMemberResponse { household: Some(household), resident: Some(resident) })
     }
 
     async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Answer<RemoveMemberResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(RemoveMemberResponse {
-            household: Some(self.identity.remove_member(&caller, request.into_inner()).await?),
-        })
+        ok(RemoveMemberResponse { household: Some(self.identity.remove_member(&caller, request.into_inner()).await?) })
     }
 
     async fn set_household_head(&self, request: Request<SetHouseholdHeadRequest>) -> Answer<SetHouseholdHeadResponse> {
@@ -173,19 +156,13 @@ impl IdentityService for IdentityApi {
     async fn move_member(&self, request: Request<MoveMemberRequest>) -> Answer<MoveMemberResponse> {
         let caller = Caller::from_request(&request)?;
         let (from, to) = self.identity.move_member(&caller, request.into_inner()).await?;
-        ok(MoveMemberResponse {
-            from_household: Some(from),
-            to_household: Some(to),
-        })
+        ok(MoveMemberResponse { from_household: Some(from), to_household: Some(to) })
     }
 
     async fn split_household(&self, request: Request<SplitHouseholdRequest>) -> Answer<SplitHouseholdResponse> {
         let caller = Caller::from_request(&request)?;
         let (original, created) = self.identity.split_household(&caller, request.into_inner()).await?;
-        ok(SplitHouseholdResponse {
-            original: Some(original),
-            created: Some(created),
-        })
+        ok(SplitHouseholdResponse { original: Some(original), created: Some(created) })
     }
 
     async fn merge_households(&self, request: Request<MergeHouseholdsRequest>) -> Answer<MergeHouseholdsResponse> {
@@ -197,26 +174,18 @@ impl IdentityService for IdentityApi {
 
     async fn record_death(&self, request: Request<RecordDeathRequest>) -> Answer<RecordDeathResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(RecordDeathResponse {
-            resident: Some(self.identity.record_death(&caller, request.into_inner()).await?),
-        })
+        ok(RecordDeathResponse { resident: Some(self.identity.record_death(&caller, request.into_inner()).await?) })
     }
 
     async fn get_resident(&self, request: Request<GetResidentRequest>) -> Answer<GetResidentResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(GetResidentResponse {
-            resident: Some(self.identity.get_resident(&caller, &request.into_inner().id).await?),
-        })
+        ok(GetResidentResponse { resident: Some(self.identity.get_resident(&caller, &request.into_inner().id).await?) })
     }
 
     async fn find_resident(&self, request: Request<FindResidentRequest>) -> Answer<FindResidentResponse> {
         let caller = Caller::from_request(&request)?;
         ok(FindResidentResponse {
-            resident: Some(
-                self.identity
-                    .find_resident(&caller, &request.into_inner().id_number)
-                    .await?,
-            ),
+            resident: Some(self.identity.find_resident(&caller, &request.into_inner().id_number).await?),
         })
     }
 

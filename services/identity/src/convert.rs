@@ -40,11 +40,7 @@ pub fn role_from_kit(role: KitRole) -> Role {
 
 /// Roles as stored: their proto numbers, comma-separated.
 pub fn roles_to_column(roles: &[KitRole]) -> String {
-    roles
-        .iter()
-        .map(|r| (role_from_kit(*r) as i32).to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    roles.iter().map(|r| (role_from_kit(*r) as i32).to_string()).collect::<Vec<_>>().join(",")
 }
 
 pub fn roles_from_column(column: &str) -> Vec<KitRole> {

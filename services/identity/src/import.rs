@@ -96,10 +96,7 @@ impl Read for ChunkReader {
 }
 
 fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(false)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(reader);
     let header = match csv.headers() {
         Ok(h) => h.clone(),
         Err(error) => {
@@ -110,16 +107,10 @@ fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
             return;
         }
     };
-    let index: HashMap<&str, usize> = header
-        .iter()
-        .enumerate()
-        .map(|(i, name)| (name.trim_start_matches('\u{feff}'), i))
-        .collect();
-    let missing: Vec<String> = REQUIRED_COLUMNS
-        .iter()
-        .filter(|c| !index.contains_key(*c))
-        .map(|c| (*c).to_owned())
-        .collect();
+    let index: HashMap<&str, usize> =
+        header.iter().enumerate().map(|(i, name)| (name.trim_start_matches('\u{feff}'), i)).collect();
+    let missing: Vec<String> =
+        REQUIRED_COLUMNS.iter().filter(|c| !index.contains_key(*c)).map(|c| (*c).to_owned()).collect();
     if !missing.is_empty() {
         let _ = out.blocking_send(Parsed::BadHeader(missing));
         return;
@@ -182,11 +173,7 @@ impl Report {
     fn bad(&mut self, line: i64, field: &str, message: impl Into<String>) {
         self.bad_row_count += 1;
         if self.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
-            self.bad_rows.push(BadRow {
-                line,
-                field: field.to_owned(),
-                message: message.into(),
-            });
+            self.bad_rows.push(BadRow { line, field: field.to_owned(), message: message.into() });
         }
     }
 }
@@ -265,11 +252,7 @@ impl Importer<'_> {
         }
         let head_index = heads[0];
         let grid_key = rows[head_index].grid.clone();
-        let grid = if grid_key.is_empty() {
-            None
-        } else {
-            self.grid(&grid_key).await?
-        };
+        let grid = if grid_key.is_empty() { None } else { self.grid(&grid_key).await? };
 
         let mut prepared: Vec<Option<(PreparedResident, Relation)>> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -290,10 +273,7 @@ impl Importer<'_> {
             if let Some(resident) = &resident {
                 if !self.seen_ids.insert(resident.bidx.clone()) {
                     v.add("id_number", "文件中重复 / appears twice in the file");
-                } else if store::resident_id_by_index(&mut *self.tx, &resident.bidx)
-                    .await?
-                    .is_some()
-                {
+                } else if store::resident_id_by_index(&mut *self.tx, &resident.bidx).await?.is_some() {
                     v.add("id_number", "该身份证号已登记 / this ID number is registered already");
                 }
             }
@@ -327,13 +307,7 @@ impl Importer<'_> {
         store::insert_resident(&mut *self.tx, &head.row()).await?;
         let household_id = self
             .identity
-            .create_household(
-                &mut self.tx,
-                &grid,
-                &rows[head_index].address,
-                head,
-                MembershipReason::Imported,
-            )
+            .create_household(&mut self.tx, &grid, &rows[head_index].address, head, MembershipReason::Imported)
             .await?;
         self.report.households += 1;
         self.report.residents += 1;
@@ -344,13 +318,7 @@ impl Importer<'_> {
             if let Some((resident, relation)) = member {
                 store::insert_resident(&mut *self.tx, &resident.row()).await?;
                 self.identity
-                    .join_new_member(
-                        &mut self.tx,
-                        &household_id,
-                        resident,
-                        *relation,
-                        MembershipReason::Imported,
-                    )
+                    .join_new_member(&mut self.tx, &household_id, resident, *relation, MembershipReason::Imported)
                     .await?;
                 self.report.residents += 1;
             }
@@ -368,18 +336,11 @@ impl Identity {
         + Send
         + 'static,
     ) -> Result<ImportHouseholdsResponse> {
-        caller
-            .require_any_role(access::IMPORTERS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::IMPORTERS).map_err(|_| IdentityError::PermissionDenied)?;
         let options = match stream.next().await {
-            Some(Ok(ImportHouseholdsRequest {
-                part: Some(Part::Options(options)),
-            })) => options,
+            Some(Ok(ImportHouseholdsRequest { part: Some(Part::Options(options)) })) => options,
             Some(Err(status)) => {
-                return Err(IdentityError::Internal(format!(
-                    "import stream failed: {}",
-                    status.code()
-                )));
+                return Err(IdentityError::Internal(format!("import stream failed: {}", status.code())));
             }
             _ => {
                 return Err(IdentityError::invalid(
@@ -394,9 +355,7 @@ impl Identity {
         let feeder = tokio::spawn(async move {
             while let Some(message) = stream.next().await {
                 match message {
-                    Ok(ImportHouseholdsRequest {
-                        part: Some(Part::Chunk(bytes)),
-                    }) => {
+                    Ok(ImportHouseholdsRequest { part: Some(Part::Chunk(bytes)) }) => {
                         if chunk_tx.send(bytes).await.is_err() {
                             break;
                         }
@@ -408,24 +367,14 @@ impl Identity {
                         ));
                     }
                     Err(status) => {
-                        return Err(IdentityError::Internal(format!(
-                            "import stream failed: {}",
-                            status.code()
-                        )));
+                        return Err(IdentityError::Internal(format!("import stream failed: {}", status.code())));
                     }
                 }
             }
             Ok(())
         });
         let parser = tokio::task::spawn_blocking(move || {
-            parse_csv(
-                ChunkReader {
-                    chunks: chunk_rx,
-                    current: Vec::new(),
-                    offset: 0,
-                },
-                row_tx,
-            )
+            parse_csv(ChunkReader { chunks: chunk_rx, current: Vec::new(), offset: 0 }, row_tx)
         });
 
         let mut importer = Importer {
@@ -464,9 +413,7 @@ impl Identity {
         feeder.await.map_err(|e| IdentityError::Internal(e.to_string()))??;
         parser.await.map_err(|e| IdentityError::Internal(e.to_string()))?;
 
-        let Importer {
-            tx, report, options, ..
-        } = importer;
+        let Importer { tx, report, options, .. } = importer;
         let committed =
             !options.dry_run && (options.skip_bad_rows || report.bad_row_count == 0) && report.households > 0;
         if committed {

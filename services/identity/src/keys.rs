@@ -29,11 +29,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(db: Database, cipher: FieldCipher) -> Self {
-        Self {
-            db,
-            cipher,
-            active: RwLock::new(None),
-        }
+        Self { db, cipher, active: RwLock::new(None) }
     }
 
     /// Creates the first key when there is none.
@@ -98,9 +94,6 @@ pub struct LocalKeySource(pub Arc<Keys>);
 impl KeySource for LocalKeySource {
     async fn public_keys(&self) -> std::result::Result<Vec<(String, [u8; 32])>, String> {
         let rows = self.0.public_keys().await.map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| row.public_key.try_into().ok().map(|k: [u8; 32]| (row.kid, k)))
-            .collect())
+        Ok(rows.into_iter().filter_map(|row| row.public_key.try_into().ok().map(|k: [u8; 32]| (row.kid, k))).collect())
     }
 }

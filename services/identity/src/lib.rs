@@ -36,10 +36,7 @@ pub const SERVICE: &str = "identity";
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
-pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE_MIGRATIONS,
-    postgres: Some(&POSTGRES_MIGRATIONS),
-};
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: Some(&POSTGRES_MIGRATIONS) };
 
 const GRPC_SERVICE: &str = "jiaxin.identity.v1.IdentityService";
 
@@ -139,20 +136,9 @@ impl IdentityService {
         let outbox = Outbox::new(SERVICE);
         let keys = Arc::new(keys::Keys::new(db.clone(), cipher.clone()));
         keys.ensure_active().await?;
-        let identity = Arc::new(ops::Identity::new(
-            db,
-            cipher,
-            outbox.clone(),
-            keys.clone(),
-            config.settings(),
-        ));
+        let identity = Arc::new(ops::Identity::new(db, cipher, outbox.clone(), keys.clone(), config.settings()));
         let generated_admin_password = identity.bootstrap(&config.bootstrap()).await?;
-        Ok(Self {
-            identity,
-            keys,
-            outbox,
-            generated_admin_password,
-        })
+        Ok(Self { identity, keys, outbox, generated_admin_password })
     }
 
     pub fn outbox(&self) -> Outbox {
@@ -175,9 +161,6 @@ impl IdentityService {
 
     /// RPCs callable without a token.
     pub fn public_methods() -> Vec<String> {
-        ["Login", "RefreshToken", "Logout", "GetPublicKeys"]
-            .iter()
-            .map(|m| format!("/{GRPC_SERVICE}/{m}"))
-            .collect()
+        ["Login", "RefreshToken", "Logout", "GetPublicKeys"].iter().map(|m| format!("/{GRPC_SERVICE}/{m}")).collect()
     }
 }

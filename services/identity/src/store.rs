@@ -110,11 +110,7 @@ pub async fn insert_org_node<'c, E: Executor<'c, Database = Any>>(e: E, row: &Or
 }
 
 pub async fn rename_org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, name: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE org_nodes SET name = $1 WHERE id = $2")
-        .bind(name)
-        .bind(id)
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE org_nodes SET name = $1 WHERE id = $2").bind(name).bind(id).execute(e).await?;
     Ok(())
 }
 
@@ -195,10 +191,7 @@ pub async fn households_in<'c, E: Executor<'c, Database = Any>>(
 /// Takes the household's row lock for the rest of the transaction, so two changes to one
 /// household serialise (an UPDATE locks in PostgreSQL; SQLite's writer lock covers it already).
 pub async fn lock_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE households SET status = status WHERE id = $1")
-        .bind(id)
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE households SET status = status WHERE id = $1").bind(id).execute(e).await?;
     Ok(())
 }
 
@@ -281,10 +274,7 @@ pub async fn resident_id_by_index<'c, E: Executor<'c, Database = Any>>(
     e: E,
     bidx: &str,
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT id FROM residents WHERE id_number_bidx = $1")
-        .bind(bidx)
-        .fetch_optional(e)
-        .await
+    sqlx::query_scalar("SELECT id FROM residents WHERE id_number_bidx = $1").bind(bidx).fetch_optional(e).await
 }
 
 /// The current members of a household, head first, then by age.
@@ -353,11 +343,7 @@ pub async fn record_death<'c, E: Executor<'c, Database = Any>>(
     resident_id: &str,
     date: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE residents SET death_date = $1 WHERE id = $2")
-        .bind(date)
-        .bind(resident_id)
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE residents SET death_date = $1 WHERE id = $2").bind(date).bind(resident_id).execute(e).await?;
     Ok(())
 }
 
@@ -367,24 +353,20 @@ pub async fn history_of_household<'c, E: Executor<'c, Database = Any>>(
     e: E,
     household_id: &str,
 ) -> sqlx::Result<Vec<MembershipRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE household_id = $1 ORDER BY id"
-    ))
-    .bind(household_id)
-    .fetch_all(e)
-    .await
+    sqlx::query_as(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE household_id = $1 ORDER BY id"))
+        .bind(household_id)
+        .fetch_all(e)
+        .await
 }
 
 pub async fn history_of_resident<'c, E: Executor<'c, Database = Any>>(
     e: E,
     resident_id: &str,
 ) -> sqlx::Result<Vec<MembershipRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE resident_id = $1 ORDER BY id"
-    ))
-    .bind(resident_id)
-    .fetch_all(e)
-    .await
+    sqlx::query_as(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE resident_id = $1 ORDER BY id"))
+        .bind(resident_id)
+        .fetch_all(e)
+        .await
 }
 
 // ---- accounts and tokens ----
@@ -393,10 +375,7 @@ const ACCOUNT_COLUMNS: &str = "id, username, display_name, roles, org_node_id, r
      disabled, failed_logins, locked_until, created_at";
 
 pub async fn account<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(e)
-        .await
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
 pub async fn account_by_username<'c, E: Executor<'c, Database = Any>>(
@@ -439,11 +418,7 @@ pub async fn accounts_in<'c, E: Executor<'c, Database = Any>>(
     page: &Page,
 ) -> sqlx::Result<Vec<AccountRow>> {
     let (lo, hi) = crate::domain::org::subtree_range(path);
-    let columns = ACCOUNT_COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = ACCOUNT_COLUMNS.split(", ").map(|c| format!("a.{}", c.trim())).collect::<Vec<_>>().join(", ");
     sqlx::query_as(&format!(
         "SELECT {columns} FROM accounts a JOIN org_nodes o ON o.id = a.org_node_id \
          WHERE o.path >= $1 AND o.path < $2 AND a.id > $3 ORDER BY a.id LIMIT $4"
@@ -458,10 +433,7 @@ pub async fn accounts_in<'c, E: Executor<'c, Database = Any>>(
 
 /// Disables an account and revokes its refresh tokens (two statements: run it in a transaction).
 pub async fn disable_account(tx: &mut jiaxin_kit::storage::Tx, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET disabled = 1 WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE accounts SET disabled = 1 WHERE id = $1").bind(id).execute(&mut **tx).await?;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL")
         .bind(now_micros())
         .bind(id)
@@ -471,11 +443,7 @@ pub async fn disable_account(tx: &mut jiaxin_kit::storage::Tx, id: &str) -> sqlx
 }
 
 pub async fn set_password<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
-        .bind(hash)
-        .bind(id)
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(e).await?;
     Ok(())
 }
 
@@ -493,10 +461,7 @@ pub async fn record_login_failure<'c, E: Executor<'c, Database = Any>>(
 }
 
 pub async fn record_login_success<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1")
-        .bind(id)
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(id).execute(e).await?;
     Ok(())
 }
 
@@ -550,9 +515,7 @@ pub async fn signing_keys<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Re
 }
 
 pub async fn deactivate_signing_keys<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<()> {
-    sqlx::query("UPDATE signing_keys SET active = 0 WHERE active = 1")
-        .execute(e)
-        .await?;
+    sqlx::query("UPDATE signing_keys SET active = 0 WHERE active = 1").execute(e).await?;
     Ok(())
 }
 

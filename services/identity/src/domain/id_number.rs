@@ -45,11 +45,7 @@ impl IdNumber {
             return Err(IdNumberError::Checksum);
         }
         let male = (bytes[16] - b'0') % 2 == 1;
-        Ok(Self {
-            normalized,
-            birth_date,
-            male,
-        })
+        Ok(Self { normalized, birth_date, male })
     }
 
     pub fn as_str(&self) -> &str {
@@ -98,11 +94,7 @@ pub fn parse_phone(raw: &str) -> Result<String, PhoneError> {
 
 /// `138****1234`
 pub fn mask_phone(phone: &str) -> String {
-    if phone.len() == 11 {
-        format!("{}****{}", &phone[..3], &phone[7..])
-    } else {
-        "***".to_owned()
-    }
+    if phone.len() == 11 { format!("{}****{}", &phone[..3], &phone[7..]) } else { "***".to_owned() }
 }
 
 #[cfg(test)]
@@ -135,18 +127,9 @@ mod tests {
         bad_check.replace_range(17..18, if &good[17..] == "0" { "1" } else { "0" });
         assert_eq!(IdNumber::parse(&bad_check, today()), Err(IdNumberError::Checksum));
         assert_eq!(IdNumber::parse("123", today()), Err(IdNumberError::Length));
-        assert_eq!(
-            IdNumber::parse("32083019900A011234", today()),
-            Err(IdNumberError::Digits)
-        );
-        assert_eq!(
-            IdNumber::parse(&with_check("32083019901301123"), today()),
-            Err(IdNumberError::BirthDate)
-        );
-        assert_eq!(
-            IdNumber::parse(&with_check("32083020990101123"), today()),
-            Err(IdNumberError::BirthDate)
-        );
+        assert_eq!(IdNumber::parse("32083019900A011234", today()), Err(IdNumberError::Digits));
+        assert_eq!(IdNumber::parse(&with_check("32083019901301123"), today()), Err(IdNumberError::BirthDate));
+        assert_eq!(IdNumber::parse(&with_check("32083020990101123"), today()), Err(IdNumberError::BirthDate));
     }
 
     #[test]

@@ -65,9 +65,7 @@ fn verify_password(password: &str, hash: &str) -> bool {
 
 /// Argon2 takes tens of milliseconds of CPU on purpose: keep it off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| IdentityError::Internal(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(|e| IdentityError::Internal(e.to_string()))
 }
 
 fn random_token(bytes: usize) -> String {
@@ -85,10 +83,7 @@ pub(crate) fn account_proto(row: &AccountRow) -> Account {
         id: row.id.clone(),
         username: row.username.clone(),
         display_name: row.display_name.clone(),
-        roles: roles_from_column(&row.roles)
-            .into_iter()
-            .map(|r| role_from_kit(r) as i32)
-            .collect(),
+        roles: roles_from_column(&row.roles).into_iter().map(|r| role_from_kit(r) as i32).collect(),
         org_node_id: row.org_node_id.clone(),
         resident_id: row.resident_id.clone().unwrap_or_default(),
         service_account: row.service_account == 1,
@@ -99,10 +94,7 @@ pub(crate) fn account_proto(row: &AccountRow) -> Account {
 
 fn validate_password(v: &mut Violations, field: &str, password: &str) {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        v.add(
-            field,
-            format!("至少{MIN_PASSWORD_CHARS}个字符 / at least {MIN_PASSWORD_CHARS} characters"),
-        );
+        v.add(field, format!("至少{MIN_PASSWORD_CHARS}个字符 / at least {MIN_PASSWORD_CHARS} characters"));
     }
     if password.len() > 256 {
         v.add(field, "过长 / too long");
@@ -135,15 +127,7 @@ impl Identity {
             created_at: now_micros(),
         };
         store::insert_org_node(&mut *tx, &root).await?;
-        self.outbox
-            .write(
-                &mut tx,
-                &root.id,
-                &OrgNodeCreated {
-                    org_node: Some(org_proto(&root)),
-                },
-            )
-            .await?;
+        self.outbox.write(&mut tx, &root.id, &OrgNodeCreated { org_node: Some(org_proto(&root)) }).await?;
         let (password, generated) = match &bootstrap.admin_password {
             Some(p) => (p.clone(), None),
             None => {
@@ -152,11 +136,8 @@ impl Identity {
             }
         };
         let hash = blocking(move || hash_password(&password)).await??;
-        let roles = if bootstrap.org_kind == OrgNodeKind::Province {
-            vec![Role::Province]
-        } else {
-            vec![Role::CountyAdmin]
-        };
+        let roles =
+            if bootstrap.org_kind == OrgNodeKind::Province { vec![Role::Province] } else { vec![Role::CountyAdmin] };
         let admin = AccountRow {
             id: new_id(),
             username: bootstrap.admin_username.clone(),
@@ -240,24 +221,12 @@ impl Identity {
             jti: new_id(),
         };
         let signer = self.keys.signer().await?;
-        let access_token = signer
-            .sign(&claims)
-            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let access_token = signer.sign(&claims).map_err(|e| IdentityError::Internal(e.to_string()))?;
         let refresh_token = random_token(32);
         let refresh_expires_at = now_micros() + self.settings.refresh_token_ttl_secs * 1_000_000;
-        store::insert_refresh_token(
-            self.db.pool(),
-            &token_hash(&refresh_token),
-            &account.id,
-            refresh_expires_at,
-        )
-        .await?;
-        Ok(Tokens {
-            access_token,
-            access_expires_at: claims.exp * 1_000_000,
-            refresh_token,
-            refresh_expires_at,
-        })
+        store::insert_refresh_token(self.db.pool(), &token_hash(&refresh_token), &account.id, refresh_expires_at)
+            .await?;
+        Ok(Tokens { access_token, access_expires_at: claims.exp * 1_000_000, refresh_token, refresh_expires_at })
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<RefreshTokenResponse> {
@@ -267,9 +236,7 @@ impl Identity {
         let account_id = store::spend_refresh_token(self.db.pool(), &token_hash(refresh_token))
             .await?
             .ok_or(IdentityError::BadRefreshToken)?;
-        let account = store::account(self.db.pool(), &account_id)
-            .await?
-            .ok_or(IdentityError::BadRefreshToken)?;
+        let account = store::account(self.db.pool(), &account_id).await?.ok_or(IdentityError::BadRefreshToken)?;
         if account.disabled == 1 {
             return Err(IdentityError::BadRefreshToken);
         }
@@ -307,9 +274,7 @@ impl Identity {
     }
 
     pub async fn rotate_signing_key(&self, caller: &Caller) -> Result<String> {
-        caller
-            .require_any_role(access::KEY_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::KEY_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         let scope = store::org_node(self.db.pool(), caller.scope()).await?;
         if scope.is_none_or(|node| node.parent_id.is_some()) {
             return Err(IdentityError::PermissionDenied);
@@ -318,28 +283,19 @@ impl Identity {
     }
 
     pub async fn current_account(&self, caller: &Caller) -> Result<Account> {
-        let row = store::account(self.db.pool(), caller.account_id())
-            .await?
-            .ok_or(IdentityError::NotFound(ACCOUNT))?;
+        let row = store::account(self.db.pool(), caller.account_id()).await?.ok_or(IdentityError::NotFound(ACCOUNT))?;
         Ok(account_proto(&row))
     }
 
     pub async fn create_account(&self, caller: &Caller, req: CreateAccountRequest) -> Result<CreateAccountResponse> {
-        caller
-            .require_any_role(access::ACCOUNT_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::ACCOUNT_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         let username = req.username.trim();
         if username.len() < 3
             || username.len() > 64
-            || !username
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'))
+            || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'))
         {
-            v.add(
-                "username",
-                "3–64个字母、数字或 _ . - @ / 3–64 letters, digits or _ . - @",
-            );
+            v.add("username", "3–64个字母、数字或 _ . - @ / 3–64 letters, digits or _ . - @");
         }
         v.require("display_name", &req.display_name);
         v.require("org_node_id", &req.org_node_id);
@@ -348,10 +304,7 @@ impl Identity {
             v.add("roles", "至少一个角色 / at least one role");
         }
         for value in &req.roles {
-            match jiaxin_proto::identity::Role::try_from(*value)
-                .ok()
-                .and_then(role_to_kit)
-            {
+            match jiaxin_proto::identity::Role::try_from(*value).ok().and_then(role_to_kit) {
                 Some(role) if access::may_grant(&caller.0.roles, role) => roles.push(role),
                 Some(_) => v.add("roles", "不能授予高于自身的角色 / cannot grant this role"),
                 None => v.add("roles", "未知角色 / unknown role"),
@@ -361,10 +314,7 @@ impl Identity {
         roles.dedup();
         if req.service_account {
             if !req.password.is_empty() {
-                v.add(
-                    "password",
-                    "服务账户不设密码,使用生成的密钥 / service accounts get a generated secret",
-                );
+                v.add("password", "服务账户不设密码,使用生成的密钥 / service accounts get a generated secret");
             }
         } else {
             validate_password(&mut v, "password", &req.password);
@@ -381,20 +331,13 @@ impl Identity {
         let hash = request_hash(caller, &req);
         let mut tx = self.db.begin().await?;
         if let Some(id) = earlier_result(&mut tx, "create_account", &req.request_id, &hash).await? {
-            let row = store::account(&mut *tx, &id)
-                .await?
-                .ok_or(IdentityError::NotFound(ACCOUNT))?;
+            let row = store::account(&mut *tx, &id).await?.ok_or(IdentityError::NotFound(ACCOUNT))?;
             // The secret was shown once, with the first answer; a retry does not see it again.
-            return Ok(CreateAccountResponse {
-                account: Some(account_proto(&row)),
-                generated_secret: String::new(),
-            });
+            return Ok(CreateAccountResponse { account: Some(account_proto(&row)), generated_secret: String::new() });
         }
         let node = self.visible_node(&mut tx, caller, &req.org_node_id, "组织节点").await?;
         if !req.resident_id.is_empty() {
-            let path = store::resident_scope_path(&mut *tx, &req.resident_id)
-                .await?
-                .unwrap_or_default();
+            let path = store::resident_scope_path(&mut *tx, &req.resident_id).await?.unwrap_or_default();
             if store::resident(&mut *tx, &req.resident_id).await?.is_none() || !caller.covers(&org::path_ids(&path)) {
                 return Err(IdentityError::NotFound("居民"));
             }
@@ -423,17 +366,12 @@ impl Identity {
         self.account_created_event(&mut tx, &row).await?;
         remember_result(&mut tx, "create_account", &req.request_id, &hash, &row.id).await?;
         self.commit(tx).await?;
-        Ok(CreateAccountResponse {
-            account: Some(account_proto(&row)),
-            generated_secret: secret.unwrap_or_default(),
-        })
+        Ok(CreateAccountResponse { account: Some(account_proto(&row)), generated_secret: secret.unwrap_or_default() })
     }
 
     /// An account the caller may see: their own, or one in their scope if they administer accounts.
     async fn visible_account(&self, caller: &Caller, id: &str) -> Result<AccountRow> {
-        let row = store::account(self.db.pool(), id)
-            .await?
-            .ok_or(IdentityError::NotFound(ACCOUNT))?;
+        let row = store::account(self.db.pool(), id).await?.ok_or(IdentityError::NotFound(ACCOUNT))?;
         if row.id == caller.account_id() {
             return Ok(row);
         }
@@ -455,45 +393,26 @@ impl Identity {
             .require_any_role(&[access::ACCOUNT_ADMINS, &[Role::Auditor]].concat())
             .map_err(|_| IdentityError::PermissionDenied)?;
         let page = Page::parse(req.page_size, &req.page_token)?;
-        let node_id = if req.org_node_id.is_empty() {
-            caller.scope().to_owned()
-        } else {
-            req.org_node_id.clone()
-        };
+        let node_id = if req.org_node_id.is_empty() { caller.scope().to_owned() } else { req.org_node_id.clone() };
         let mut tx = self.db.begin_read().await?;
         let node = self.visible_node(&mut tx, caller, &node_id, "组织节点").await?;
         let mut rows = store::accounts_in(&mut *tx, &node.path, &page).await?;
         let next_page_token = page.finish(&mut rows, |r| r.id.clone());
-        Ok(ListAccountsResponse {
-            accounts: rows.iter().map(account_proto).collect(),
-            next_page_token,
-        })
+        Ok(ListAccountsResponse { accounts: rows.iter().map(account_proto).collect(), next_page_token })
     }
 
     pub async fn disable_account(&self, caller: &Caller, id: &str) -> Result<Account> {
-        caller
-            .require_any_role(access::ACCOUNT_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::ACCOUNT_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         if id.is_empty() {
             return Err(IdentityError::invalid("id", "必填 / required"));
         }
         if id == caller.account_id() {
-            return Err(IdentityError::precondition(
-                "不能停用自己的账户 / cannot disable your own account",
-            ));
+            return Err(IdentityError::precondition("不能停用自己的账户 / cannot disable your own account"));
         }
         let mut row = self.visible_account(caller, id).await?;
         let mut tx = self.db.begin().await?;
         store::disable_account(&mut tx, &row.id).await?;
-        self.outbox
-            .write(
-                &mut tx,
-                &row.id,
-                &AccountDisabled {
-                    account_id: row.id.clone(),
-                },
-            )
-            .await?;
+        self.outbox.write(&mut tx, &row.id, &AccountDisabled { account_id: row.id.clone() }).await?;
         self.commit(tx).await?;
         row.disabled = 1;
         Ok(account_proto(&row))
@@ -504,15 +423,10 @@ impl Identity {
         v.require("current_password", &req.current_password);
         validate_password(&mut v, "new_password", &req.new_password);
         if req.new_password == req.current_password {
-            v.add(
-                "new_password",
-                "新密码不能与原密码相同 / must differ from the current password",
-            );
+            v.add("new_password", "新密码不能与原密码相同 / must differ from the current password");
         }
         v.into_result()?;
-        let row = store::account(self.db.pool(), caller.account_id())
-            .await?
-            .ok_or(IdentityError::NotFound(ACCOUNT))?;
+        let row = store::account(self.db.pool(), caller.account_id()).await?.ok_or(IdentityError::NotFound(ACCOUNT))?;
         let (current, hash) = (req.current_password.clone(), row.password_hash.clone());
         if !blocking(move || verify_password(&current, &hash)).await? {
             return Err(IdentityError::invalid("current_password", "原密码不正确 / incorrect"));

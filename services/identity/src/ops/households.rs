@@ -50,11 +50,7 @@ impl PreparedResident {
         NewResidentRow {
             id: &self.id,
             name: &self.name,
-            gender: if self.id_number.male {
-                Gender::Male as i64
-            } else {
-                Gender::Female as i64
-            },
+            gender: if self.id_number.male { Gender::Male as i64 } else { Gender::Female as i64 },
             birth_date: &self.birth_date,
             id_number_ct: self.id_ct.clone(),
             id_number_bidx: &self.bidx,
@@ -79,11 +75,7 @@ impl Identity {
     ) -> Option<PreparedResident> {
         let name = input.name.trim();
         let field = |f: &str| {
-            if prefix.is_empty() {
-                f.to_owned()
-            } else {
-                format!("{prefix}.{f}")
-            }
+            if prefix.is_empty() { f.to_owned() } else { format!("{prefix}.{f}") }
         };
         v.require(&field("name"), name);
         if name.chars().count() > 64 {
@@ -133,13 +125,9 @@ impl Identity {
         }
         // A concurrent registration of the same person can pass the check; the unique blind
         // index refuses the second, which must read as the same answer.
-        store::insert_resident(&mut **tx, &resident.row()).await.map_err(|e| {
-            if super::is_unique_violation(&e) {
-                taken()
-            } else {
-                e.into()
-            }
-        })?;
+        store::insert_resident(&mut **tx, &resident.row())
+            .await
+            .map_err(|e| if super::is_unique_violation(&e) { taken() } else { e.into() })?;
         Ok(())
     }
 
@@ -149,44 +137,24 @@ impl Identity {
         if write {
             store::lock_household(&mut **tx, id).await?;
         }
-        let row = store::household(&mut **tx, id)
-            .await?
-            .ok_or(IdentityError::NotFound(HOUSEHOLD))?;
-        let roles = if write {
-            access::HOUSEHOLD_EDITORS
-        } else {
-            access::HOUSEHOLD_READERS
-        };
+        let row = store::household(&mut **tx, id).await?.ok_or(IdentityError::NotFound(HOUSEHOLD))?;
+        let roles = if write { access::HOUSEHOLD_EDITORS } else { access::HOUSEHOLD_READERS };
         let by_role = caller.has_any_role(roles) && caller.covers(&org::path_ids(&row.grid_path));
         let own = !write && caller.has_role(Role::Resident) && self.is_own_household(tx, caller, &row.id).await?;
-        if by_role || own {
-            Ok(row)
-        } else {
-            Err(IdentityError::NotFound(HOUSEHOLD))
-        }
+        if by_role || own { Ok(row) } else { Err(IdentityError::NotFound(HOUSEHOLD)) }
     }
 
     async fn is_own_household(&self, tx: &mut Tx, caller: &Caller, household_id: &str) -> Result<bool> {
         let Some(resident_id) = caller.0.rid.as_deref() else {
             return Ok(false);
         };
-        Ok(store::resident(&mut **tx, resident_id)
-            .await?
-            .and_then(|r| r.household_id)
-            .as_deref()
-            == Some(household_id))
+        Ok(store::resident(&mut **tx, resident_id).await?.and_then(|r| r.household_id).as_deref() == Some(household_id))
     }
 
     /// A resident the caller may read or change, judged by the resident's latest household.
     async fn resident_for(&self, tx: &mut Tx, caller: &Caller, id: &str, write: bool) -> Result<ResidentRow> {
-        let row = store::resident(&mut **tx, id)
-            .await?
-            .ok_or(IdentityError::NotFound(RESIDENT))?;
-        let roles = if write {
-            access::HOUSEHOLD_EDITORS
-        } else {
-            access::HOUSEHOLD_READERS
-        };
+        let row = store::resident(&mut **tx, id).await?.ok_or(IdentityError::NotFound(RESIDENT))?;
+        let roles = if write { access::HOUSEHOLD_EDITORS } else { access::HOUSEHOLD_READERS };
         let path = store::resident_scope_path(&mut **tx, id).await?.unwrap_or_default();
         let by_role = caller.has_any_role(roles) && caller.covers(&org::path_ids(&path));
         let own = !write
@@ -196,11 +164,7 @@ impl Identity {
                 (Some(_), Some(hh)) => self.is_own_household(tx, caller, hh).await?,
                 _ => false,
             };
-        if by_role || own {
-            Ok(row)
-        } else {
-            Err(IdentityError::NotFound(RESIDENT))
-        }
+        if by_role || own { Ok(row) } else { Err(IdentityError::NotFound(RESIDENT)) }
     }
 
     async fn grid_for(&self, tx: &mut Tx, caller: &Caller, grid_id: &str) -> Result<store::OrgRow> {
@@ -225,9 +189,7 @@ impl Identity {
     }
 
     async fn reload(&self, tx: &mut Tx, id: &str) -> Result<Household> {
-        let row = store::household(&mut **tx, id)
-            .await?
-            .ok_or(IdentityError::NotFound(HOUSEHOLD))?;
+        let row = store::household(&mut **tx, id).await?.ok_or(IdentityError::NotFound(HOUSEHOLD))?;
         self.household_proto(tx, &row).await
     }
 
@@ -262,9 +224,7 @@ impl Identity {
     }
 
     pub async fn register_household(&self, caller: &Caller, req: RegisterHouseholdRequest) -> Result<Household> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("grid_id", &req.grid_id);
         v.require("address", &req.address);
@@ -285,9 +245,7 @@ impl Identity {
         }
         let grid = self.grid_for(&mut tx, caller, &req.grid_id).await?;
         self.insert_resident(&mut tx, "head.id_number", &head).await?;
-        let id = self
-            .create_household(&mut tx, &grid, req.address.trim(), &head, MembershipReason::Registered)
-            .await?;
+        let id = self.create_household(&mut tx, &grid, req.address.trim(), &head, MembershipReason::Registered).await?;
         remember_result(&mut tx, "register_household", &req.request_id, &hash, &id).await?;
         let household = self.reload(&mut tx, &id).await?;
         self.commit(tx).await?;
@@ -301,15 +259,9 @@ impl Identity {
     }
 
     pub async fn list_households(&self, caller: &Caller, req: ListHouseholdsRequest) -> Result<ListHouseholdsResponse> {
-        caller
-            .require_any_role(access::HOUSEHOLD_READERS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_READERS).map_err(|_| IdentityError::PermissionDenied)?;
         let page = Page::parse(req.page_size, &req.page_token)?;
-        let node_id = if req.org_node_id.is_empty() {
-            caller.scope().to_owned()
-        } else {
-            req.org_node_id.clone()
-        };
+        let node_id = if req.org_node_id.is_empty() { caller.scope().to_owned() } else { req.org_node_id.clone() };
         let mut tx = self.db.begin_read().await?;
         let node = self.visible_node(&mut tx, caller, &node_id, "组织节点").await?;
         let mut rows = store::households_in(&mut *tx, &node.path, &page).await?;
@@ -318,16 +270,11 @@ impl Identity {
         for row in &rows {
             households.push(self.household_proto(&mut tx, row).await?);
         }
-        Ok(ListHouseholdsResponse {
-            households,
-            next_page_token,
-        })
+        Ok(ListHouseholdsResponse { households, next_page_token })
     }
 
     pub async fn add_member(&self, caller: &Caller, req: AddMemberRequest) -> Result<(Household, Resident)> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("household_id", &req.household_id);
         let relation = member_relation(&mut v, "relation", req.relation);
@@ -344,12 +291,9 @@ impl Identity {
         let household = self.household_for(&mut tx, caller, &req.household_id, true).await?;
         require_active(&household)?;
         self.insert_resident(&mut tx, "resident.id_number", &resident).await?;
-        self.join_new_member(&mut tx, &household.id, &resident, relation, MembershipReason::Added)
-            .await?;
+        self.join_new_member(&mut tx, &household.id, &resident, relation, MembershipReason::Added).await?;
         let updated = self.reload(&mut tx, &household.id).await?;
-        let added = store::resident(&mut *tx, &resident.id)
-            .await?
-            .ok_or(IdentityError::NotFound(RESIDENT))?;
+        let added = store::resident(&mut *tx, &resident.id).await?.ok_or(IdentityError::NotFound(RESIDENT))?;
         self.commit(tx).await?;
         Ok((updated, resident_proto(&added)))
     }
@@ -387,15 +331,7 @@ impl Identity {
         self.outbox.write(tx, household_id, &left).await?;
         if store::members(&mut **tx, household_id).await?.is_empty() {
             store::dissolve_household(&mut **tx, household_id).await?;
-            self.outbox
-                .write(
-                    tx,
-                    household_id,
-                    &HouseholdDissolved {
-                        household_id: household_id.to_owned(),
-                    },
-                )
-                .await?;
+            self.outbox.write(tx, household_id, &HouseholdDissolved { household_id: household_id.to_owned() }).await?;
         }
         Ok(())
     }
@@ -421,9 +357,7 @@ impl Identity {
     }
 
     pub async fn remove_member(&self, caller: &Caller, req: RemoveMemberRequest) -> Result<Household> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("household_id", &req.household_id);
         v.require("resident_id", &req.resident_id);
@@ -435,21 +369,16 @@ impl Identity {
             return Err(IdentityError::NotFound("户内成员"));
         };
         if household.head_resident_id.as_deref() == Some(member.id.as_str()) && members.len() > 1 {
-            return Err(IdentityError::precondition(
-                "请先变更户主 / change the household head first",
-            ));
+            return Err(IdentityError::precondition("请先变更户主 / change the household head first"));
         }
-        self.leave(&mut tx, &household.id, &member.id, MembershipReason::Removed)
-            .await?;
+        self.leave(&mut tx, &household.id, &member.id, MembershipReason::Removed).await?;
         let updated = self.reload(&mut tx, &household.id).await?;
         self.commit(tx).await?;
         Ok(updated)
     }
 
     pub async fn set_household_head(&self, caller: &Caller, req: SetHouseholdHeadRequest) -> Result<Household> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("household_id", &req.household_id);
         v.require("resident_id", &req.resident_id);
@@ -457,8 +386,7 @@ impl Identity {
         let mut tx = self.db.begin().await?;
         let household = self.household_for(&mut tx, caller, &req.household_id, true).await?;
         require_active(&household)?;
-        self.change_head(&mut tx, &household, &req.resident_id, "resident_id")
-            .await?;
+        self.change_head(&mut tx, &household, &req.resident_id, "resident_id").await?;
         let updated = self.reload(&mut tx, &household.id).await?;
         self.commit(tx).await?;
         Ok(updated)
@@ -467,10 +395,7 @@ impl Identity {
     async fn change_head(&self, tx: &mut Tx, household: &HouseholdRow, new_head: &str, field: &str) -> Result<()> {
         let members = store::members(&mut **tx, &household.id).await?;
         let Some(member) = members.iter().find(|m| m.id == new_head && m.death_date.is_none()) else {
-            return Err(IdentityError::invalid(
-                field,
-                "应为本户在世成员 / must be a living member of the household",
-            ));
+            return Err(IdentityError::invalid(field, "应为本户在世成员 / must be a living member of the household"));
         };
         if let Some(old) = &household.head_resident_id
             && old != &member.id
@@ -479,18 +404,13 @@ impl Identity {
         }
         store::set_relation(&mut **tx, &member.id, Relation::Head as i64).await?;
         store::set_head(&mut **tx, &household.id, Some(&member.id)).await?;
-        let event = HouseholdHeadChanged {
-            household_id: household.id.clone(),
-            head_resident_id: member.id.clone(),
-        };
+        let event = HouseholdHeadChanged { household_id: household.id.clone(), head_resident_id: member.id.clone() };
         self.outbox.write(tx, &household.id, &event).await?;
         Ok(())
     }
 
     pub async fn move_member(&self, caller: &Caller, req: MoveMemberRequest) -> Result<(Household, Household)> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("resident_id", &req.resident_id);
         v.require("to_household_id", &req.to_household_id);
@@ -505,26 +425,19 @@ impl Identity {
         require_active(&target)?;
         let from_id = resident.household_id.clone();
         if from_id.as_deref() == Some(target.id.as_str()) {
-            return Err(IdentityError::invalid(
-                "to_household_id",
-                "已是该户成员 / already a member of that household",
-            ));
+            return Err(IdentityError::invalid("to_household_id", "已是该户成员 / already a member of that household"));
         }
         if let Some(from_id) = &from_id {
-            let from = store::household(&mut *tx, from_id)
-                .await?
-                .ok_or(IdentityError::NotFound(HOUSEHOLD))?;
+            let from = store::household(&mut *tx, from_id).await?.ok_or(IdentityError::NotFound(HOUSEHOLD))?;
             let others = store::members(&mut *tx, from_id).await?.len() > 1;
             if from.head_resident_id.as_deref() == Some(resident.id.as_str()) && others {
                 return Err(IdentityError::precondition(
                     "请先变更原户户主 / change the head of the old household first",
                 ));
             }
-            self.leave(&mut tx, from_id, &resident.id, MembershipReason::Moved)
-                .await?;
+            self.leave(&mut tx, from_id, &resident.id, MembershipReason::Moved).await?;
         }
-        self.join(&mut tx, &target.id, &resident, relation, MembershipReason::Moved)
-            .await?;
+        self.join(&mut tx, &target.id, &resident, relation, MembershipReason::Moved).await?;
         let from = match &from_id {
             Some(id) => self.reload(&mut tx, id).await?,
             None => Household::default(),
@@ -535,9 +448,7 @@ impl Identity {
     }
 
     pub async fn split_household(&self, caller: &Caller, req: SplitHouseholdRequest) -> Result<(Household, Household)> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("household_id", &req.household_id);
         v.require("new_head_resident_id", &req.new_head_resident_id);
@@ -566,21 +477,12 @@ impl Identity {
         let members = store::members(&mut *tx, &household.id).await?;
         let leaving: Vec<&ResidentRow> = members.iter().filter(|m| req.resident_ids.contains(&m.id)).collect();
         if leaving.len() != req.resident_ids.len() {
-            return Err(IdentityError::invalid(
-                "resident_ids",
-                "应均为本户现有成员 / must all be current members",
-            ));
+            return Err(IdentityError::invalid("resident_ids", "应均为本户现有成员 / must all be current members"));
         }
         if leaving.len() == members.len() {
-            return Err(IdentityError::invalid(
-                "resident_ids",
-                "不能全部分出 / cannot split off every member",
-            ));
+            return Err(IdentityError::invalid("resident_ids", "不能全部分出 / cannot split off every member"));
         }
-        if leaving
-            .iter()
-            .any(|m| household.head_resident_id.as_deref() == Some(m.id.as_str()))
-        {
+        if leaving.iter().any(|m| household.head_resident_id.as_deref() == Some(m.id.as_str())) {
             return Err(IdentityError::precondition(
                 "原户主不能分出,请先变更户主 / the head cannot leave; change the head first",
             ));
@@ -600,17 +502,10 @@ impl Identity {
                 "新户主应为在世成年人 / must be a living adult",
             ));
         }
-        let grid_id = if req.grid_id.is_empty() {
-            household.grid_id.clone()
-        } else {
-            req.grid_id.clone()
-        };
+        let grid_id = if req.grid_id.is_empty() { household.grid_id.clone() } else { req.grid_id.clone() };
         let grid = self.grid_for(&mut tx, caller, &grid_id).await?;
-        let address = if req.address.trim().is_empty() {
-            household.address.clone()
-        } else {
-            req.address.trim().to_owned()
-        };
+        let address =
+            if req.address.trim().is_empty() { household.address.clone() } else { req.address.trim().to_owned() };
 
         let created_id = new_id();
         store::insert_household(&mut *tx, &created_id, &grid.id, &address, &new_head.id).await?;
@@ -629,13 +524,8 @@ impl Identity {
                 reason: MembershipReason::Split as i32,
             };
             self.outbox.write(&mut tx, &household.id, &left).await?;
-            let relation = if member.id == new_head.id {
-                Relation::Head
-            } else {
-                Relation::Other
-            };
-            self.join(&mut tx, &created_id, member, relation, MembershipReason::Split)
-                .await?;
+            let relation = if member.id == new_head.id { Relation::Head } else { Relation::Other };
+            self.join(&mut tx, &created_id, member, relation, MembershipReason::Split).await?;
         }
         let split = HouseholdSplit {
             original_household_id: household.id.clone(),
@@ -651,9 +541,7 @@ impl Identity {
     }
 
     pub async fn merge_households(&self, caller: &Caller, req: MergeHouseholdsRequest) -> Result<Household> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("source_household_id", &req.source_household_id);
         v.require("target_household_id", &req.target_household_id);
@@ -662,25 +550,17 @@ impl Identity {
         }
         v.into_result()?;
         let mut tx = self.db.begin().await?;
-        let source = self
-            .household_for(&mut tx, caller, &req.source_household_id, true)
-            .await?;
-        let target = self
-            .household_for(&mut tx, caller, &req.target_household_id, true)
-            .await?;
+        let source = self.household_for(&mut tx, caller, &req.source_household_id, true).await?;
+        let target = self.household_for(&mut tx, caller, &req.target_household_id, true).await?;
         require_active(&source)?;
         require_active(&target)?;
         let members = store::members(&mut *tx, &source.id).await?;
         for member in &members {
-            self.leave(&mut tx, &source.id, &member.id, MembershipReason::Merged)
-                .await?;
-            self.join(&mut tx, &target.id, member, Relation::Other, MembershipReason::Merged)
-                .await?;
+            self.leave(&mut tx, &source.id, &member.id, MembershipReason::Merged).await?;
+            self.join(&mut tx, &target.id, member, Relation::Other, MembershipReason::Merged).await?;
         }
-        let merged = HouseholdsMerged {
-            source_household_id: source.id.clone(),
-            target_household_id: target.id.clone(),
-        };
+        let merged =
+            HouseholdsMerged { source_household_id: source.id.clone(), target_household_id: target.id.clone() };
         self.outbox.write(&mut tx, &target.id, &merged).await?;
         let household = self.reload(&mut tx, &target.id).await?;
         self.commit(tx).await?;
@@ -688,17 +568,12 @@ impl Identity {
     }
 
     pub async fn record_death(&self, caller: &Caller, req: RecordDeathRequest) -> Result<Resident> {
-        caller
-            .require_any_role(access::HOUSEHOLD_EDITORS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_EDITORS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("resident_id", &req.resident_id);
         let date = chrono::NaiveDate::parse_from_str(req.date_of_death.trim(), "%Y-%m-%d").ok();
         match date {
-            None => v.add(
-                "date_of_death",
-                "应为 YYYY-MM-DD 格式的日期 / must be a YYYY-MM-DD date",
-            ),
+            None => v.add("date_of_death", "应为 YYYY-MM-DD 格式的日期 / must be a YYYY-MM-DD date"),
             Some(d) if d > today() => v.add("date_of_death", "不能晚于今天 / cannot be in the future"),
             Some(_) => {}
         }
@@ -710,16 +585,12 @@ impl Identity {
             return Err(IdentityError::precondition("已登记死亡 / death already recorded"));
         }
         if date < resident.birth_date {
-            return Err(IdentityError::invalid(
-                "date_of_death",
-                "早于出生日期 / before the date of birth",
-            ));
+            return Err(IdentityError::invalid("date_of_death", "早于出生日期 / before the date of birth"));
         }
         store::record_death(&mut *tx, &resident.id, &date).await?;
         if let Some(household_id) = &resident.household_id {
-            let household = store::household(&mut *tx, household_id)
-                .await?
-                .ok_or(IdentityError::NotFound(HOUSEHOLD))?;
+            let household =
+                store::household(&mut *tx, household_id).await?.ok_or(IdentityError::NotFound(HOUSEHOLD))?;
             let others = store::members(&mut *tx, household_id).await?.len() > 1;
             if household.head_resident_id.as_deref() == Some(resident.id.as_str()) && others {
                 if req.new_head_resident_id.is_empty() || req.new_head_resident_id == resident.id {
@@ -728,8 +599,7 @@ impl Identity {
                         "户主去世需指定新户主 / a new head is required",
                     ));
                 }
-                self.change_head(&mut tx, &household, &req.new_head_resident_id, "new_head_resident_id")
-                    .await?;
+                self.change_head(&mut tx, &household, &req.new_head_resident_id, "new_head_resident_id").await?;
             }
             let died = ResidentDied {
                 resident_id: resident.id.clone(),
@@ -737,12 +607,9 @@ impl Identity {
                 date_of_death: date.clone(),
             };
             self.outbox.write(&mut tx, household_id, &died).await?;
-            self.leave(&mut tx, household_id, &resident.id, MembershipReason::Died)
-                .await?;
+            self.leave(&mut tx, household_id, &resident.id, MembershipReason::Died).await?;
         }
-        let updated = store::resident(&mut *tx, &resident.id)
-            .await?
-            .ok_or(IdentityError::NotFound(RESIDENT))?;
+        let updated = store::resident(&mut *tx, &resident.id).await?.ok_or(IdentityError::NotFound(RESIDENT))?;
         self.commit(tx).await?;
         Ok(resident_proto(&updated))
     }
@@ -754,15 +621,12 @@ impl Identity {
     }
 
     pub async fn find_resident(&self, caller: &Caller, id_number: &str) -> Result<Resident> {
-        caller
-            .require_any_role(access::HOUSEHOLD_READERS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::HOUSEHOLD_READERS).map_err(|_| IdentityError::PermissionDenied)?;
         let id = IdNumber::parse(id_number, today()).map_err(|e| IdentityError::invalid("id_number", e.to_string()))?;
         let bidx = self.cipher.blind_index(ID_CONTEXT, id.as_str());
         let mut tx = self.db.begin_read().await?;
-        let resident_id = store::resident_id_by_index(&mut *tx, &bidx)
-            .await?
-            .ok_or(IdentityError::NotFound(RESIDENT))?;
+        let resident_id =
+            store::resident_id_by_index(&mut *tx, &bidx).await?.ok_or(IdentityError::NotFound(RESIDENT))?;
         let row = self.resident_for(&mut tx, caller, &resident_id, false).await?;
         Ok(resident_proto(&row))
     }
@@ -820,10 +684,7 @@ fn member_relation(v: &mut Violations, field: &str, value: i32) -> Relation {
             Relation::Other
         }
         Ok(Relation::Head) => {
-            v.add(
-                field,
-                "变更户主请用 SetHouseholdHead / use SetHouseholdHead to change the head",
-            );
+            v.add(field, "变更户主请用 SetHouseholdHead / use SetHouseholdHead to change the head");
             Relation::Other
         }
         Ok(relation) => relation,

@@ -50,13 +50,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(db: Database, cipher: FieldCipher, outbox: Outbox, keys: Arc<Keys>, settings: Settings) -> Self {
-        Self {
-            db,
-            cipher,
-            outbox,
-            keys,
-            settings,
-        }
+        Self { db, cipher, outbox, keys, settings }
     }
 
     /// Commits and wakes the relay for the events written in `tx`.

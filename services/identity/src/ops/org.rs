@@ -59,9 +59,7 @@ impl Identity {
     }
 
     pub async fn create_org_node(&self, caller: &Caller, req: CreateOrgNodeRequest) -> Result<OrgNode> {
-        caller
-            .require_any_role(access::ORG_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::ORG_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         let kind = OrgNodeKind::try_from(req.kind).unwrap_or(OrgNodeKind::Unspecified);
         let mut v = Violations::new();
         v.require("parent_id", &req.parent_id);
@@ -77,9 +75,7 @@ impl Identity {
         let hash = request_hash(caller, &req);
         let mut tx = self.db.begin().await?;
         if let Some(id) = earlier_result(&mut tx, "create_org_node", &req.request_id, &hash).await? {
-            let row = store::org_node(&mut *tx, &id)
-                .await?
-                .ok_or(IdentityError::NotFound(NODE))?;
+            let row = store::org_node(&mut *tx, &id).await?.ok_or(IdentityError::NotFound(NODE))?;
             return Ok(org_proto(&row));
         }
         let parent = self.visible_node(&mut tx, caller, &req.parent_id, "上级组织").await?;
@@ -107,15 +103,7 @@ impl Identity {
             }
         })?;
         let node = org_proto(&row);
-        self.outbox
-            .write(
-                &mut tx,
-                &row.id,
-                &OrgNodeCreated {
-                    org_node: Some(node.clone()),
-                },
-            )
-            .await?;
+        self.outbox.write(&mut tx, &row.id, &OrgNodeCreated { org_node: Some(node.clone()) }).await?;
         remember_result(&mut tx, "create_org_node", &req.request_id, &hash, &row.id).await?;
         self.commit(tx).await?;
         Ok(node)
@@ -129,9 +117,7 @@ impl Identity {
     }
 
     pub async fn rename_org_node(&self, caller: &Caller, req: RenameOrgNodeRequest) -> Result<OrgNode> {
-        caller
-            .require_any_role(access::ORG_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::ORG_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("id", &req.id);
         validate_name(&mut v, "name", &req.name);
@@ -139,33 +125,22 @@ impl Identity {
         let mut tx = self.db.begin().await?;
         let mut row = self.visible_node(&mut tx, caller, &req.id, NODE).await?;
         row.name = req.name.trim().to_owned();
-        store::rename_org_node(&mut *tx, &row.id, &row.name)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    IdentityError::AlreadyExists("同级已有同名组织 / a sibling has that name".into())
-                } else {
-                    e.into()
-                }
-            })?;
+        store::rename_org_node(&mut *tx, &row.id, &row.name).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                IdentityError::AlreadyExists("同级已有同名组织 / a sibling has that name".into())
+            } else {
+                e.into()
+            }
+        })?;
         self.outbox
-            .write(
-                &mut tx,
-                &row.id,
-                &OrgNodeRenamed {
-                    org_node_id: row.id.clone(),
-                    name: row.name.clone(),
-                },
-            )
+            .write(&mut tx, &row.id, &OrgNodeRenamed { org_node_id: row.id.clone(), name: row.name.clone() })
             .await?;
         self.commit(tx).await?;
         Ok(org_proto(&row))
     }
 
     pub async fn move_org_node(&self, caller: &Caller, req: MoveOrgNodeRequest) -> Result<OrgNode> {
-        caller
-            .require_any_role(access::ORG_ADMINS)
-            .map_err(|_| IdentityError::PermissionDenied)?;
+        caller.require_any_role(access::ORG_ADMINS).map_err(|_| IdentityError::PermissionDenied)?;
         let mut v = Violations::new();
         v.require("id", &req.id);
         v.require("new_parent_id", &req.new_parent_id);
@@ -176,9 +151,7 @@ impl Identity {
         if node.id == caller.scope() {
             return Err(IdentityError::PermissionDenied);
         }
-        let parent = self
-            .visible_node(&mut tx, caller, &req.new_parent_id, "上级组织")
-            .await?;
+        let parent = self.visible_node(&mut tx, caller, &req.new_parent_id, "上级组织").await?;
         if org::path_ids(&parent.path).contains(&node.id) {
             return Err(IdentityError::invalid(
                 "new_parent_id",
@@ -192,20 +165,14 @@ impl Identity {
             ));
         }
         let new_path = org::child_path(Some(&parent.path), &node.id);
-        store::move_subtree(&mut *tx, &node.id, &parent.id, &node.path, &new_path)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    IdentityError::AlreadyExists(
-                        "新上级下已有同名组织 / the new parent has a child of that name".into(),
-                    )
-                } else {
-                    e.into()
-                }
-            })?;
-        let moved = store::org_node(&mut *tx, &node.id)
-            .await?
-            .ok_or(IdentityError::NotFound(NODE))?;
+        store::move_subtree(&mut *tx, &node.id, &parent.id, &node.path, &new_path).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                IdentityError::AlreadyExists("新上级下已有同名组织 / the new parent has a child of that name".into())
+            } else {
+                e.into()
+            }
+        })?;
+        let moved = store::org_node(&mut *tx, &node.id).await?.ok_or(IdentityError::NotFound(NODE))?;
         let event = OrgNodeMoved {
             org_node_id: node.id.clone(),
             old_parent_id: node.parent_id.clone().unwrap_or_default(),
@@ -222,20 +189,13 @@ impl Identity {
         caller: &Caller,
         req: ListOrgChildrenRequest,
     ) -> Result<ListOrgChildrenResponse> {
-        let parent_id = if req.parent_id.is_empty() {
-            caller.scope().to_owned()
-        } else {
-            req.parent_id.clone()
-        };
+        let parent_id = if req.parent_id.is_empty() { caller.scope().to_owned() } else { req.parent_id.clone() };
         let page = Page::parse(req.page_size, &req.page_token)?;
         let mut tx = self.db.begin_read().await?;
         let parent = self.visible_node(&mut tx, caller, &parent_id, "上级组织").await?;
         let mut rows = store::org_children(&mut *tx, &parent.id, &page).await?;
         tx.rollback().await?;
         let next_page_token = page.finish(&mut rows, |r| r.id.clone());
-        Ok(ListOrgChildrenResponse {
-            children: rows.iter().map(org_proto).collect(),
-            next_page_token,
-        })
+        Ok(ListOrgChildrenResponse { children: rows.iter().map(org_proto).collect(), next_page_token })
     }
 }
