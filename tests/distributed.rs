@@ -14,8 +14,7 @@ use std::{
 
 use common::{authed, id_number};
 use jiaxin_proto::identity::{
-    CreateOrgNodeRequest, GetCurrentAccountRequest, LoginRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest,
-    identity_service_client::IdentityServiceClient,
+    LoginRequest, NewResident, RegisterHouseholdRequest, identity_service_client::IdentityServiceClient,
 };
 use prost::Message;
 use rdkafka::{
@@ -164,16 +163,7 @@ async fn client(addr: &str) -> (IdentityServiceClient<Channel>, String) {
 }
 
 async fn grid(client: &mut IdentityServiceClient<Channel>, token: &str) -> String {
-    let me = client.get_current_account(authed(token, GetCurrentAccountRequest {})).await.unwrap().into_inner();
-    let mut parent = me.account.unwrap().org_node_id;
-    for (kind, name) in
-        [(OrgNodeKind::Town, "马坝镇"), (OrgNodeKind::Village, "新街村"), (OrgNodeKind::Grid, "第一网格")]
-    {
-        let request =
-            CreateOrgNodeRequest { parent_id: parent, kind: kind as i32, name: name.into(), ..Default::default() };
-        parent = client.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id;
-    }
-    parent
+    common::grid_under_scope(client, token, "").await
 }
 
 async fn register(client: &mut IdentityServiceClient<Channel>, token: &str, grid: &str, n: u32) {

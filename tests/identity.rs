@@ -27,27 +27,11 @@ async fn node(
     kind: OrgNodeKind,
     name: &str,
 ) -> String {
-    client
-        .create_org_node(authed(
-            token,
-            CreateOrgNodeRequest {
-                parent_id: parent.into(),
-                kind: kind as i32,
-                name: name.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .org_node
-        .unwrap()
-        .id
+    common::create_node(client, token, parent, kind, name, "").await
 }
 
 async fn build_tree(client: &mut IdentityServiceClient<Channel>, token: &str) -> Tree {
-    let me = client.get_current_account(authed(token, GetCurrentAccountRequest {})).await.unwrap().into_inner();
-    let root = me.account.unwrap().org_node_id;
+    let root = common::own_scope(client, token).await;
     let town_a = node(client, token, &root, OrgNodeKind::Town, "马坝镇").await;
     let town_b = node(client, token, &root, OrgNodeKind::Street, "盱城街道").await;
     let village_a = node(client, token, &town_a, OrgNodeKind::Village, "新街村").await;

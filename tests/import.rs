@@ -6,44 +6,12 @@ mod common;
 
 use common::{TestSystem, authed, id_number};
 use jiaxin_proto::identity::{
-    CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions,
-    ListHouseholdsRequest, OrgNodeKind, import_households_request::Part,
+    ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions, ListHouseholdsRequest,
+    import_households_request::Part,
 };
 
 async fn grid(sys: &TestSystem, token: &str) -> String {
-    let mut client = sys.identity().await;
-    let me = client
-        .get_current_account(authed(token, GetCurrentAccountRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap();
-    let mut parent = me.org_node_id;
-    for (kind, name, code) in [
-        (OrgNodeKind::Town, "马坝镇", ""),
-        (OrgNodeKind::Village, "新街村", ""),
-        (OrgNodeKind::Grid, "第一网格", "G-0101"),
-    ] {
-        parent = client
-            .create_org_node(authed(
-                token,
-                CreateOrgNodeRequest {
-                    parent_id: parent,
-                    kind: kind as i32,
-                    name: name.into(),
-                    code: code.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .org_node
-            .unwrap()
-            .id;
-    }
-    parent
+    common::grid_under_scope(&mut sys.identity().await, token, "G-0101").await
 }
 
 /// Three households, seven residents; the row on `bad_line` (if any) gets a wrong check digit.

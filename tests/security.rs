@@ -131,33 +131,8 @@ async fn no_plaintext_id_or_phone_number_is_stored() {
     let mut sys = TestSystem::start().await;
     let token = sys.admin_token().await;
     let mut client = sys.identity().await;
-    let me = client
-        .get_current_account(authed(&token, GetCurrentAccountRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap();
     let mut ids = Vec::new();
-    let mut parent = me.org_node_id.clone();
-    for (kind, name) in [(4, "马坝镇"), (6, "新街村"), (8, "第一网格")] {
-        parent = client
-            .create_org_node(authed(
-                &token,
-                jiaxin_proto::identity::CreateOrgNodeRequest {
-                    parent_id: parent,
-                    kind,
-                    name: name.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .org_node
-            .unwrap()
-            .id;
-    }
+    let parent = common::grid_under_scope(&mut client, &token, "").await;
     for i in 0..20 {
         let id = id_number("320830", "19800101", i);
         client

@@ -134,3 +134,44 @@ pub fn id_number(region: &str, birth: &str, seq: u32) -> String {
 pub fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code {
     result.expect_err("call should fail").code()
 }
+
+/// Creates an org node and returns its id.
+pub async fn create_node(
+    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
+    token: &str,
+    parent: &str,
+    kind: jiaxin_proto::identity::OrgNodeKind,
+    name: &str,
+    code: &str,
+) -> String {
+    let request = jiaxin_proto::identity::CreateOrgNodeRequest {
+        parent_id: parent.into(),
+        kind: kind as i32,
+        name: name.into(),
+        code: code.into(),
+        ..Default::default()
+    };
+    client.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
+}
+
+/// The caller's scope node (for the bootstrap admin: the county).
+pub async fn own_scope(
+    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
+    token: &str,
+) -> String {
+    let request = jiaxin_proto::identity::GetCurrentAccountRequest {};
+    client.get_current_account(authed(token, request)).await.unwrap().into_inner().account.unwrap().org_node_id
+}
+
+/// town › village › grid under the caller's scope; returns the grid's id.
+pub async fn grid_under_scope(
+    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
+    token: &str,
+    grid_code: &str,
+) -> String {
+    use jiaxin_proto::identity::OrgNodeKind;
+    let root = own_scope(client, token).await;
+    let town = create_node(client, token, &root, OrgNodeKind::Town, "马坝镇", "").await;
+    let village = create_node(client, token, &town, OrgNodeKind::Village, "新街村", "").await;
+    create_node(client, token, &village, OrgNodeKind::Grid, "第一网格", grid_code).await
+}

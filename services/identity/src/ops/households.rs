@@ -204,7 +204,6 @@ impl Identity {
     ) -> Result<String> {
         let household_id = new_id();
         store::insert_household(&mut **tx, &household_id, &grid.id, address, &head.id).await?;
-        store::join_household(&mut **tx, &head.id, &household_id, Relation::Head as i64, reason as i64).await?;
         let registered = HouseholdRegistered {
             household_id: household_id.clone(),
             grid_id: grid.id.clone(),
@@ -212,14 +211,7 @@ impl Identity {
             org_path: org::path_ids(&grid.path),
         };
         self.outbox.write(tx, &household_id, &registered).await?;
-        let joined = MemberJoined {
-            household_id: household_id.clone(),
-            resident_id: head.id.clone(),
-            relation: Relation::Head as i32,
-            reason: reason as i32,
-            birth_date: head.birth_date().to_owned(),
-        };
-        self.outbox.write(tx, &household_id, &joined).await?;
+        self.record_join(tx, &household_id, &head.id, head.birth_date(), Relation::Head, reason).await?;
         Ok(household_id)
     }
 
@@ -307,13 +299,26 @@ impl Identity {
         relation: Relation,
         reason: MembershipReason,
     ) -> Result<()> {
-        store::join_household(&mut **tx, &resident.id, household_id, relation as i64, reason as i64).await?;
+        self.record_join(tx, household_id, &resident.id, resident.birth_date(), relation, reason).await
+    }
+
+    /// Opens a membership and writes its `MemberJoined` event.
+    async fn record_join(
+        &self,
+        tx: &mut Tx,
+        household_id: &str,
+        resident_id: &str,
+        birth_date: &str,
+        relation: Relation,
+        reason: MembershipReason,
+    ) -> Result<()> {
+        store::join_household(&mut **tx, resident_id, household_id, relation as i64, reason as i64).await?;
         let joined = MemberJoined {
             household_id: household_id.to_owned(),
-            resident_id: resident.id.clone(),
+            resident_id: resident_id.to_owned(),
             relation: relation as i32,
             reason: reason as i32,
-            birth_date: resident.birth_date().to_owned(),
+            birth_date: birth_date.to_owned(),
         };
         self.outbox.write(tx, household_id, &joined).await?;
         Ok(())
@@ -344,16 +349,7 @@ impl Identity {
         relation: Relation,
         reason: MembershipReason,
     ) -> Result<()> {
-        store::join_household(&mut **tx, &resident.id, household_id, relation as i64, reason as i64).await?;
-        let joined = MemberJoined {
-            household_id: household_id.to_owned(),
-            resident_id: resident.id.clone(),
-            relation: relation as i32,
-            reason: reason as i32,
-            birth_date: resident.birth_date.clone(),
-        };
-        self.outbox.write(tx, household_id, &joined).await?;
-        Ok(())
+        self.record_join(tx, household_id, &resident.id, &resident.birth_date, relation, reason).await
     }
 
     pub async fn remove_member(&self, caller: &Caller, req: RemoveMemberRequest) -> Result<Household> {
