@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The distributed suite: the same end-to-end, store and bus tests, on PostgreSQL (a schema per
-# service and test) and a real Kafka-protocol broker (a topic prefix and consumer groups per test).
-# Starts both servers itself and stops them afterwards.
+# The distributed suite: the same end-to-end tests against a running cluster (PostgreSQL, a
+# Kafka-protocol broker, one process per service; scripts/dev-cluster.sh), plus the store, bus
+# and process tests that need PostgreSQL and a broker of their own namespace. Starts the cluster
+# itself and stops it afterwards, leaving nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pg_url=$(scripts/postgres.sh start)
-broker=$(scripts/broker.sh start)
-cleanup() { scripts/broker.sh stop; scripts/postgres.sh stop; }
+export JIAXIN_CLUSTER_DIR="${JIAXIN_CLUSTER_DIR:-$(mktemp -d /tmp/jiaxin-test-cluster.XXXXXX)}"
+cleanup() { scripts/dev-cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$JIAXIN_CLUSTER_DIR"; }
 trap cleanup EXIT
-export JIAXIN_TEST_DATABASE_URL="$pg_url"
-export JIAXIN_TEST_BUS="kafka://$broker"
-echo "distributed suite: PostgreSQL $pg_url, broker $broker" >&2
+scripts/dev-cluster.sh start >&2
+# shellcheck disable=SC1091
+source "$JIAXIN_CLUSTER_DIR/cluster.env"
 if command -v cargo-nextest >/dev/null 2>&1; then
-  # Integration tests only (unit tests have no I/O and ran already), ignored ones included: they
-  # are the tests that need a broker.
+  # Integration tests only (unit tests have no I/O and ran already); ignored ones included: they
+  # are the tests that need PostgreSQL and a broker.
   cargo nextest run --workspace --locked --no-fail-fast -E 'kind(test)' --run-ignored all "$@"
 else
   cargo test --workspace --locked --no-fail-fast --tests "$@" -- --include-ignored

@@ -29,6 +29,8 @@ enum Command {
     Migrate(ServeArgs),
     /// 从 CSV 批量导入家庭户 / Bulk-import households from CSV into a running jiaxin.
     Import(ImportArgs),
+    /// 列出本程序包含的服务 / List the services this binary runs, one per line.
+    Services,
     /// 查看或重放死信事件 / List or replay parked (dead-letter) events.
     DeadLetters {
         #[command(subcommand)]
@@ -84,6 +86,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for service in config.services() {
                 system::open_database(&config, service).await?;
                 println!("已迁移 / migrated: {}", service.as_str());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Services => {
+            for service in ServiceName::ALL {
+                println!("{}", service.as_str());
             }
             Ok(ExitCode::SUCCESS)
         }

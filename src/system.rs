@@ -114,11 +114,17 @@ pub struct RunningSystem {
     tasks: JoinSet<()>,
     grace: std::time::Duration,
     databases: Vec<Database>,
+    bus: Arc<dyn Bus>,
     #[cfg(feature = "kafka")]
     kafka: Option<Arc<jiaxin_kit::kafka::KafkaBus>>,
 }
 
 impl RunningSystem {
+    /// The process's event bus, for components that consume events in-process.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
@@ -252,6 +258,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
         tasks,
         grace: config.common.shutdown_grace(),
         databases,
+        bus,
         #[cfg(feature = "kafka")]
         kafka,
     })

@@ -169,7 +169,7 @@ async fn households_change_through_their_whole_life_with_history() {
     assert_eq!(household.members.len(), 1);
     let head = &household.members[0];
     assert_eq!(head.relation, Relation::Head as i32);
-    assert_eq!(head.id_number_masked, format!("3208**********{}", &head_id[14..]));
+    assert_eq!(head.id_number_masked, format!("{}**********{}", &head_id[..4], &head_id[14..]));
     assert_eq!(head.birth_date, "1970-03-05");
 
     let add = |name: &str, id: String, relation: Relation| AddMemberRequest {
@@ -370,11 +370,13 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
     let theirs =
         register(&mut client, &admin, &tree.grid_a2, resident("李四", &id_number("320830", "19810101", 2))).await;
 
+    // Usernames are global: in the shared cluster each test names its own.
+    let worker_name = format!("gridworker-{}", uuid::Uuid::new_v4().simple());
     client
         .create_account(authed(
             &admin,
             CreateAccountRequest {
-                username: "gridworker1".into(),
+                username: worker_name.clone(),
                 display_name: "网格员小王".into(),
                 roles: vec![Role::GridWorker as i32],
                 org_node_id: tree.grid_a1.clone(),
@@ -384,7 +386,7 @@ async fn a_grid_worker_sees_only_their_grid_and_cannot_tell_what_exists_elsewher
         ))
         .await
         .unwrap();
-    let worker = sys.login("gridworker1", "grid-worker-pass").await;
+    let worker = sys.login(&worker_name, "grid-worker-pass").await;
 
     // In their grid: read and change.
     client.get_household(authed(&worker, GetHouseholdRequest { id: mine.id.clone() })).await.unwrap();
@@ -564,7 +566,7 @@ async fn logins_lock_after_repeated_failures_and_refresh_tokens_are_single_use()
     let mut client = sys.identity().await;
 
     let good = client
-        .login(LoginRequest { username: "admin".into(), password: ADMIN_PASSWORD.into() })
+        .login(LoginRequest { username: sys.admin_username().into(), password: ADMIN_PASSWORD.into() })
         .await
         .unwrap()
         .into_inner();
@@ -588,7 +590,7 @@ async fn logins_lock_after_repeated_failures_and_refresh_tokens_are_single_use()
         client.login(LoginRequest { username: "nobody".into(), password: "whatever-123".into() }).await.unwrap_err();
     for _ in 0..5 {
         let wrong = client
-            .login(LoginRequest { username: "admin".into(), password: "wrong-password".into() })
+            .login(LoginRequest { username: sys.admin_username().into(), password: "wrong-password".into() })
             .await
             .unwrap_err();
         assert_eq!(
@@ -597,7 +599,8 @@ async fn logins_lock_after_repeated_failures_and_refresh_tokens_are_single_use()
             "no hint which accounts exist"
         );
     }
-    let locked = client.login(LoginRequest { username: "admin".into(), password: ADMIN_PASSWORD.into() }).await;
+    let locked =
+        client.login(LoginRequest { username: sys.admin_username().into(), password: ADMIN_PASSWORD.into() }).await;
     assert_eq!(code(locked), Code::Unauthenticated, "the right password is refused while locked");
 }
 

@@ -139,7 +139,7 @@ async fn the_import_command_streams_a_file_and_reports() {
     let args = jiaxin::import_cli::ImportArgs {
         file,
         server: sys.addr(),
-        username: "admin".into(),
+        username: sys.admin_username().into(),
         password: jiaxin_kit::Secret::new(common::ADMIN_PASSWORD.into()),
         skip_bad_rows: false,
         dry_run: false,

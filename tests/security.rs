@@ -10,10 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use common::{TestSystem, authed, id_number};
 use ed25519_dalek::SigningKey;
 use jiaxin::system::ServiceName;
-use jiaxin_kit::{
-    auth::{Claims, ISSUER, Role, TokenSigner},
-    crypto::FieldCipher,
-};
+use jiaxin_kit::auth::{Claims, ISSUER, Role, TokenSigner};
 use jiaxin_proto::identity::{GetCurrentAccountRequest, NewResident, RegisterHouseholdRequest};
 use prost::Message;
 use tonic::{Code, codegen::http::uri::PathAndQuery, metadata::MetadataValue};
@@ -36,7 +33,7 @@ fn all_rpcs() -> Vec<String> {
 /// The active signing key, read the way identity stores it (a white-box step so the test can
 /// make tokens that differ from a good one in exactly one respect).
 async fn signing_key(sys: &TestSystem) -> (String, SigningKey) {
-    let cipher = FieldCipher::load_or_create(&sys.data_dir.join("field.key")).unwrap();
+    let cipher = sys.field_cipher();
     let db = sys.database(ServiceName::Identity).await;
     let (kid, ct): (String, Vec<u8>) = sqlx::query_as("SELECT kid, private_key_ct FROM signing_keys WHERE active = 1")
         .fetch_one(db.pool())
@@ -67,7 +64,7 @@ async fn every_rpc_refuses_missing_expired_tampered_wrong_key_and_unsigned_token
     let mut client = sys.identity().await;
     let login = client
         .login(jiaxin_proto::identity::LoginRequest {
-            username: "admin".into(),
+            username: sys.admin_username().into(),
             password: common::ADMIN_PASSWORD.into(),
         })
         .await

@@ -1,15 +1,25 @@
-//! Boots the system the way `jiaxin serve` does, on ephemeral ports and a temporary data
-//! directory, and hands out gRPC clients.
+//! The test harness. Embedded (the default): each test boots its own system the way
+//! `jiaxin serve` does, on ephemeral ports and a temporary data directory. Distributed (when
+//! `scripts/test-distributed.sh` exports `JIAXIN_TEST_CLUSTER`): every test of the run shares one
+//! running cluster — PostgreSQL, a Kafka-protocol broker and one `jiaxin serve --service …`
+//! process per service — and isolates itself by data: its own county and its own county admin.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{path::PathBuf, str::FromStr};
 
 use clap::Parser;
-use jiaxin::system::{self, RunningSystem, SystemConfig};
+use jiaxin::system::{self, RunningSystem, ServiceName, SystemConfig};
 use jiaxin_identity::IdentityConfig;
-use jiaxin_kit::config::CommonConfig;
-use jiaxin_proto::identity::{LoginRequest, identity_service_client::IdentityServiceClient};
+use jiaxin_kit::{
+    Secret,
+    config::CommonConfig,
+    crypto::FieldCipher,
+    storage::{Database, DatabaseLocation},
+};
+use jiaxin_proto::identity::{
+    CreateAccountRequest, LoginRequest, OrgNodeKind, Role, identity_service_client::IdentityServiceClient,
+};
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -22,25 +32,38 @@ struct Flags {
     identity: IdentityConfig,
 }
 
-pub struct TestSystem {
-    pub running: Option<RunningSystem>,
-    pub data_dir: PathBuf,
-    pub config: SystemConfig,
-    _temp: tempfile::TempDir,
+enum Mode {
+    Embedded { running: Option<RunningSystem>, config: Box<SystemConfig>, _temp: tempfile::TempDir },
+    Cluster { endpoint: String },
 }
 
-/// Whether this run is the distributed suite (PostgreSQL and a Kafka-protocol broker, given by
-/// `JIAXIN_TEST_DATABASE_URL` and `JIAXIN_TEST_BUS`) rather than embedded.
+pub struct TestSystem {
+    mode: Mode,
+    /// Embedded: the system's data directory (SQLite files, field key).
+    pub data_dir: PathBuf,
+    admin_username: String,
+}
+
+/// Whether this run uses the shared distributed cluster.
 pub fn distributed() -> bool {
-    std::env::var("JIAXIN_TEST_DATABASE_URL").is_ok()
+    std::env::var("JIAXIN_TEST_CLUSTER").is_ok()
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by scripts/test-distributed.sh"))
 }
 
 impl TestSystem {
     pub async fn start() -> Self {
+        if distributed() { Self::join_cluster().await } else { Self::start_embedded().await }
+    }
+
+    /// An embedded system of the test's own, whatever the suite.
+    pub async fn start_embedded() -> Self {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
         // Parse like the command line does, so the tests use the real defaults.
-        let mut args: Vec<String> = [
+        let flags = Flags::parse_from([
             "test",
             "--grpc-listen",
             "127.0.0.1:0",
@@ -50,38 +73,44 @@ impl TestSystem {
             data_dir.to_str().unwrap(),
             "--bootstrap-admin-password",
             ADMIN_PASSWORD,
-        ]
-        .map(String::from)
-        .to_vec();
-        // Each system gets its own namespace on the shared servers: a schema per service and a
-        // topic prefix.
-        let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
-        if let Ok(url) = std::env::var("JIAXIN_TEST_DATABASE_URL") {
-            args.extend(["--database-url".into(), url, "--database-schema-prefix".into(), format!("{namespace}_")]);
-        }
-        if let Ok(bus) = std::env::var("JIAXIN_TEST_BUS") {
-            args.extend([
-                "--bus".into(),
-                bus,
-                "--kafka-topic-prefix".into(),
-                format!("{namespace}."),
-                "--kafka-partitions".into(),
-                "3".into(),
-            ]);
-        }
-        let flags = Flags::parse_from(args);
+        ]);
         let config = SystemConfig { common: flags.common, identity: flags.identity, services: vec![] };
         let running = system::start(config.clone()).await.unwrap();
-        Self { running: Some(running), data_dir, config, _temp: temp }
+        Self {
+            mode: Mode::Embedded { running: Some(running), config: Box::new(config), _temp: temp },
+            data_dir,
+            admin_username: "admin".into(),
+        }
     }
 
-    /// A service's database, opened the way the system opens it.
-    pub async fn database(&self, service: system::ServiceName) -> jiaxin_kit::storage::Database {
-        jiaxin_kit::storage::Database::connect(&self.config.location(service).unwrap()).await.unwrap()
+    /// A county of this test's own, with its own admin, in the shared cluster.
+    async fn join_cluster() -> Self {
+        let endpoint = env("JIAXIN_TEST_CLUSTER");
+        let namespace = uuid::Uuid::new_v4().simple().to_string();
+        let mut client = IdentityServiceClient::connect(endpoint.clone()).await.unwrap();
+        let login = LoginRequest { username: "admin".into(), password: env("JIAXIN_TEST_CLUSTER_ADMIN_PASSWORD") };
+        let token = client.login(login).await.unwrap().into_inner().access_token;
+        let city = own_scope(&mut client, &token).await;
+        let county =
+            create_node(&mut client, &token, &city, OrgNodeKind::County, &format!("测试县{namespace}"), "").await;
+        let admin_username = format!("admin-{namespace}");
+        let account = CreateAccountRequest {
+            username: admin_username.clone(),
+            display_name: "测试县管理员".into(),
+            roles: vec![Role::CountyAdmin as i32],
+            org_node_id: county,
+            password: ADMIN_PASSWORD.into(),
+            ..Default::default()
+        };
+        client.create_account(authed(&token, account)).await.unwrap();
+        Self { mode: Mode::Cluster { endpoint }, data_dir: PathBuf::new(), admin_username }
     }
 
     pub fn addr(&self) -> String {
-        format!("http://{}", self.running.as_ref().unwrap().grpc_addr)
+        match &self.mode {
+            Mode::Embedded { running, .. } => format!("http://{}", running.as_ref().unwrap().grpc_addr),
+            Mode::Cluster { endpoint } => endpoint.clone(),
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -92,22 +121,55 @@ impl TestSystem {
         IdentityServiceClient::new(self.channel().await)
     }
 
+    /// The admin of this test's county.
+    pub fn admin_username(&self) -> &str {
+        &self.admin_username
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> String {
-        self.identity()
-            .await
-            .login(LoginRequest { username: username.into(), password: password.into() })
-            .await
-            .unwrap()
-            .into_inner()
-            .access_token
+        let request = LoginRequest { username: username.into(), password: password.into() };
+        self.identity().await.login(request).await.unwrap().into_inner().access_token
     }
 
     pub async fn admin_token(&self) -> String {
-        self.login("admin", ADMIN_PASSWORD).await
+        self.login(&self.admin_username, ADMIN_PASSWORD).await
     }
 
+    /// The key that encrypts personal data, as the system has it.
+    pub fn field_cipher(&self) -> FieldCipher {
+        match &self.mode {
+            Mode::Embedded { .. } => FieldCipher::load_or_create(&self.data_dir.join("field.key")).unwrap(),
+            Mode::Cluster { .. } => FieldCipher::from_base64(&Secret::new(env("JIAXIN_TEST_FIELD_KEY"))).unwrap(),
+        }
+    }
+
+    /// A service's database, opened the way the system opens it.
+    pub async fn database(&self, service: ServiceName) -> Database {
+        let location = match &self.mode {
+            Mode::Embedded { config, .. } => config.location(service).unwrap(),
+            Mode::Cluster { .. } => DatabaseLocation::shared(
+                Secret::new(env("JIAXIN_TEST_DATABASE_URL")),
+                &env("JIAXIN_TEST_DATABASE_SCHEMA_PREFIX"),
+                service.as_str(),
+            ),
+        };
+        Database::connect(&location).await.unwrap()
+    }
+
+    /// The embedded system's bus, to subscribe a test consumer.
+    pub fn bus(&self) -> std::sync::Arc<dyn jiaxin_kit::bus::Bus> {
+        match &self.mode {
+            Mode::Embedded { running, .. } => running.as_ref().unwrap().bus(),
+            Mode::Cluster { .. } => panic!("the shared cluster's bus is Kafka: subscribe through a KafkaBus"),
+        }
+    }
+
+    /// Stops an embedded system (flushing its outbox and closing its files). The shared cluster
+    /// outlives the test.
     pub async fn stop(&mut self) {
-        if let Some(running) = self.running.take() {
+        if let Mode::Embedded { running, .. } = &mut self.mode
+            && let Some(running) = running.take()
+        {
             running.shutdown().await;
         }
     }
@@ -120,14 +182,26 @@ pub fn authed<T>(token: &str, message: T) -> Request<T> {
     request
 }
 
-/// A valid synthetic ID number: 17 digits and their check character.
+/// A valid synthetic ID number: 17 digits and their check character. In the shared cluster every
+/// test draws from its own region code, so tests never register the same person twice.
 pub fn id_number(region: &str, birth: &str, seq: u32) -> String {
+    let region = if distributed() { test_region(region) } else { region.to_owned() };
     let first17 = format!("{region}{birth}{seq:03}");
     assert_eq!(first17.len(), 17);
     let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     let sum: u32 = first17.bytes().zip(weights).map(|(d, w)| u32::from(d - b'0') * w).sum();
     let check = b"10X98765432"[(sum % 11) as usize] as char;
     format!("{first17}{check}")
+}
+
+/// A six-digit region code drawn once per test process (nextest runs each test in its own).
+fn test_region(region: &str) -> String {
+    use std::sync::OnceLock;
+    static REGION: OnceLock<String> = OnceLock::new();
+    let code = REGION.get_or_init(|| format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000));
+    // Keep the caller's province digits out of it: only the number must differ per test.
+    let _ = region;
+    code.clone()
 }
 
 /// The gRPC status code of a failed call.
@@ -137,10 +211,10 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code
 
 /// Creates an org node and returns its id.
 pub async fn create_node(
-    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
+    client: &mut IdentityServiceClient<Channel>,
     token: &str,
     parent: &str,
-    kind: jiaxin_proto::identity::OrgNodeKind,
+    kind: OrgNodeKind,
     name: &str,
     code: &str,
 ) -> String {
@@ -154,22 +228,14 @@ pub async fn create_node(
     client.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
 }
 
-/// The caller's scope node (for the bootstrap admin: the county).
-pub async fn own_scope(
-    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
-    token: &str,
-) -> String {
+/// The caller's scope node (for a test's admin: its county).
+pub async fn own_scope(client: &mut IdentityServiceClient<Channel>, token: &str) -> String {
     let request = jiaxin_proto::identity::GetCurrentAccountRequest {};
     client.get_current_account(authed(token, request)).await.unwrap().into_inner().account.unwrap().org_node_id
 }
 
 /// town › village › grid under the caller's scope; returns the grid's id.
-pub async fn grid_under_scope(
-    client: &mut jiaxin_proto::identity::identity_service_client::IdentityServiceClient<Channel>,
-    token: &str,
-    grid_code: &str,
-) -> String {
-    use jiaxin_proto::identity::OrgNodeKind;
+pub async fn grid_under_scope(client: &mut IdentityServiceClient<Channel>, token: &str, grid_code: &str) -> String {
     let root = own_scope(client, token).await;
     let town = create_node(client, token, &root, OrgNodeKind::Town, "马坝镇", "").await;
     let village = create_node(client, token, &town, OrgNodeKind::Village, "新街村", "").await;

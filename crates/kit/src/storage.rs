@@ -170,7 +170,9 @@ impl Database {
         }
         AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
+            // Short: during a database outage a request should answer UNAVAILABLE well inside a
+            // client deadline rather than wait for a connection.
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();
                 Box::pin(async move {

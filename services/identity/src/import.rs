@@ -201,8 +201,10 @@ impl Importer<'_> {
             return Ok(cached.clone());
         }
         let mut found = store::org_node(&mut *self.tx, key).await?;
-        if found.is_none() {
-            let mut by_code = store::grids_by_code(&mut *self.tx, key).await?;
+        if found.is_none()
+            && let Some(scope) = store::org_node(&mut *self.tx, self.caller.scope()).await?
+        {
+            let mut by_code = store::grids_by_code_in(&mut *self.tx, key, &scope.path).await?;
             if by_code.len() == 1 {
                 found = by_code.pop();
             }

@@ -581,12 +581,21 @@ pub async fn resident_scope_path<'c, E: Executor<'c, Database = Any>>(
     .await
 }
 
-/// Grids with this administrative code (the import accepts a grid's code in place of its id).
-pub async fn grids_by_code<'c, E: Executor<'c, Database = Any>>(e: E, code: &str) -> sqlx::Result<Vec<OrgRow>> {
+/// Grids with this administrative code inside the subtree at `path` (the import accepts a
+/// grid's code in place of its id; codes are unique within a county, not across counties).
+pub async fn grids_by_code_in<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    code: &str,
+    path: &str,
+) -> sqlx::Result<Vec<OrgRow>> {
+    let (lo, hi) = crate::domain::org::subtree_range(path);
     sqlx::query_as(
-        "SELECT id, parent_id, kind, name, code, path, created_at FROM org_nodes WHERE code = $1 AND kind = 8 LIMIT 2",
+        "SELECT id, parent_id, kind, name, code, path, created_at FROM org_nodes \
+         WHERE code = $1 AND kind = 8 AND path >= $2 AND path < $3 LIMIT 2",
     )
     .bind(code)
+    .bind(lo)
+    .bind(hi)
     .fetch_all(e)
     .await
 }
