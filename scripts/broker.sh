@@ -34,10 +34,9 @@ start() {
   (
     cd "$dir"
     nohup "$tansu" broker \
-      --kafka-cluster-id jiaxin-test \
-      --kafka-listener-url "tcp://127.0.0.1:$port" \
-      --kafka-advertised-listener-url "tcp://127.0.0.1:$port" \
-      --prometheus-listener-url "tcp://127.0.0.1:$((port + 1))" \
+      --cluster-id jiaxin-test \
+      --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "sqlite://tansu.db" >>"$dir/broker.log" 2>&1 &
     echo $! >"$dir/pid"
   )

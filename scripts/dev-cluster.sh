@@ -19,10 +19,14 @@ services() { "$bin" services; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start() {
-  if [ -z "${JIAXIN_BIN:-}" ]; then
-    (cd "$root" && cargo build --quiet --bin jiaxin)
-  fi
   mkdir -p "$dir"
+  if [ -z "${JIAXIN_BIN:-}" ]; then
+    # Run a copy: a later cargo build must not swap the file under running processes.
+    (cd "$root" && cargo build --quiet --bin jiaxin)
+    mkdir -p "$dir/bin"
+    cp "$root/target/debug/jiaxin" "$dir/bin/jiaxin"
+    bin="$dir/bin/jiaxin"
+  fi
   [ -s "$dir/field.key" ] || head -c 32 /dev/urandom | base64 >"$dir/field.key"
   [ -s "$dir/admin.password" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/admin.password"
   # A fresh schema and topic namespace per cluster directory: its data, its bootstrap.

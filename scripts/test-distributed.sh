@@ -6,9 +6,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JIAXIN_CLUSTER_DIR="${JIAXIN_CLUSTER_DIR:-$(mktemp -d /tmp/jiaxin-test-cluster.XXXXXX)}"
-cleanup() { scripts/dev-cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$JIAXIN_CLUSTER_DIR"; }
+cleanup() {
+  status=$?
+  scripts/dev-cluster.sh stop >/dev/null 2>&1 || true
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$JIAXIN_CLUSTER_DIR"
+  else
+    echo "distributed suite failed; cluster logs kept in $JIAXIN_CLUSTER_DIR:" >&2
+    for log in "$JIAXIN_CLUSTER_DIR"/*.log; do
+      echo "--- $log (last lines)" >&2
+      grep -v '"level":"INFO"' "$log" | tail -n 15 >&2 || true
+    done
+  fi
+}
 trap cleanup EXIT
-scripts/dev-cluster.sh start >&2
+# Build the tests first: that build also produces the jiaxin binary the cluster runs, so the
+# cluster and the tests use one build and nothing rewrites the binary under running processes.
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-run
+else
+  cargo test --workspace --locked --no-run
+fi
+mkdir -p "$JIAXIN_CLUSTER_DIR/bin"
+cp target/debug/jiaxin "$JIAXIN_CLUSTER_DIR/bin/jiaxin"
+JIAXIN_BIN="$JIAXIN_CLUSTER_DIR/bin/jiaxin" scripts/dev-cluster.sh start >&2
 # shellcheck disable=SC1091
 source "$JIAXIN_CLUSTER_DIR/cluster.env"
 if command -v cargo-nextest >/dev/null 2>&1; then
