@@ -254,3 +254,52 @@ async fn a_killed_identity_process_loses_no_event() {
         assert!(on_topic.contains(id), "event {id} was lost");
     }
 }
+
+/// Runs one of the repository's server scripts with the given environment; returns its stdout.
+fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
+    let path = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(&path).arg(action).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+    assert!(output.status.success(), "{name} {action}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL server binaries: run by scripts/test-distributed.sh"]
+async fn a_database_outage_answers_unavailable_and_the_service_recovers() {
+    // A private PostgreSQL: stopping the shared one would disturb the other tests. Its directory
+    // is outside any root-only temp dir, since the server runs as the postgres user.
+    let pg_dir = format!("/tmp/jiaxin-pg-outage-{}", uuid::Uuid::new_v4().simple());
+    let pg_env = [("JIAXIN_PG_PORT", free_port().to_string()), ("JIAXIN_PG_DIR", pg_dir.clone())];
+    let database_url = script("postgres.sh", "start", &pg_env);
+    let mut env = Env::new();
+    env.database_url = database_url;
+    let (mut process, addr) = env.spawn().await;
+    let (mut client, token) = client(&addr).await;
+    let grid_id = grid(&mut client, &token).await;
+    register(&mut client, &token, &grid_id, 1).await;
+
+    script("postgres.sh", "stop", &pg_env);
+    let mut request = authed(&token, jiaxin_proto::identity::ListHouseholdsRequest::default());
+    request.set_timeout(Duration::from_secs(15));
+    let status = client.list_households(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(process.try_wait().unwrap().is_none(), "the service is still running");
+
+    script("postgres.sh", "start", &pg_env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let households = loop {
+        let request = authed(&token, jiaxin_proto::identity::ListHouseholdsRequest::default());
+        match client.list_households(request).await {
+            Ok(response) => break response.into_inner().households,
+            Err(status) if status.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => panic!("did not recover: {status:?}"),
+        }
+    };
+    assert_eq!(households.len(), 1, "the data is back with the database");
+    register(&mut client, &token, &grid_id, 2).await;
+    assert!(terminate(&mut process).success());
+    script("postgres.sh", "stop", &pg_env);
+    let _ = std::fs::remove_dir_all(&pg_dir);
+}
