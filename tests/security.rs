@@ -198,3 +198,31 @@ async fn stored_bytes(sys: &mut TestSystem) -> Vec<u8> {
         out
     }
 }
+
+/// Services in other processes verify tokens with identity's keys fetched over gRPC, and follow a
+/// key rotation without a restart.
+#[tokio::test]
+async fn a_remote_verifier_accepts_identitys_tokens_and_follows_rotation() {
+    // Rotation needs an admin at the deployment's root: a system of the test's own.
+    let sys = TestSystem::start_private(false).await;
+    let verifier = jiaxin_kit::auth::Verifier::new(jiaxin::peers::RemoteKeySource::connect(&sys.addr()).unwrap());
+    let token = sys.admin_token().await;
+    let claims = verifier.verify(&token).await.unwrap();
+    assert_eq!(claims.roles, [Role::CountyAdmin]);
+
+    let mut client = sys.identity().await;
+    let rotated = client.rotate_signing_key(authed(&token, jiaxin_proto::identity::RotateSigningKeyRequest {})).await.unwrap();
+    let new_token = sys.admin_token().await;
+    let header: serde_json::Value =
+        serde_json::from_slice(&B64.decode(new_token.split('.').next().unwrap()).unwrap()).unwrap();
+    let rotated_kid = rotated.into_inner().key_id;
+    assert_eq!(header["kid"], rotated_kid.as_str(), "new tokens are signed with the new key");
+    let old_header: serde_json::Value =
+        serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_ne!(old_header["kid"], rotated_kid.as_str());
+    // The new key id is unknown to the verifier's cache: it refreshes from identity (at most every
+    // few seconds), and the old token stays valid.
+    verifier.invalidate().await;
+    assert_eq!(verifier.verify(&new_token).await.unwrap().sub, claims.sub);
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, claims.sub);
+}

@@ -78,12 +78,13 @@ async fn a_request_and_the_handling_of_its_event_share_one_trace_at_the_otlp_rec
     );
     let guard = telemetry::init(LogFormat::Json, Some(&endpoint), "jiaxin-test").unwrap();
 
-    // Its own embedded system in both suites: the shared cluster's processes export nowhere.
-    let sys = common::TestSystem::start_embedded().await;
+    // A system of its own (the shared cluster's processes export nowhere), on the run's bus: in
+    // the distributed suite the event crosses the broker.
+    let sys = common::TestSystem::start_private(true).await;
     let dir = tempfile::tempdir().unwrap();
     let consumer_db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "consumer").unwrap()).await.unwrap();
     consumer_db.migrate("consumer", &CONSUMER_MIGRATIONS).await.unwrap();
-    let consumer = Arc::new(Consumer::new("trace-test", consumer_db, Arc::new(Ack)));
+    let consumer = Arc::new(Consumer::new("trace-test", consumer_db.clone(), Arc::new(Ack)));
     sys.bus().subscribe(&[events::topic("identity")], consumer).await.unwrap();
 
     let token = sys.login(sys.admin_username(), ADMIN_PASSWORD).await;
@@ -101,10 +102,32 @@ async fn a_request_and_the_handling_of_its_event_share_one_trace_at_the_otlp_rec
     request
         .metadata_mut()
         .insert("traceparent", MetadataValue::from_str(&format!("00-{trace_id}-00f067aa0ba902b7-01")).unwrap());
-    client.register_household(request).await.unwrap();
+    let household = client.register_household(request).await.unwrap().into_inner().household.unwrap();
 
-    // Let the relay deliver, then flush every span to the receiver.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the consumer has applied the household's events (through Kafka the group's first
+    // assignment takes seconds), then flush every span to the receiver.
+    let identity_db = sys.database(jiaxin::system::ServiceName::Identity).await;
+    let caused: Vec<String> = sqlx::query_scalar("SELECT event_id FROM kit_outbox WHERE partition_key = $1")
+        .bind(&household.id)
+        .fetch_all(identity_db.pool())
+        .await
+        .unwrap();
+    assert_eq!(caused.len(), 2, "HouseholdRegistered and MemberJoined");
+    for _ in 0..600 {
+        let mut applied = 0;
+        for event_id in &caused {
+            let found: Option<String> = sqlx::query_scalar("SELECT event_id FROM kit_inbox WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(consumer_db.pool())
+                .await
+                .unwrap();
+            applied += usize::from(found.is_some());
+        }
+        if applied == caused.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut sys = sys;
     sys.stop().await;
     drop(guard);

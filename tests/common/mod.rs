@@ -58,12 +58,18 @@ impl TestSystem {
         if distributed() { Self::join_cluster().await } else { Self::start_embedded().await }
     }
 
-    /// An embedded system of the test's own, whatever the suite.
-    pub async fn start_embedded() -> Self {
+    async fn start_embedded() -> Self {
+        Self::start_private(false).await
+    }
+
+    /// A system of the test's own, in this process, on SQLite, whatever the suite. With
+    /// `run_bus`, it publishes on the run's bus: the broker in the distributed suite (a topic
+    /// namespace of its own), in-process otherwise.
+    pub async fn start_private(run_bus: bool) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
         // Parse like the command line does, so the tests use the real defaults.
-        let flags = Flags::parse_from([
+        let mut args: Vec<String> = [
             "test",
             "--grpc-listen",
             "127.0.0.1:0",
@@ -73,7 +79,14 @@ impl TestSystem {
             data_dir.to_str().unwrap(),
             "--bootstrap-admin-password",
             ADMIN_PASSWORD,
-        ]);
+        ]
+        .map(String::from)
+        .to_vec();
+        if run_bus && let Ok(bus) = std::env::var("JIAXIN_TEST_BUS") {
+            let prefix = format!("p{}.", uuid::Uuid::new_v4().simple());
+            args.extend(["--bus".into(), bus, "--kafka-topic-prefix".into(), prefix, "--kafka-partitions".into(), "3".into()]);
+        }
+        let flags = Flags::parse_from(args);
         let config = SystemConfig { common: flags.common, identity: flags.identity, services: vec![] };
         let running = system::start(config.clone()).await.unwrap();
         Self {
