@@ -165,6 +165,8 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     if let Err(problems) = config.validate() {
         anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
     }
+    // Install the metrics recorder before anything emits: metrics recorded earlier are lost.
+    jiaxin_kit::telemetry::metrics_handle();
     let cipher = config.common.field_cipher()?;
     let cancel = CancellationToken::new();
     #[cfg(feature = "kafka")]

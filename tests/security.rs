@@ -211,7 +211,8 @@ async fn a_remote_verifier_accepts_identitys_tokens_and_follows_rotation() {
     assert_eq!(claims.roles, [Role::CountyAdmin]);
 
     let mut client = sys.identity().await;
-    let rotated = client.rotate_signing_key(authed(&token, jiaxin_proto::identity::RotateSigningKeyRequest {})).await.unwrap();
+    let rotated =
+        client.rotate_signing_key(authed(&token, jiaxin_proto::identity::RotateSigningKeyRequest {})).await.unwrap();
     let new_token = sys.admin_token().await;
     let header: serde_json::Value =
         serde_json::from_slice(&B64.decode(new_token.split('.').next().unwrap()).unwrap()).unwrap();

@@ -84,7 +84,14 @@ impl TestSystem {
         .to_vec();
         if run_bus && let Ok(bus) = std::env::var("JIAXIN_TEST_BUS") {
             let prefix = format!("p{}.", uuid::Uuid::new_v4().simple());
-            args.extend(["--bus".into(), bus, "--kafka-topic-prefix".into(), prefix, "--kafka-partitions".into(), "3".into()]);
+            args.extend([
+                "--bus".into(),
+                bus,
+                "--kafka-topic-prefix".into(),
+                prefix,
+                "--kafka-partitions".into(),
+                "3".into(),
+            ]);
         }
         let flags = Flags::parse_from(args);
         let config = SystemConfig { common: flags.common, identity: flags.identity, services: vec![] };

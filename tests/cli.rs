@@ -1,0 +1,138 @@
+//! The `jiaxin` binary as an operator runs it: bad settings refused before anything is bound or
+//! written, the first admin's password shown once, SIGTERM draining cleanly, `migrate`, and
+//! Prometheus metrics on the admin port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn jiaxin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jiaxin"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `jiaxin serve` embedded; returns the child once it printed that it serves, with the
+/// lines it printed up to then.
+fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Child, Vec<String>) {
+    let mut child = jiaxin()
+        .args(["serve", "--data-dir", data_dir.to_str().unwrap()])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env_remove("JIAXIN_BOOTSTRAP_ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "serve exited early: {lines:?}");
+        let serving = line.contains("jiaxin 已启动");
+        lines.push(line);
+        if serving {
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (child, lines)
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_is_bound_or_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let port = free_port();
+    let output = jiaxin()
+        .args(["serve", "--data-dir", data_dir.to_str().unwrap(), "--grpc-listen", &format!("127.0.0.1:{port}")])
+        .args(["--field-key", "not-a-key", "--bus", "carrier-pigeon://x", "--database-url", "mysql://db/x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for flag in ["--field-key", "--bus", "--database-url"] {
+        assert!(stderr.contains(flag), "{flag} not named in: {stderr}");
+    }
+    assert!(!stderr.contains("not-a-key"), "a secret's value is never echoed");
+    assert!(!data_dir.exists(), "nothing written");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing bound");
+}
+
+/// Polls `/metrics` (bounded) until it shows `needle`.
+fn metrics_showing(port: u16, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http_get(port, "/metrics");
+        if metrics.contains(needle) || Instant::now() > deadline {
+            return metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_shows_the_admin_password_once_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, admin) = (free_port(), free_port());
+    let (mut first, lines) = serve(dir.path(), grpc, admin);
+    let printed = lines.concat();
+    assert!(printed.contains("密码 / password:"), "{printed}");
+
+    // Metrics and health on the admin port, counting the RPCs served.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
+    let check = tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() };
+    tonic_health::pb::health_client::HealthClient::new(channel).check(check).await.unwrap();
+    let metrics = metrics_showing(admin, "/grpc.health.v1.Health/Check");
+    assert!(
+        metrics.contains("jiaxin_grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"Ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jiaxin_grpc_request_duration_seconds_bucket"), "{metrics}");
+    assert!(metrics_showing(admin, "jiaxin_outbox_backlog").contains("jiaxin_outbox_backlog{producer=\"identity\"} 0"));
+    assert!(http_get(admin, "/healthz").ends_with("ok"));
+
+    assert!(terminate(&mut first).success(), "SIGTERM drains and exits 0");
+
+    let (mut second, lines) = serve(dir.path(), grpc, admin);
+    assert!(!lines.concat().contains("密码 / password:"), "the password is shown on the first start only");
+    assert!(terminate(&mut second).success());
+}
+
+#[test]
+fn migrate_prepares_every_database_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jiaxin().args(["migrate", "--data-dir", dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("identity"));
+    assert!(dir.path().join("identity.db").exists());
+    let services = jiaxin().arg("services").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&services.stdout).trim(), "identity");
+}
