@@ -38,6 +38,7 @@ start() {
   identity_url="http://127.0.0.1:$base_port"
   local i=0
   : >"$dir/listening"
+  : >"$dir/endpoints.env"
   for service in $(services); do
     local port=$((base_port + i)) metrics=$((base_port + 100 + i))
     if [ -s "$dir/$service.pid" ] && kill -0 "$(cat "$dir/$service.pid")" 2>/dev/null; then
@@ -61,6 +62,7 @@ start() {
     done
     listening "$port" || { echo "$service did not start; see $dir/$service.log" >&2; exit 1; }
     printf '%-10s grpc 127.0.0.1:%s   metrics http://127.0.0.1:%s/metrics\n' "$service" "$port" "$metrics" >>"$dir/listening"
+    echo "export JIAXIN_TEST_ENDPOINT_$(echo "$service" | tr '[:lower:]' '[:upper:]')=http://127.0.0.1:$port" >>"$dir/endpoints.env"
     i=$((i + 1))
   done
   cat >"$dir/cluster.env" <<ENV
@@ -70,7 +72,9 @@ export JIAXIN_TEST_FIELD_KEY=$(cat "$dir/field.key")
 export JIAXIN_TEST_DATABASE_URL=$pg
 export JIAXIN_TEST_DATABASE_SCHEMA_PREFIX=$prefix
 export JIAXIN_TEST_BUS=kafka://$broker
+export JIAXIN_TEST_KAFKA_TOPIC_PREFIX=${prefix%_}.
 ENV
+  cat "$dir/endpoints.env" >>"$dir/cluster.env"
 }
 
 print() {

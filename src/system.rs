@@ -20,20 +20,23 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ServiceName {
     Identity,
+    Points,
 }
 
 impl ServiceName {
-    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity];
+    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity, ServiceName::Points];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Identity => jiaxin_identity::SERVICE,
+            ServiceName::Points => jiaxin_points::SERVICE,
         }
     }
 
     pub fn migrations(self) -> &'static Migrations {
         match self {
             ServiceName::Identity => &jiaxin_identity::MIGRATIONS,
+            ServiceName::Points => &jiaxin_points::MIGRATIONS,
         }
     }
 }
@@ -196,6 +199,8 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     let mut key_source = None;
     let mut generated_admin_password = None;
 
+    // Every consumer subscribes before any relay starts, so no event is published to nobody.
+    let mut relays = Vec::new();
     for service in config.services() {
         let db = open_database(&config, service).await?;
         databases.push(db.clone());
@@ -207,10 +212,20 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 routes.add_service(identity.grpc_service());
                 health_names.push(IdentityService::grpc_name().to_owned());
                 public_methods.extend(IdentityService::public_methods());
-                let relay = Relay::new(db, identity.outbox(), bus.clone());
-                tasks.spawn(relay.run(cancel.clone()));
+                relays.push(Relay::new(db, identity.outbox(), bus.clone()));
+            }
+            ServiceName::Points => {
+                let points = jiaxin_points::PointsService::start(db.clone()).await?;
+                routes.add_service(points.grpc_service());
+                health_names.push(jiaxin_points::PointsService::grpc_name().to_owned());
+                let (topics, consumer) = points.consumer();
+                bus.subscribe(&topics, Arc::new(consumer)).await?;
+                relays.push(Relay::new(db, points.outbox(), bus.clone()));
             }
         }
+    }
+    for relay in relays {
+        tasks.spawn(relay.run(cancel.clone()));
     }
     let key_source = match key_source {
         Some(local) => local,
@@ -266,10 +281,10 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     })
 }
 
-/// The event consumers a service runs, for subscribing and for dead-letter replay. Identity
-/// consumes no events; the services that do will list theirs here.
-pub fn consumers(service: ServiceName, _db: &Database) -> Vec<jiaxin_kit::inbox::Consumer> {
+/// The event consumers a service runs, for dead-letter replay. Identity consumes no events.
+pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::Consumer> {
     match service {
         ServiceName::Identity => Vec::new(),
+        ServiceName::Points => vec![jiaxin_points::consumer(db, None).1],
     }
 }

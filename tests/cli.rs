@@ -116,7 +116,8 @@ async fn the_first_start_shows_the_admin_password_once_and_sigterm_stops_cleanly
         "{metrics}"
     );
     assert!(metrics.contains("jiaxin_grpc_request_duration_seconds_bucket"), "{metrics}");
-    assert!(metrics_showing(admin, "jiaxin_outbox_backlog").contains("jiaxin_outbox_backlog{producer=\"identity\"} 0"));
+    let backlog = "jiaxin_outbox_backlog{producer=\"identity\"} 0";
+    assert!(metrics_showing(admin, backlog).contains(backlog));
     assert!(http_get(admin, "/healthz").ends_with("ok"));
 
     assert!(terminate(&mut first).success(), "SIGTERM drains and exits 0");
@@ -132,7 +133,7 @@ fn migrate_prepares_every_database_and_exits() {
     let output = jiaxin().args(["migrate", "--data-dir", dir.path().to_str().unwrap()]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("identity"));
-    assert!(dir.path().join("identity.db").exists());
+    assert!(dir.path().join("identity.db").exists() && dir.path().join("points.db").exists());
     let services = jiaxin().arg("services").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&services.stdout).trim(), "identity");
+    assert_eq!(String::from_utf8_lossy(&services.stdout).lines().collect::<Vec<_>>(), ["identity", "points"]);
 }

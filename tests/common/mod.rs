@@ -137,6 +137,39 @@ impl TestSystem {
         Channel::from_shared(self.addr()).unwrap().connect().await.unwrap()
     }
 
+    /// A channel to a service: the one address embedded, the service's own process in the cluster.
+    pub async fn channel_to(&self, service: ServiceName) -> Channel {
+        let addr = match &self.mode {
+            Mode::Embedded { .. } => self.addr(),
+            Mode::Cluster { .. } => env(&format!("JIAXIN_TEST_ENDPOINT_{}", service.as_str().to_uppercase())),
+        };
+        Channel::from_shared(addr).unwrap().connect().await.unwrap()
+    }
+
+    /// Publishes an event as `producer` would: on the in-process bus embedded, on the cluster's
+    /// Kafka topics otherwise (stand-in for services not built yet, such as the council).
+    pub async fn publish<M: prost::Name>(&self, producer: &'static str, partition_key: &str, event: &M) {
+        let envelope = jiaxin_kit::events::envelope(producer, partition_key, event).unwrap();
+        let topic = jiaxin_kit::events::topic(producer);
+        match &self.mode {
+            Mode::Embedded { running, .. } => running.as_ref().unwrap().bus().publish(&topic, &envelope).await.unwrap(),
+            Mode::Cluster { .. } => {
+                let config = jiaxin_kit::kafka::KafkaConfig {
+                    brokers: env("JIAXIN_TEST_BUS").trim_start_matches("kafka://").to_owned(),
+                    prefix: env("JIAXIN_TEST_KAFKA_TOPIC_PREFIX"),
+                    partitions: 3,
+                    replication: 1,
+                };
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let bus = jiaxin_kit::kafka::KafkaBus::new(config, cancel.clone()).unwrap();
+                use jiaxin_kit::bus::Bus;
+                bus.publish(&topic, &envelope).await.unwrap();
+                cancel.cancel();
+                bus.shutdown().await;
+            }
+        }
+    }
+
     pub async fn identity(&self) -> IdentityServiceClient<Channel> {
         IdentityServiceClient::new(self.channel().await)
     }

@@ -16,10 +16,22 @@ pub mod jiaxin {
             include!(concat!(env!("OUT_DIR"), "/jiaxin.identity.v1.rs"));
         }
     }
+    pub mod points {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/jiaxin.points.v1.rs"));
+        }
+    }
+    pub mod council {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/jiaxin.council.v1.rs"));
+        }
+    }
 }
 
+pub use jiaxin::council::v1 as council;
 pub use jiaxin::events::v1 as events;
 pub use jiaxin::identity::v1 as identity;
+pub use jiaxin::points::v1 as points;
 
 /// Every file descriptor of every jiaxin package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/jiaxin_descriptor.bin"));

@@ -1,0 +1,77 @@
+//! Events points acts on: identity's households, members and org tree (kept as a read model for
+//! scope checks), and the council's review decisions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiaxin_kit::{
+    events,
+    inbox::{EventHandler, HandlerError},
+    storage::Tx,
+};
+use jiaxin_proto::{
+    council::ReviewDecided,
+    events::Envelope,
+    identity::{HouseholdDissolved, HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
+};
+
+use crate::{ops::Points, store};
+
+fn path_of(ids: &[String]) -> String {
+    format!("/{}/", ids.join("/"))
+}
+
+fn failed(error: impl std::fmt::Display) -> HandlerError {
+    HandlerError::new(error.to_string())
+}
+
+/// Everything points consumes, as one consumer (one consumer group, `jiaxin.points`).
+pub struct PointsEvents(pub Arc<Points>);
+
+#[async_trait]
+impl EventHandler for PointsEvents {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
+        match envelope.producer.as_str() {
+            "identity" => identity(tx, envelope).await,
+            "council" => {
+                if let Some(decision) = events::payload::<ReviewDecided>(envelope).map_err(failed)? {
+                    self.0.apply_review(tx, &decision).await.map_err(failed)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Keeps points' copy of the org tree, households and members.
+async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
+    if let Some(created) = events::payload::<OrgNodeCreated>(envelope).map_err(failed)? {
+        if let Some(node) = created.org_node {
+            store::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path)).await.map_err(failed)?;
+        }
+    } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope).map_err(failed)? {
+        let new_path = path_of(&moved.path);
+        match store::org_node_path(&mut **tx, &moved.org_node_id).await.map_err(failed)? {
+            Some(old_path) => store::move_org_subtree(&mut **tx, &old_path, &new_path).await.map_err(failed)?,
+            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path).await.map_err(failed)?,
+        }
+    } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope).map_err(failed)? {
+        // The grid's path comes with the event, so the household is usable even if its grid's
+        // own event was missed.
+        if store::org_node_path(&mut **tx, &registered.grid_id).await.map_err(failed)?.is_none() {
+            store::upsert_org_node(&mut **tx, &registered.grid_id, &path_of(&registered.org_path))
+                .await
+                .map_err(failed)?;
+        }
+        store::upsert_household(&mut **tx, &registered.household_id, &registered.grid_id).await.map_err(failed)?;
+    } else if let Some(dissolved) = events::payload::<HouseholdDissolved>(envelope).map_err(failed)? {
+        store::deactivate_household(&mut **tx, &dissolved.household_id).await.map_err(failed)?;
+    } else if let Some(joined) = events::payload::<MemberJoined>(envelope).map_err(failed)? {
+        store::add_member(&mut **tx, &joined.household_id, &joined.resident_id).await.map_err(failed)?;
+    } else if let Some(left) = events::payload::<MemberLeft>(envelope).map_err(failed)? {
+        store::remove_member(&mut **tx, &left.household_id, &left.resident_id).await.map_err(failed)?;
+    }
+    // Other identity events (renames, accounts) do not concern points.
+    Ok(())
+}

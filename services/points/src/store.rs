@@ -1,0 +1,419 @@
+//! Points' SQL. Functions take any executor so operations can run them in one transaction.
+
+use jiaxin_kit::{page::Page, time::now_micros};
+use sqlx::{Any, Executor};
+
+use crate::domain::catalogue::RuleDef;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RuleRow {
+    pub code: String,
+    pub version: i64,
+    pub category: i64,
+    pub name_zh: String,
+    pub name_en: String,
+    pub kind: i64,
+    pub points_min: i64,
+    pub points_max: i64,
+    pub yearly_cap: i64,
+    pub recorders: String,
+    pub evidence_required: i64,
+    pub review_required: i64,
+    pub severity: i64,
+    pub disclosure_days: i64,
+    pub counts_days: i64,
+    pub article: String,
+    pub adopted_by: String,
+    pub adopted_on: String,
+    pub basis: String,
+    pub retired: i64,
+}
+
+const RULE_COLUMNS: &str = "code, version, category, name_zh, name_en, kind, points_min, points_max, yearly_cap, recorders, \
+     evidence_required, review_required, severity, disclosure_days, counts_days, article, adopted_by, adopted_on, basis, retired";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordRow {
+    pub id: String,
+    pub household_id: String,
+    pub resident_id: Option<String>,
+    pub rule_code: String,
+    pub rule_version: i64,
+    pub points: i64,
+    pub status: i64,
+    pub occurred_at: i64,
+    pub place: String,
+    pub evidence: String,
+    pub note: String,
+    pub recorded_by: String,
+    pub submitted_at: i64,
+    pub effective_from: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub decision_reason: String,
+    pub request_id: String,
+    pub year: i64,
+}
+
+const RECORD_COLUMNS: &str = "id, household_id, resident_id, rule_code, rule_version, points, status, occurred_at, place, \
+     evidence, note, recorded_by, submitted_at, effective_from, expires_at, decision_reason, request_id, year";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LedgerRow {
+    pub seq: i64,
+    pub household_id: String,
+    pub record_id: String,
+    pub resident_id: String,
+    pub delta: i64,
+    pub effective_from: i64,
+    pub expires_at: i64,
+    pub rule_code: String,
+    pub rule_version: i64,
+    pub category: i64,
+    pub serious: i64,
+    pub reverses_seq: Option<i64>,
+    pub created_at: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const LEDGER_COLUMNS: &str = "seq, household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, \
+     rule_version, category, serious, reverses_seq, created_at, prev_hash, hash";
+
+// ---- rules ----
+
+pub async fn count_rules<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM rules").fetch_one(e).await
+}
+
+pub async fn insert_rule<'c, E: Executor<'c, Database = Any>>(e: E, rule: &RuleDef, version: i64) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO rules ({RULE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, $20)"
+    ))
+    .bind(&rule.code)
+    .bind(version)
+    .bind(rule.category as i64)
+    .bind(&rule.name_zh)
+    .bind(&rule.name_en)
+    .bind(rule.kind as i64)
+    .bind(rule.points_min)
+    .bind(rule.points_max)
+    .bind(rule.yearly_cap)
+    .bind(rule.recorders.join(","))
+    .bind(i64::from(rule.evidence_required))
+    .bind(i64::from(rule.review_required))
+    .bind(rule.severity as i64)
+    .bind(rule.disclosure_days)
+    .bind(rule.counts_days)
+    .bind(&rule.article)
+    .bind(&rule.adopted_by)
+    .bind(&rule.adopted_on)
+    .bind(&rule.basis)
+    .bind(now_micros())
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// The current version of every rule (optionally one category), by code.
+pub async fn current_rules<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    category: i64,
+    include_retired: bool,
+) -> sqlx::Result<Vec<RuleRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {RULE_COLUMNS} FROM rules r WHERE version = (SELECT MAX(version) FROM rules x WHERE x.code = r.code) \
+         AND ($1 = 0 OR category = $1) AND ($2 = 1 OR retired = 0) ORDER BY code"
+    ))
+    .bind(category)
+    .bind(i64::from(include_retired))
+    .fetch_all(e)
+    .await
+}
+
+pub async fn current_rule<'c, E: Executor<'c, Database = Any>>(e: E, code: &str) -> sqlx::Result<Option<RuleRow>> {
+    sqlx::query_as(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE code = $1 ORDER BY version DESC LIMIT 1"))
+        .bind(code)
+        .fetch_optional(e)
+        .await
+}
+
+pub async fn rule_version<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    code: &str,
+    version: i64,
+) -> sqlx::Result<Option<RuleRow>> {
+    sqlx::query_as(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE code = $1 AND version = $2"))
+        .bind(code)
+        .bind(version)
+        .fetch_optional(e)
+        .await
+}
+
+// ---- read models of identity ----
+
+pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, path: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO org_nodes (id, path) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET path = excluded.path")
+        .bind(id)
+        .bind(path)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn org_node_path<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT path FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
+}
+
+/// Re-roots a subtree: every path starting with `old_path` gets `new_path` instead.
+pub async fn move_org_subtree<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    old_path: &str,
+    new_path: &str,
+) -> sqlx::Result<()> {
+    let upper = format!("{}0", old_path.strip_suffix('/').unwrap_or(old_path));
+    sqlx::query("UPDATE org_nodes SET path = $1 || substr(path, CAST($2 AS INTEGER)) WHERE path >= $3 AND path < $4")
+        .bind(new_path)
+        .bind(old_path.len() as i64 + 1)
+        .bind(old_path)
+        .bind(upper)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, grid_id: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO households (id, grid_id, active) VALUES ($1, $2, 1) ON CONFLICT (id) DO UPDATE SET grid_id = excluded.grid_id, active = 1")
+        .bind(id)
+        .bind(grid_id)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn deactivate_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE households SET active = 0 WHERE id = $1").bind(id).execute(e).await?;
+    Ok(())
+}
+
+/// The household's grid path and whether it is active; `None` when points has not heard of it.
+pub async fn household_path<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+) -> sqlx::Result<Option<(String, i64)>> {
+    sqlx::query_as("SELECT o.path, h.active FROM households h JOIN org_nodes o ON o.id = h.grid_id WHERE h.id = $1")
+        .bind(id)
+        .fetch_optional(e)
+        .await
+}
+
+/// Serialises ledger writes of one household (a row lock in PostgreSQL; SQLite's writer lock
+/// covers it already).
+pub async fn lock_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE households SET active = active WHERE id = $1").bind(id).execute(e).await?;
+    Ok(())
+}
+
+pub async fn add_member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO members (household_id, resident_id) VALUES ($1, $2) ON CONFLICT (household_id, resident_id) DO NOTHING")
+        .bind(household_id)
+        .bind(resident_id)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn remove_member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM members WHERE household_id = $1 AND resident_id = $2")
+        .bind(household_id)
+        .bind(resident_id)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT resident_id FROM members WHERE household_id = $1 AND resident_id = $2")
+            .bind(household_id)
+            .bind(resident_id)
+            .fetch_optional(e)
+            .await?;
+    Ok(found.is_some())
+}
+
+// ---- records ----
+
+pub async fn insert_record<'c, E: Executor<'c, Database = Any>>(e: E, r: &RecordRow) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ))
+    .bind(&r.id)
+    .bind(&r.household_id)
+    .bind(&r.resident_id)
+    .bind(&r.rule_code)
+    .bind(r.rule_version)
+    .bind(r.points)
+    .bind(r.status)
+    .bind(r.occurred_at)
+    .bind(&r.place)
+    .bind(&r.evidence)
+    .bind(&r.note)
+    .bind(&r.recorded_by)
+    .bind(r.submitted_at)
+    .bind(r.effective_from)
+    .bind(r.expires_at)
+    .bind(&r.decision_reason)
+    .bind(&r.request_id)
+    .bind(r.year)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn record<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<RecordRow>> {
+    sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1")).bind(id).fetch_optional(e).await
+}
+
+pub async fn record_by_request<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    recorded_by: &str,
+    request_id: &str,
+) -> sqlx::Result<Option<RecordRow>> {
+    sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE recorded_by = $1 AND request_id = $2"))
+        .bind(recorded_by)
+        .bind(request_id)
+        .fetch_optional(e)
+        .await
+}
+
+pub async fn records_of<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    page: &Page,
+) -> sqlx::Result<Vec<RecordRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE household_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(household_id)
+    .bind(page.after.clone().unwrap_or_default())
+    .bind(page.fetch_limit())
+    .fetch_all(e)
+    .await
+}
+
+/// Points already recorded (pending or counting) for a household under a rule in a year.
+pub async fn yearly_total<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    rule_code: &str,
+    year: i64,
+) -> sqlx::Result<i64> {
+    let total: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(CASE WHEN points < 0 THEN -points ELSE points END) AS BIGINT) FROM records \
+         WHERE household_id = $1 AND rule_code = $2 AND year = $3 AND status IN (1, 2, 3)",
+    )
+    .bind(household_id)
+    .bind(rule_code)
+    .bind(year)
+    .fetch_one(e)
+    .await?;
+    Ok(total.unwrap_or(0))
+}
+
+pub async fn decide_record<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    status: i64,
+    points: i64,
+    effective_from: Option<i64>,
+    expires_at: Option<i64>,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE records SET status = $1, points = $2, effective_from = $3, expires_at = $4, decision_reason = $5 WHERE id = $6")
+        .bind(status)
+        .bind(points)
+        .bind(effective_from)
+        .bind(expires_at)
+        .bind(reason)
+        .bind(id)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+// ---- ledger ----
+
+pub async fn last_hash<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT hash FROM ledger WHERE household_id = $1 ORDER BY seq DESC LIMIT 1")
+        .bind(household_id)
+        .fetch_optional(e)
+        .await
+}
+
+pub async fn insert_entry<'c, E: Executor<'c, Database = Any>>(e: E, row: &LedgerRow) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO ledger (household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, rule_version, \
+         category, serious, reverses_seq, created_at, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING seq",
+    )
+    .bind(&row.household_id)
+    .bind(&row.record_id)
+    .bind(&row.resident_id)
+    .bind(row.delta)
+    .bind(row.effective_from)
+    .bind(row.expires_at)
+    .bind(&row.rule_code)
+    .bind(row.rule_version)
+    .bind(row.category)
+    .bind(row.serious)
+    .bind(row.reverses_seq)
+    .bind(row.created_at)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .fetch_one(e)
+    .await
+}
+
+pub async fn entries_of<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Vec<LedgerRow>> {
+    sqlx::query_as(&format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id = $1 ORDER BY seq"))
+        .bind(household_id)
+        .fetch_all(e)
+        .await
+}
+
+pub async fn entry_of_record<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    record_id: &str,
+) -> sqlx::Result<Option<LedgerRow>> {
+    sqlx::query_as(&format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE record_id = $1 AND reverses_seq IS NULL"))
+        .bind(record_id)
+        .fetch_optional(e)
+        .await
+}
+
+/// Households with ledger entries, after `after`, a page at a time (for verifying every chain).
+pub async fn ledger_households<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT household_id FROM ledger WHERE household_id > $1 ORDER BY household_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}

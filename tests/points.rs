@@ -1,0 +1,438 @@
+//! End-to-end tests of the points service, in both modes, driven through gRPC (and, for the
+//! council that is not built yet, through its events).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestSystem, authed, code, id_number};
+use jiaxin::system::ServiceName;
+use jiaxin_kit::error::field_violations;
+use jiaxin_proto::{
+    council::{ReviewDecided, ReviewOutcome},
+    identity::{
+        CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
+        identity_service_client::IdentityServiceClient,
+    },
+    points::{
+        BatchSubmitRecordsRequest, Category, ExplainScoreRequest, GetRecordRequest, GetRuleRequest, GetScoreRequest,
+        ListRecordsRequest, ListRulesRequest, RecordInput, RecordStatus, ReverseRecordRequest, Severity,
+        SubmitRecordRequest, VerifyLedgerRequest, points_service_client::PointsServiceClient,
+    },
+};
+use tonic::{Code, transport::Channel};
+
+const DAY: i64 = 24 * 3600;
+
+struct County {
+    sys: TestSystem,
+    admin: String,
+    identity: IdentityServiceClient<Channel>,
+    points: PointsServiceClient<Channel>,
+    grid_a: String,
+    grid_b: String,
+}
+
+async fn county() -> County {
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    let mut identity = sys.identity().await;
+    let root = common::own_scope(&mut identity, &admin).await;
+    let town = common::create_node(&mut identity, &admin, &root, OrgNodeKind::Town, "马坝镇", "").await;
+    let village = common::create_node(&mut identity, &admin, &town, OrgNodeKind::Village, "新街村", "").await;
+    let grid_a = common::create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, "第一网格", "").await;
+    let grid_b = common::create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, "第二网格", "").await;
+    let points = PointsServiceClient::new(sys.channel_to(ServiceName::Points).await);
+    County { sys, admin, identity, points, grid_a, grid_b }
+}
+
+impl County {
+    async fn household(&mut self, grid: &str, n: u32) -> String {
+        let head = NewResident {
+            name: format!("户主{n}"),
+            id_number: id_number("320830", "19700101", n),
+            phone: String::new(),
+        };
+        let request = RegisterHouseholdRequest {
+            grid_id: grid.into(),
+            address: format!("新街村{n}号"),
+            head: Some(head),
+            ..Default::default()
+        };
+        let household = self
+            .identity
+            .register_household(authed(&self.admin, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .household
+            .unwrap();
+        // Points learns of the household from identity's events: wait until it can score it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), as_of: None });
+            match self.points.get_score(request).await {
+                Ok(_) => return household.id,
+                Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("points never learned of the household: {status:?}"),
+            }
+        }
+    }
+
+    async fn account(&mut self, role: Role, grid: &str) -> String {
+        let username = format!("{}-{}", role.as_str_name().to_lowercase(), uuid::Uuid::new_v4().simple());
+        let request = CreateAccountRequest {
+            username: username.clone(),
+            display_name: "采集员".into(),
+            roles: vec![role as i32],
+            org_node_id: grid.into(),
+            password: "collector-pass-1".into(),
+            ..Default::default()
+        };
+        self.identity.create_account(authed(&self.admin, request)).await.unwrap();
+        self.sys.login(&username, "collector-pass-1").await
+    }
+
+    async fn score(&mut self, household: &str, as_of: Option<i64>) -> (i64, String) {
+        let as_of = as_of.map(|s| prost_types::Timestamp { seconds: s, nanos: 0 });
+        let request = authed(&self.admin, GetScoreRequest { household_id: household.into(), as_of });
+        let score = self.points.get_score(request).await.unwrap().into_inner().score.unwrap();
+        (score.score, score.tier)
+    }
+
+    async fn record_status(&mut self, id: &str) -> (i32, i64) {
+        let record = self.points.get_record(authed(&self.admin, GetRecordRequest { id: id.into() })).await.unwrap();
+        let record = record.into_inner().record.unwrap();
+        (record.status, record.points)
+    }
+
+    /// Waits (bounded) until the record reaches `status`: council decisions arrive as events.
+    async fn wait_status(&mut self, id: &str, status: RecordStatus) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.record_status(id).await.0 != status as i32 {
+            assert!(Instant::now() < deadline, "record {id} never reached {status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn item(request_id: &str, household: &str, rule: &str, points: i64) -> RecordInput {
+    RecordInput {
+        request_id: request_id.into(),
+        household_id: household.into(),
+        rule_code: rule.into(),
+        points,
+        occurred_at: Some(prost_types::Timestamp { seconds: now() - 3600, nanos: 0 }),
+        place: "新街村文化广场".into(),
+        evidence: vec!["photo:2026-11-29/0001.jpg".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_catalogue_is_loaded_with_provenance() {
+    let mut c = county().await;
+    let rules = c.points.list_rules(authed(&c.admin, ListRulesRequest::default())).await.unwrap().into_inner().rules;
+    assert_eq!(rules.len(), 48);
+    let order = c
+        .points
+        .list_rules(authed(
+            &c.admin,
+            ListRulesRequest { category: Category::PublicOrder as i32, include_retired: false },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rules;
+    assert_eq!(order.len(), 9);
+    let rule = c
+        .points
+        .get_rule(authed(&c.admin, GetRuleRequest { code: "C09".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    assert_eq!(rule.name_zh, "大操大办红白喜事");
+    assert_eq!(rule.severity, Severity::Minor as i32);
+    assert!(rule.review_required);
+    assert_eq!((rule.disclosure_days, rule.counts_days), (7, 90));
+    assert!(!rule.article.is_empty() && !rule.basis.is_empty() && !rule.adopted_on.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_record_in_their_own_grid_only_and_retries_are_idempotent() {
+    let mut c = county().await;
+    let mine = c.household(&c.grid_a.clone(), 1).await;
+    let theirs = c.household(&c.grid_b.clone(), 2).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+
+    // A04 (mediating a dispute, 3–5 points) needs no review: it counts at once.
+    let first = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("k-1", &mine, "A04", 4)) }))
+        .await
+        .unwrap();
+    let first = first.into_inner().record.unwrap();
+    assert_eq!((first.status, first.points), (RecordStatus::Effective as i32, 4));
+    assert_eq!(c.score(&mine, None).await, (1004, "A".into()));
+
+    // The same key and content: the first result, nothing counted twice.
+    let again = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("k-1", &mine, "A04", 4)) }))
+        .await
+        .unwrap();
+    assert_eq!(again.into_inner().record.unwrap().id, first.id);
+    assert_eq!(c.score(&mine, None).await.0, 1004);
+    // The same key with other content is refused, naming the difference.
+    let status = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("k-1", &mine, "A04", 5)) }))
+        .await
+        .unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "request_id");
+    assert!(status.message().contains("points"), "{}", status.message());
+
+    // Another grid's household reads exactly like one that does not exist.
+    let elsewhere = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("k-2", &theirs, "A04", 4)) }))
+        .await
+        .unwrap_err();
+    let nowhere = c
+        .points
+        .submit_record(authed(
+            &worker,
+            SubmitRecordRequest { record: Some(item("k-3", "no-such-household", "A04", 4)) },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!((elsewhere.code(), elsewhere.message()), (nowhere.code(), nowhere.message()));
+    assert_eq!(elsewhere.code(), Code::NotFound);
+    assert_eq!(c.score(&theirs, None).await.0, 1000);
+
+    // A volunteer may not record what only cadres and the council may (A07, loan repaid).
+    let volunteer = c.account(Role::Volunteer, &c.grid_a.clone()).await;
+    let denied = c
+        .points
+        .submit_record(authed(&volunteer, SubmitRecordRequest { record: Some(item("k-4", &mine, "A07", 0)) }))
+        .await;
+    assert_eq!(code(denied), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deduction_waits_for_the_council_is_disclosed_then_counts_until_it_expires() {
+    let mut c = county().await;
+    let household = c.household(&c.grid_a.clone(), 3).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    let bonus = item("b-1", &household, "A04", 5);
+    c.points.submit_record(authed(&worker, SubmitRecordRequest { record: Some(bonus) })).await.unwrap();
+
+    // D06 littering (minor: 7 days' disclosure, counts 90 days).
+    let submitted = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("d-1", &household, "D06", 4)) }))
+        .await
+        .unwrap();
+    let record = submitted.into_inner().record.unwrap();
+    assert_eq!((record.status, record.points), (RecordStatus::PendingReview as i32, -4));
+    assert_eq!(c.score(&household, None).await.0, 1005, "nothing counts before the council decides");
+
+    let decided_at = now();
+    let decision = ReviewDecided {
+        review_id: "review-1".into(),
+        record_id: record.id.clone(),
+        household_id: household.clone(),
+        outcome: ReviewOutcome::Amended as i32,
+        amended_points: 3,
+        reason: "情节较轻,减为3分".into(),
+    };
+    c.sys.publish("council", &household, &decision).await;
+    c.wait_status(&record.id, RecordStatus::InDisclosure).await;
+    assert_eq!(c.record_status(&record.id).await.1, -3, "the council's amendment");
+
+    // On the disclosure list for 7 days, then it counts for 90 days, then it no longer does.
+    assert_eq!(c.score(&household, None).await.0, 1005);
+    assert_eq!(c.score(&household, Some(decided_at + 8 * DAY)).await, (1002, "A".into()));
+    assert_eq!(c.score(&household, Some(decided_at + 7 * DAY + 89 * DAY)).await.0, 1002);
+    assert_eq!(c.score(&household, Some(decided_at + 7 * DAY + 91 * DAY)).await.0, 1005);
+    // As of before it was even recorded, the books were as they were.
+    assert_eq!(c.score(&household, Some(decided_at - DAY)).await.0, 1000);
+
+    // The explanation names each entry and rule, what expires when, and the nearest boundaries.
+    let explained = c
+        .points
+        .explain_score(authed(
+            &c.admin,
+            ExplainScoreRequest {
+                household_id: household.clone(),
+                as_of: Some(prost_types::Timestamp { seconds: decided_at + 8 * DAY, nanos: 0 }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explained.base, 1000);
+    let mut rules: Vec<(String, i64)> = explained.entries.iter().map(|e| (e.rule_code.clone(), e.points)).collect();
+    rules.sort();
+    assert_eq!(rules, [("A04".into(), 5), ("D06".into(), -3)]);
+    assert!(explained.entries.iter().any(|e| e.rule_name_zh == "乱扔乱倒垃圾"));
+    assert_eq!(explained.expiring.first().map(|e| e.rule_code.as_str()), Some("D06"), "the deduction expires first");
+    assert_eq!((explained.next_tier.as_str(), explained.points_to_next_tier), ("AA", 48));
+    assert_eq!((explained.lower_tier.as_str(), explained.points_above_lower_tier), ("B", 3));
+
+    // A rejected deduction never counts; a redelivered decision changes nothing.
+    let other = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("d-2", &household, "D06", 2)) }))
+        .await
+        .unwrap();
+    let other = other.into_inner().record.unwrap();
+    let rejection = ReviewDecided {
+        record_id: other.id.clone(),
+        outcome: ReviewOutcome::Rejected as i32,
+        reason: "证据不足".into(),
+        ..decision.clone()
+    };
+    c.sys.publish("council", &household, &rejection).await;
+    c.wait_status(&other.id, RecordStatus::Rejected).await;
+    c.sys.publish("council", &household, &decision).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.score(&household, Some(decided_at + 8 * DAY)).await.0, 1002);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_is_a_new_entry_and_the_chain_catches_tampering() {
+    let mut c = county().await;
+    let household = c.household(&c.grid_a.clone(), 4).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    for (key, points) in [("r-1", 3), ("r-2", 5)] {
+        c.points
+            .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item(key, &household, "A04", points)) }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.score(&household, None).await.0, 1008);
+    let records = c
+        .points
+        .list_records(authed(&c.admin, ListRecordsRequest { household_id: household.clone(), ..Default::default() }))
+        .await
+        .unwrap();
+    let target = records.into_inner().records.into_iter().find(|r| r.points == 5).unwrap();
+    // Whole seconds on the wire: leave one between the entries and the reversal.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before_reversal = now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reversed = c
+        .points
+        .reverse_record(authed(
+            &c.admin,
+            ReverseRecordRequest { record_id: target.id.clone(), reason: "重复录入".into() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(reversed.status, RecordStatus::Reversed as i32);
+    assert_eq!(c.score(&household, None).await.0, 1003);
+    assert_eq!(c.score(&household, Some(before_reversal)).await.0, 1008, "history keeps the entry");
+
+    let verify = c
+        .points
+        .verify_ledger(authed(&c.admin, VerifyLedgerRequest { household_id: household.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verify.intact);
+    assert_eq!(verify.entries_checked, 3, "two entries and a reversal");
+
+    // Someone edits history directly in the database: the chain shows where.
+    let db = c.sys.database(ServiceName::Points).await;
+    let first_seq: i64 = sqlx::query_scalar("SELECT MIN(seq) FROM ledger WHERE household_id = $1")
+        .bind(&household)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE ledger SET delta = 30 WHERE seq = $1").bind(first_seq).execute(db.pool()).await.unwrap();
+    let verify = c
+        .points
+        .verify_ledger(authed(&c.admin, VerifyLedgerRequest { household_id: household.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!verify.intact);
+    assert_eq!((verify.broken_entry_seq, verify.broken_household_id.as_str()), (first_seq, household.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_refused_by_field_and_write_nothing_and_batches_answer_per_item() {
+    let mut c = county().await;
+    let household = c.household(&c.grid_a.clone(), 5).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+
+    let mut bad = item("x-1", &household, "", 0);
+    bad.occurred_at = None;
+    let status = c.points.submit_record(authed(&worker, SubmitRecordRequest { record: Some(bad) })).await.unwrap_err();
+    let mut fields: Vec<String> = field_violations(&status).into_iter().map(|v| v.field).collect();
+    fields.sort();
+    assert_eq!(fields, ["occurred_at", "rule_code"]);
+    let out_of_range = c
+        .points
+        .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item("x-2", &household, "A04", 9)) }))
+        .await
+        .unwrap_err();
+    assert_eq!(field_violations(&out_of_range)[0].field, "points");
+    let mut no_evidence = item("x-3", &household, "A04", 3);
+    no_evidence.evidence.clear();
+    let status =
+        c.points.submit_record(authed(&worker, SubmitRecordRequest { record: Some(no_evidence) })).await.unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "evidence");
+    let mut future = item("x-4", &household, "A04", 3);
+    future.occurred_at = Some(prost_types::Timestamp { seconds: now() + 2 * DAY, nanos: 0 });
+    let status =
+        c.points.submit_record(authed(&worker, SubmitRecordRequest { record: Some(future) })).await.unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "occurred_at");
+    let listed = c
+        .points
+        .list_records(authed(&c.admin, ListRecordsRequest { household_id: household.clone(), ..Default::default() }))
+        .await
+        .unwrap();
+    assert!(listed.into_inner().records.is_empty(), "nothing was written");
+
+    // A batch: each item answered on its own; the good ones count, the yearly cap holds.
+    let batch =
+        vec![item("y-1", &household, "A01", 0), item("y-2", &household, "NOPE", 0), item("y-3", &household, "A04", 4)];
+    let response = c
+        .points
+        .batch_submit_records(authed(&worker, BatchSubmitRecordsRequest { records: batch }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.failed), (2, 1));
+    let failed = &response.results[1];
+    assert_eq!(
+        (failed.index, failed.error_code.as_str(), failed.error_field.as_str()),
+        (1, "InvalidArgument", "rule_code")
+    );
+    assert_eq!(c.score(&household, None).await.0, 1006);
+    // A01 (the villagers' meeting, 2 points) is capped at 12 a year: six times, not seven.
+    let meetings: Vec<RecordInput> = (0..6).map(|i| item(&format!("m-{i}"), &household, "A01", 0)).collect();
+    let response = c
+        .points
+        .batch_submit_records(authed(&worker, BatchSubmitRecordsRequest { records: meetings }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.failed), (5, 1), "one A01 was already recorded this year");
+    assert_eq!(response.results[5].error_field, "points");
+}
