@@ -106,6 +106,9 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
         anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
     }
     let _telemetry = telemetry::init(config.common.log_format, config.common.otlp_endpoint.as_deref(), "jiaxin")?;
+    // Take over SIGINT and SIGTERM before anything starts: a signal that arrived before its handler
+    // would kill the process without draining.
+    let stop = shutdown_signal()?;
     let mut running = system::start(config).await?;
     if let Some(password) = &running.generated_admin_password {
         println!("首次启动:已创建管理员账户 / first start: admin account created");
@@ -116,7 +119,7 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     println!("jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)", running.grpc_addr, running.admin_addr);
     let cancel = running.cancel_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested; draining");
         cancel.cancel();
     });
@@ -125,24 +128,25 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT and SIGTERM handlers now; the returned future completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

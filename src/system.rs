@@ -139,8 +139,10 @@ impl RunningSystem {
         self.join().await;
     }
 
-    /// Waits until the system stops (after its cancellation token fires).
+    /// Waits until the system is told to stop (its cancellation token fires, from a signal or a
+    /// failed server), then gives the tasks the grace period to drain.
     pub async fn join(&mut self) {
+        self.cancel.cancelled().await;
         let grace = self.grace;
         let drained = tokio::time::timeout(grace, async {
             while let Some(result) = self.tasks.join_next().await {

@@ -22,7 +22,8 @@ fn free_port() -> u16 {
 /// lines it printed up to then.
 fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Child, Vec<String>) {
     let mut child = jiaxin()
-        .args(["serve", "--data-dir", data_dir.to_str().unwrap()])
+        // A short grace period: serving must not end when it runs out, only shutting down.
+        .args(["serve", "--data-dir", data_dir.to_str().unwrap(), "--shutdown-grace-secs", "1"])
         .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
         .env_remove("JIAXIN_BOOTSTRAP_ADMIN_PASSWORD")
         .stdout(Stdio::piped())
@@ -110,9 +111,15 @@ async fn the_first_start_shows_the_admin_password_once_and_sigterm_stops_cleanly
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
     let check = tonic_health::pb::HealthCheckRequest { service: "jiaxin.identity.v1.IdentityService".into() };
     tonic_health::pb::health_client::HealthClient::new(channel).check(check).await.unwrap();
+    // Still serving well past the grace period (which bounds draining, not running).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let check = tonic_health::pb::HealthCheckRequest { service: "jiaxin.points.v1.PointsService".into() };
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel).check(check).await.unwrap();
     let metrics = metrics_showing(admin, "/grpc.health.v1.Health/Check");
     assert!(
-        metrics.contains("jiaxin_grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"Ok\"} 1"),
+        metrics.contains("jiaxin_grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"Ok\"} 2"),
         "{metrics}"
     );
     assert!(metrics.contains("jiaxin_grpc_request_duration_seconds_bucket"), "{metrics}");
