@@ -41,6 +41,23 @@ impl PointsService for PointsApi {
         ok(GetRuleResponse { rule: Some(self.points.get_rule(&request.into_inner().code).await?) })
     }
 
+    async fn create_rule(&self, request: Request<CreateRuleRequest>) -> Answer<CreateRuleResponse> {
+        let caller = Caller::from_request(&request)?;
+        let rule = request.into_inner().rule.ok_or_else(|| PointsError::invalid("rule", "必填 / required"))?;
+        ok(CreateRuleResponse { rule: Some(self.points.create_rule(&caller, rule).await?) })
+    }
+
+    async fn revise_rule(&self, request: Request<ReviseRuleRequest>) -> Answer<ReviseRuleResponse> {
+        let caller = Caller::from_request(&request)?;
+        let rule = request.into_inner().rule.ok_or_else(|| PointsError::invalid("rule", "必填 / required"))?;
+        ok(ReviseRuleResponse { rule: Some(self.points.revise_rule(&caller, rule).await?) })
+    }
+
+    async fn retire_rule(&self, request: Request<RetireRuleRequest>) -> Answer<RetireRuleResponse> {
+        let caller = Caller::from_request(&request)?;
+        ok(RetireRuleResponse { rule: Some(self.points.retire_rule(&caller, &request.into_inner().code).await?) })
+    }
+
     async fn submit_record(&self, request: Request<SubmitRecordRequest>) -> Answer<SubmitRecordResponse> {
         let caller = Caller::from_request(&request)?;
         let input = request.into_inner().record.ok_or_else(|| PointsError::invalid("record", "必填 / required"))?;

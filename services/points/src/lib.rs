@@ -11,6 +11,7 @@ mod consumers;
 pub mod domain;
 mod error;
 mod ops;
+mod rules;
 mod store;
 
 use std::sync::Arc;

@@ -67,6 +67,7 @@ pub(crate) fn rule_proto(r: &RuleRow) -> Rule {
         adopted_on: r.adopted_on.clone(),
         basis: r.basis.clone(),
         retired: r.retired == 1,
+        scope_org_node_id: r.scope_node_id.clone(),
     }
 }
 
@@ -133,7 +134,7 @@ impl Points {
             return Ok(0);
         }
         for rule in &rules {
-            store::insert_rule(&mut *tx, rule, 1).await?;
+            store::insert_rule(&mut *tx, rule, 1, "").await?;
         }
         tx.commit().await?;
         tracing::info!(rules = rules.len(), "default rule catalogue loaded");
@@ -261,6 +262,12 @@ impl Points {
         };
         if !in_scope {
             return Err(PointsError::NotFound(HOUSEHOLD));
+        }
+        if !rule.scope_node_id.is_empty() && !path_ids(&path).contains(&rule.scope_node_id.as_str()) {
+            return Err(PointsError::invalid(
+                "rule_code",
+                "该村规不适用于此户所在村(居)/ a local rule of another village",
+            ));
         }
         if active != 1 {
             return Err(PointsError::Precondition("该户已注销 / the household is dissolved".into()));

@@ -27,10 +27,12 @@ pub struct RuleRow {
     pub adopted_on: String,
     pub basis: String,
     pub retired: i64,
+    pub scope_node_id: String,
 }
 
 const RULE_COLUMNS: &str = "code, version, category, name_zh, name_en, kind, points_min, points_max, yearly_cap, recorders, \
-     evidence_required, review_required, severity, disclosure_days, counts_days, article, adopted_by, adopted_on, basis, retired";
+     evidence_required, review_required, severity, disclosure_days, counts_days, article, adopted_by, adopted_on, basis, retired, \
+     scope_node_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RecordRow {
@@ -85,9 +87,15 @@ pub async fn count_rules<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Res
     sqlx::query_scalar("SELECT COUNT(*) FROM rules").fetch_one(e).await
 }
 
-pub async fn insert_rule<'c, E: Executor<'c, Database = Any>>(e: E, rule: &RuleDef, version: i64) -> sqlx::Result<()> {
+/// Adds a version of a rule; `scope_node_id` is empty for a deployment-wide rule.
+pub async fn insert_rule<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    rule: &RuleDef,
+    version: i64,
+    scope_node_id: &str,
+) -> sqlx::Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO rules ({RULE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, $20)"
+        "INSERT INTO rules ({RULE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, $20, $21)"
     ))
     .bind(&rule.code)
     .bind(version)
@@ -108,9 +116,20 @@ pub async fn insert_rule<'c, E: Executor<'c, Database = Any>>(e: E, rule: &RuleD
     .bind(&rule.adopted_by)
     .bind(&rule.adopted_on)
     .bind(&rule.basis)
+    .bind(scope_node_id)
     .bind(now_micros())
     .execute(e)
     .await?;
+    Ok(())
+}
+
+/// Marks the current version of a rule retired.
+pub async fn retire_rule<'c, E: Executor<'c, Database = Any>>(e: E, code: &str, version: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE rules SET retired = 1 WHERE code = $1 AND version = $2")
+        .bind(code)
+        .bind(version)
+        .execute(e)
+        .await?;
     Ok(())
 }
 

@@ -132,16 +132,6 @@ pub fn parse(text: &str) -> Result<Vec<RuleDef>, CatalogueError> {
             _ => return Err(fail("kind must be bonus or deduction")),
         };
         let [points_min, points_max] = raw.points;
-        if points_min <= 0 || points_max < points_min {
-            return Err(fail("points must be a positive range [min, max]"));
-        }
-        if raw.recorders.is_empty() || raw.recorders.iter().any(|r| !RECORDER_NAMES.contains(&r.as_str())) {
-            return Err(fail("recorders must name known roles"));
-        }
-        if raw.name_zh.trim().is_empty() || raw.name_en.trim().is_empty() || raw.article.trim().is_empty() {
-            return Err(fail("names and the village-rule article are required"));
-        }
-        let self_report = raw.recorders.iter().any(|r| r == "resident");
         let (severity, window) = match (kind, raw.severity.as_deref()) {
             (RuleKind::Deduction, Some(name)) => {
                 let severity = severity(name).ok_or_else(|| fail("unknown severity"))?;
@@ -152,28 +142,7 @@ pub fn parse(text: &str) -> Result<Vec<RuleDef>, CatalogueError> {
             (_, Some(_)) => return Err(fail("only deductions have a severity class")),
             _ => (Severity::Unspecified, Window { disclosure_days: 0, counts_days: file.defaults.bonus_counts_days }),
         };
-        if kind == RuleKind::Deduction && self_report {
-            return Err(fail("deductions cannot be self-reported"));
-        }
-        if kind == RuleKind::Deduction
-            && PROTECTED_ACTS.iter().any(|w| raw.name_zh.contains(w) || raw.name_en.to_lowercase().contains(w))
-        {
-            return Err(fail("lawful petitioning may never be punished"));
-        }
-        if window.counts_days < 1 || window.counts_days > MAX_COUNTS_DAYS {
-            return Err(fail("an entry may count at most five years"));
-        }
-        // Every deduction is reviewed; so are large bonuses and self-reportable ones.
-        let review_required = kind == RuleKind::Deduction
-            || points_max >= file.defaults.large_bonus_points
-            || self_report
-            || raw.review_required.unwrap_or(false);
-        let disclosure_days = if kind == RuleKind::Bonus && review_required {
-            7.max(window.disclosure_days)
-        } else {
-            window.disclosure_days
-        };
-        rules.push(RuleDef {
+        let mut rule = RuleDef {
             code: raw.code,
             category,
             name_zh: raw.name_zh,
@@ -184,15 +153,18 @@ pub fn parse(text: &str) -> Result<Vec<RuleDef>, CatalogueError> {
             yearly_cap: raw.yearly_cap.max(0),
             recorders: raw.recorders,
             evidence_required: raw.evidence_required,
-            review_required,
+            review_required: raw.review_required.unwrap_or(false),
             severity,
-            disclosure_days,
+            disclosure_days: window.disclosure_days,
             counts_days: window.counts_days,
             article: raw.article,
             adopted_by: raw.adopted_by.unwrap_or_else(|| file.defaults.adopted_by.clone()),
             adopted_on: raw.adopted_on.unwrap_or_else(|| file.defaults.adopted_on.clone()),
             basis: raw.basis.unwrap_or_else(|| file.defaults.basis.clone()),
-        });
+        };
+        settle(&mut rule, file.defaults.large_bonus_points);
+        check(&rule).map_err(|(_, problem)| CatalogueError { code: rule.code.clone(), problem })?;
+        rules.push(rule);
     }
     Ok(rules)
 }
@@ -229,5 +201,102 @@ mod tests {
         );
         let reversed = deduction("赌博", "severity = \"minor\"").replace("[5, 10]", "[10, 5]");
         assert_eq!(parse(&rule(&reversed)).unwrap_err().code, "X1");
+    }
+}
+
+/// The review and disclosure a rule gets whatever its author asked: every deduction is reviewed,
+/// so are large bonuses and self-reportable ones, and a reviewed bonus is disclosed a week first.
+pub fn settle(rule: &mut RuleDef, large_bonus_points: i64) {
+    let self_report = rule.recorders.iter().any(|r| r == "resident");
+    rule.review_required = rule.review_required
+        || rule.kind == RuleKind::Deduction
+        || rule.points_max >= large_bonus_points
+        || self_report;
+    if rule.kind == RuleKind::Bonus && rule.review_required {
+        rule.disclosure_days = rule.disclosure_days.max(7);
+    }
+}
+
+/// What every rule must satisfy, shipped or edited: the field at fault and the problem.
+pub fn check(rule: &RuleDef) -> Result<(), (&'static str, String)> {
+    let code_ok = !rule.code.trim().is_empty()
+        && rule.code.len() <= 32
+        && rule.code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !code_ok {
+        return Err(("code", "1–32 letters, digits, - or _".into()));
+    }
+    if rule.category == Category::Unspecified {
+        return Err(("category", "required".into()));
+    }
+    if rule.points_min <= 0 || rule.points_max < rule.points_min {
+        return Err(("points_min", "points must be a positive range [min, max]".into()));
+    }
+    if rule.recorders.is_empty() || rule.recorders.iter().any(|r| !RECORDER_NAMES.contains(&r.as_str())) {
+        return Err(("recorders", "recorders must name known roles".into()));
+    }
+    if rule.name_zh.trim().is_empty() || rule.name_en.trim().is_empty() || rule.article.trim().is_empty() {
+        return Err(("name_zh", "names and the village-rule article are required".into()));
+    }
+    if rule.adopted_by.trim().is_empty() || rule.adopted_on.trim().is_empty() || rule.basis.trim().is_empty() {
+        return Err(("adopted_by", "provenance (adopting meeting, date, policy basis) is required".into()));
+    }
+    match rule.kind {
+        RuleKind::Deduction if rule.severity == Severity::Unspecified => {
+            return Err(("severity", "a deduction needs a severity class".into()));
+        }
+        RuleKind::Bonus if rule.severity != Severity::Unspecified => {
+            return Err(("severity", "only deductions have a severity class".into()));
+        }
+        RuleKind::Unspecified => return Err(("kind", "kind must be bonus or deduction".into())),
+        _ => {}
+    }
+    if rule.kind == RuleKind::Deduction && rule.recorders.iter().any(|r| r == "resident") {
+        return Err(("recorders", "deductions cannot be self-reported".into()));
+    }
+    if rule.kind == RuleKind::Deduction
+        && PROTECTED_ACTS.iter().any(|w| rule.name_zh.contains(w) || rule.name_en.to_lowercase().contains(w))
+    {
+        return Err(("name_zh", "lawful petitioning may never be punished".into()));
+    }
+    if rule.counts_days < 1 || rule.counts_days > MAX_COUNTS_DAYS {
+        return Err(("counts_days", "an entry may count at most five years".into()));
+    }
+    if rule.disclosure_days < 0 || rule.disclosure_days > 60 {
+        return Err(("disclosure_days", "disclosure lasts 0–60 days".into()));
+    }
+    Ok(())
+}
+
+/// The windows and thresholds of the default catalogue, for rules made through the API.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub large_bonus_points: i64,
+    pub bonus_counts_days: i64,
+    severity: BTreeMap<String, Window>,
+}
+
+impl Windows {
+    pub fn shipped() -> Result<Self, CatalogueError> {
+        let file: File = toml::from_str(DEFAULT_CATALOGUE)
+            .map_err(|e| CatalogueError { code: "-".into(), problem: format!("not valid TOML: {e}") })?;
+        Ok(Self {
+            large_bonus_points: file.defaults.large_bonus_points,
+            bonus_counts_days: file.defaults.bonus_counts_days,
+            severity: file.severity,
+        })
+    }
+
+    /// (disclosure days, counting days) by kind and severity.
+    pub fn of(&self, kind: RuleKind, severity: Severity) -> (i64, i64) {
+        let name = match severity {
+            Severity::Minor => "minor",
+            Severity::General => "general",
+            Severity::Serious => "serious",
+            Severity::Unspecified => return (0, self.bonus_counts_days),
+        };
+        match (kind, self.severity.get(name)) {
+            (RuleKind::Deduction, Some(w)) => (w.disclosure_days, w.counts_days),
+            _ => (0, self.bonus_counts_days),
+        }
     }
 }
