@@ -57,11 +57,13 @@ struct ServeArgs {
     common: CommonConfig,
     #[command(flatten)]
     identity: IdentityConfig,
+    #[command(flatten)]
+    points: jiaxin_points::PointsConfig,
 }
 
 impl ServeArgs {
     fn into_config(self) -> SystemConfig {
-        SystemConfig { common: self.common, identity: self.identity, services: self.services }
+        SystemConfig { common: self.common, identity: self.identity, points: self.points, services: self.services }
     }
 }
 

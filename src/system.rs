@@ -45,6 +45,7 @@ impl ServiceName {
 pub struct SystemConfig {
     pub common: CommonConfig,
     pub identity: IdentityConfig,
+    pub points: jiaxin_points::PointsConfig,
     /// Empty means all.
     pub services: Vec<ServiceName>,
 }
@@ -60,6 +61,9 @@ impl SystemConfig {
             problems.extend(p);
         }
         if let Err(p) = self.identity.validate() {
+            problems.extend(p);
+        }
+        if let Err(p) = self.points.validate() {
             problems.extend(p);
         }
         let peers = self.common.peer_map().unwrap_or_default();
@@ -222,6 +226,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_points::PointsService::grpc_name().to_owned());
                 let (topics, consumer) = points.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
+                tasks.spawn(points.ticker(config.points.tick_interval(), cancel.clone()));
                 relays.push(Relay::new(db, points.outbox(), bus.clone()));
             }
         }

@@ -75,7 +75,8 @@ impl County {
         // Points learns of the household from identity's events: wait until it can score it.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let request = authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), as_of: None });
+            let request =
+                authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), ..Default::default() });
             match self.points.get_score(request).await {
                 Ok(_) => return household.id,
                 Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
@@ -102,7 +103,8 @@ impl County {
 
     async fn score(&mut self, household: &str, as_of: Option<i64>) -> (i64, String) {
         let as_of = as_of.map(|s| prost_types::Timestamp { seconds: s, nanos: 0 });
-        let request = authed(&self.admin, GetScoreRequest { household_id: household.into(), as_of });
+        let request =
+            authed(&self.admin, GetScoreRequest { household_id: household.into(), as_of, ..Default::default() });
         let score = self.points.get_score(request).await.unwrap().into_inner().score.unwrap();
         (score.score, score.tier)
     }
@@ -584,4 +586,100 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
         .rules;
     assert!(all.iter().any(|r| r.code == code_c && r.retired));
     assert_eq!(c.score(&household, None).await.0, 1000 + 4 + 8 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn villages_see_leaderboards_and_totals_and_members_their_own_scores() {
+    use jiaxin_proto::points::{GetTotalsRequest, ListLeaderboardRequest};
+    let mut c = county().await;
+    let first = c.household(&c.grid_a.clone(), 11).await;
+    let second = c.household(&c.grid_b.clone(), 12).await;
+    let worker_a = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    let worker_b = c.account(Role::GridWorker, &c.grid_b.clone()).await;
+    let head = c
+        .identity
+        .get_household(authed(&c.admin, jiaxin_proto::identity::GetHouseholdRequest { id: second.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .head_resident_id;
+    c.points
+        .submit_record(authed(&worker_a, SubmitRecordRequest { record: Some(item("t-1", &first, "A04", 5)) }))
+        .await
+        .unwrap();
+    let mut by_head = item("t-2", &second, "A04", 3);
+    by_head.resident_id = head.clone();
+    c.points.submit_record(authed(&worker_b, SubmitRecordRequest { record: Some(by_head) })).await.unwrap();
+    c.points
+        .submit_record(authed(&worker_b, SubmitRecordRequest { record: Some(item("t-3", &second, "D01", 0)) }))
+        .await
+        .unwrap();
+
+    // The village's ranking, from maintained balances.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let board = loop {
+        let request = authed(&c.admin, ListLeaderboardRequest { org_node_id: c.village.clone(), limit: 10 });
+        match c.points.list_leaderboard(request).await {
+            Ok(response) => break response.into_inner().entries,
+            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    let ranked: Vec<(&str, i64, i32)> = board.iter().map(|e| (e.household_id.as_str(), e.score, e.rank)).collect();
+    assert_eq!(ranked, [(first.as_str(), 1005, 1), (second.as_str(), 1004, 2)]);
+    // A grid worker sees their own grid's board only.
+    let own = c
+        .points
+        .list_leaderboard(authed(&worker_a, ListLeaderboardRequest { org_node_id: c.grid_a.clone(), limit: 0 }))
+        .await
+        .unwrap();
+    assert_eq!(own.into_inner().entries.len(), 1);
+    let status = c
+        .points
+        .list_leaderboard(authed(&worker_a, ListLeaderboardRequest { org_node_id: c.grid_b.clone(), limit: 0 }))
+        .await;
+    assert_eq!(code(status), Code::NotFound);
+    // No ranking of a whole town (or county): that would read every household in it.
+    let status = c
+        .points
+        .list_leaderboard(authed(&c.admin, ListLeaderboardRequest { org_node_id: c.town.clone(), limit: 10 }))
+        .await
+        .unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "org_node_id");
+
+    // Totals by category and month, for any node (kept per grid, summed over the subtree).
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let totals = c
+        .points
+        .get_totals(authed(
+            &c.admin,
+            GetTotalsRequest { org_node_id: c.town.clone(), from_month: month.clone(), to_month: month.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .totals;
+    let summary: Vec<(i32, i64, i64, i64)> =
+        totals.iter().map(|t| (t.category, t.bonus_points, t.deduction_points, t.entries)).collect();
+    assert_eq!(summary, [(Category::VillageAffairs as i32, 8, 0, 2), (Category::Environment as i32, 1, 0, 1)]);
+    let status = c
+        .points
+        .get_totals(authed(
+            &c.admin,
+            GetTotalsRequest { org_node_id: c.town.clone(), from_month: "2026-13".into(), to_month: String::new() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "from_month");
+
+    // A member's own score: the entries recorded for them.
+    let request =
+        authed(&c.admin, GetScoreRequest { household_id: second.clone(), resident_id: head, ..Default::default() });
+    let member = c.points.get_score(request).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(member.score, 1003);
+    assert_eq!(c.score(&second, None).await.0, 1004);
 }

@@ -30,6 +30,8 @@ struct Flags {
     common: CommonConfig,
     #[command(flatten)]
     identity: IdentityConfig,
+    #[command(flatten)]
+    points: jiaxin_points::PointsConfig,
 }
 
 enum Mode {
@@ -94,7 +96,8 @@ impl TestSystem {
             ]);
         }
         let flags = Flags::parse_from(args);
-        let config = SystemConfig { common: flags.common, identity: flags.identity, services: vec![] };
+        let config =
+            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
         let running = system::start(config.clone()).await.unwrap();
         Self {
             mode: Mode::Embedded { running: Some(running), config: Box::new(config), _temp: temp },

@@ -96,7 +96,9 @@ impl PointsService for PointsApi {
         let caller = Caller::from_request(&request)?;
         let request = request.into_inner();
         ok(GetScoreResponse {
-            score: Some(self.points.score(&caller, &request.household_id, micros(request.as_of)).await?),
+            score: Some(
+                self.points.score(&caller, &request.household_id, &request.resident_id, micros(request.as_of)).await?,
+            ),
         })
     }
 
@@ -104,6 +106,21 @@ impl PointsService for PointsApi {
         let caller = Caller::from_request(&request)?;
         let request = request.into_inner();
         ok(self.points.explain(&caller, &request.household_id, micros(request.as_of)).await?)
+    }
+
+    async fn list_leaderboard(&self, request: Request<ListLeaderboardRequest>) -> Answer<ListLeaderboardResponse> {
+        let caller = Caller::from_request(&request)?;
+        let request = request.into_inner();
+        ok(ListLeaderboardResponse {
+            entries: self.points.leaderboard(&caller, &request.org_node_id, request.limit).await?,
+        })
+    }
+
+    async fn get_totals(&self, request: Request<GetTotalsRequest>) -> Answer<GetTotalsResponse> {
+        let caller = Caller::from_request(&request)?;
+        let request = request.into_inner();
+        let totals = self.points.totals(&caller, &request.org_node_id, &request.from_month, &request.to_month).await?;
+        ok(GetTotalsResponse { totals })
     }
 
     async fn verify_ledger(&self, request: Request<VerifyLedgerRequest>) -> Answer<VerifyLedgerResponse> {

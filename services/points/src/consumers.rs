@@ -17,6 +17,9 @@ use jiaxin_proto::{
 
 use crate::{ops::Points, store};
 
+/// identity's `ORG_NODE_KIND_GRID`.
+const GRID_KIND: i64 = jiaxin_proto::identity::OrgNodeKind::Grid as i64;
+
 fn path_of(ids: &[String]) -> String {
     format!("/{}/", ids.join("/"))
 }
@@ -48,19 +51,21 @@ impl EventHandler for PointsEvents {
 async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
     if let Some(created) = events::payload::<OrgNodeCreated>(envelope).map_err(failed)? {
         if let Some(node) = created.org_node {
-            store::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path)).await.map_err(failed)?;
+            store::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path), i64::from(node.kind))
+                .await
+                .map_err(failed)?;
         }
     } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope).map_err(failed)? {
         let new_path = path_of(&moved.path);
         match store::org_node_path(&mut **tx, &moved.org_node_id).await.map_err(failed)? {
             Some(old_path) => store::move_org_subtree(&mut **tx, &old_path, &new_path).await.map_err(failed)?,
-            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path).await.map_err(failed)?,
+            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path, 0).await.map_err(failed)?,
         }
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope).map_err(failed)? {
         // The grid's path comes with the event, so the household is usable even if its grid's
         // own event was missed.
         if store::org_node_path(&mut **tx, &registered.grid_id).await.map_err(failed)?.is_none() {
-            store::upsert_org_node(&mut **tx, &registered.grid_id, &path_of(&registered.org_path))
+            store::upsert_org_node(&mut **tx, &registered.grid_id, &path_of(&registered.org_path), GRID_KIND)
                 .await
                 .map_err(failed)?;
         }

@@ -37,6 +37,25 @@ pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, pos
 
 const GRPC_SERVICE: &str = "jiaxin.points.v1.PointsService";
 
+/// Points' own settings, flattened into the `jiaxin serve` command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PointsConfig {
+    /// Seconds between looks for entries that started or stopped counting (scores move with
+    /// time: disclosure ends, windows expire).
+    #[arg(long, env = "JIAXIN_SCORE_TICK_SECS", default_value_t = 30)]
+    pub score_tick_secs: u64,
+}
+
+impl PointsConfig {
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        if self.score_tick_secs == 0 { Err(vec!["--score-tick-secs must be at least 1".into()]) } else { Ok(()) }
+    }
+
+    pub fn tick_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.score_tick_secs)
+    }
+}
+
 /// A started points service.
 pub struct PointsService {
     points: Arc<ops::Points>,
@@ -57,6 +76,40 @@ impl PointsService {
 
     pub fn grpc_service(&self) -> PointsServiceServer<api::PointsApi> {
         PointsServiceServer::new(api::PointsApi::new(self.points.clone()))
+    }
+
+    /// Refreshes scores as entries start and stop counting (end of disclosure, expiry), every
+    /// `interval`, until cancelled.
+    pub fn ticker(
+        &self,
+        interval: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let points = self.points.clone();
+        async move {
+            loop {
+                match points.tick(jiaxin_kit::time::now_micros()).await {
+                    Ok(changed) if changed > 0 => tracing::info!(changed, "scores moved with time"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "score ticker failed; will retry"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// One tick of the score ticker at `now` (the ticker's loop uses the clock; tests and
+    /// operators pass a moment).
+    pub async fn tick_at(&self, now: i64) -> Result<usize, PointsError> {
+        self.points.tick(now).await
+    }
+
+    /// The API object, to call operations in-process.
+    pub fn api(&self) -> api::PointsApi {
+        api::PointsApi::new(self.points.clone())
     }
 
     pub fn grpc_name() -> &'static str {

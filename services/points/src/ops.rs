@@ -13,10 +13,11 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     council::{ReviewDecided, ReviewOutcome},
+    identity::OrgNodeKind,
     points::{
-        BatchItemResult, BatchSubmitRecordsResponse, Category, ExplainScoreResponse, ListRecordsResponse, Record,
-        RecordEffective, RecordInput, RecordRejected, RecordReversed, RecordStatus, RecordSubmitted, Rule, RuleKind,
-        Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
+        BatchItemResult, BatchSubmitRecordsResponse, Category, CategoryTotal, ExplainScoreResponse, LeaderboardEntry,
+        ListRecordsResponse, Record, RecordEffective, RecordInput, RecordRejected, RecordReversed, RecordStatus,
+        RecordSubmitted, Rule, RuleKind, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
     },
 };
 
@@ -347,10 +348,10 @@ impl Points {
         };
         self.outbox.write(tx, &row.household_id, &submitted).await?;
         if !needs_review {
-            let before = self.evaluate(tx, &row.household_id, now).await?;
             self.append_entry(tx, &row, &rule, signed, now, None).await?;
             self.outbox.write(tx, &row.household_id, &RecordEffective { record: Some(record_proto(&row)) }).await?;
-            self.score_changed(tx, &row.household_id, before, now).await?;
+            // Now, not the request's start: the entry just appended exists from its own creation on.
+            self.refresh_balance(tx, &row.household_id, now_micros()).await?;
         }
         Ok(record_proto(&row))
     }
@@ -405,7 +406,18 @@ impl Points {
             prev_hash: prev,
             hash,
         };
-        Ok(store::insert_entry(&mut **tx, &row).await?)
+        let seq = store::insert_entry(&mut **tx, &row).await?;
+        // Keep the grid's totals with the ledger, by the month the entry takes effect.
+        if let Some(grid) = store::household_grid(&mut **tx, &record.household_id).await? {
+            let month = jiaxin_kit::time::to_datetime(effective_from)
+                .map(|d| d.format("%Y-%m").to_string())
+                .unwrap_or_default();
+            let entry = entry_of(&row);
+            let (bonus, deduction) = if entry.bonus { (delta, 0) } else { (0, -delta) };
+            let count = if reverses.is_some() { -1 } else { 1 };
+            store::add_grid_total(&mut **tx, &grid, rule.category, &month, bonus, deduction, count).await?;
+        }
+        Ok(seq)
     }
 
     async fn evaluate(&self, tx: &mut Tx, household_id: &str, at: i64) -> Result<Evaluation> {
@@ -413,20 +425,63 @@ impl Points {
         Ok(self.tiers.evaluate(&entries, at))
     }
 
-    async fn score_changed(&self, tx: &mut Tx, household_id: &str, before: Evaluation, at: i64) -> Result<()> {
+    /// Brings the household's maintained balance up to `at` and publishes `ScoreChanged` when
+    /// the score, tier or redeemable points moved. Every path that can move a score calls this:
+    /// ledger writes, and the ticker when entries start or stop counting.
+    pub(crate) async fn refresh_balance(&self, tx: &mut Tx, household_id: &str, at: i64) -> Result<bool> {
         let after = self.evaluate(tx, household_id, at).await?;
-        if after.score != before.score || after.tier != before.tier || after.redeemable != before.redeemable {
-            let event = ScoreChanged {
-                household_id: household_id.to_owned(),
-                old_score: before.score,
-                new_score: after.score,
-                old_tier: before.tier,
-                new_tier: after.tier,
-                redeemable_points: after.redeemable,
-            };
-            self.outbox.write(tx, household_id, &event).await?;
+        let before = store::balance(&mut **tx, household_id).await?;
+        if before.as_ref().is_some_and(|(score, tier, redeemable)| {
+            (*score, tier.as_str(), *redeemable) == (after.score, after.tier.as_str(), after.redeemable)
+        }) {
+            return Ok(false);
         }
-        Ok(())
+        store::upsert_balance(&mut **tx, household_id, after.score, &after.tier, after.redeemable).await?;
+        // A household without a balance yet stood at the base.
+        let (old_score, old_tier, old_redeemable) =
+            before.unwrap_or_else(|| (self.tiers.base, self.tiers.evaluate(&[], at).tier, 0));
+        if (old_score, old_tier.as_str(), old_redeemable) == (after.score, after.tier.as_str(), after.redeemable) {
+            return Ok(false);
+        }
+        let event = ScoreChanged {
+            household_id: household_id.to_owned(),
+            old_score,
+            new_score: after.score,
+            old_tier,
+            new_tier: after.tier,
+            redeemable_points: after.redeemable,
+        };
+        self.outbox.write(tx, household_id, &event).await?;
+        Ok(true)
+    }
+
+    /// Refreshes every household whose entries started or stopped counting since the last tick
+    /// (disclosure ending, windows expiring): found through the ledger's time indexes, never by
+    /// visiting all households. Returns how many scores changed.
+    pub async fn tick(&self, now: i64) -> Result<usize> {
+        let last = match store::last_tick(self.db.pool()).await? {
+            Some(last) => last,
+            None => {
+                store::set_tick(self.db.pool(), now).await?;
+                return Ok(0);
+            }
+        };
+        if now <= last {
+            return Ok(0);
+        }
+        let households = store::households_with_transitions(self.db.pool(), last, now).await?;
+        let mut changed = 0;
+        for household in &households {
+            let mut tx = self.db.begin().await?;
+            store::lock_household(&mut *tx, household).await?;
+            changed += usize::from(self.refresh_balance(&mut tx, household, now).await?);
+            tx.commit().await?;
+        }
+        store::set_tick(self.db.pool(), now).await?;
+        if changed > 0 {
+            self.outbox.wake();
+        }
+        Ok(changed)
     }
 
     /// Applies the council's decision on a record awaiting review. Decisions on records that are
@@ -542,7 +597,6 @@ impl Points {
             .await?
             .ok_or(PointsError::NotFound("规则"))?;
         let now = now_micros();
-        let before = self.evaluate(&mut tx, &record.household_id, now).await?;
         // From now on, or from the original's start if it had not started yet: then it never counts.
         let effective_from = original.effective_from.max(now);
         self.append_entry(&mut tx, &record, &rule, -original.delta, effective_from, Some(&original)).await?;
@@ -560,18 +614,84 @@ impl Points {
         record.decision_reason = reason.trim().to_owned();
         let event = RecordReversed { record: Some(record_proto(&record)), reason: reason.trim().to_owned() };
         self.outbox.write(&mut tx, &record.household_id, &event).await?;
-        self.score_changed(&mut tx, &record.household_id, before, now).await?;
+        self.refresh_balance(&mut tx, &record.household_id, now_micros()).await?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(record_proto(&record))
     }
 
-    pub async fn score(&self, caller: &Caller, household_id: &str, as_of: Option<i64>) -> Result<Score> {
+    /// The household's score at `at`, or a member's own (the entries recorded for them).
+    pub async fn score(
+        &self,
+        caller: &Caller,
+        household_id: &str,
+        resident_id: &str,
+        as_of: Option<i64>,
+    ) -> Result<Score> {
         let at = as_of.unwrap_or_else(now_micros);
         let mut tx = self.db.begin_read().await?;
         self.readable_household(&mut tx, caller, household_id).await?;
-        let evaluation = self.evaluate(&mut tx, household_id, at).await?;
+        let evaluation = if resident_id.is_empty() {
+            self.evaluate(&mut tx, household_id, at).await?
+        } else {
+            let entries: Vec<Entry> =
+                store::entries_of_resident(&mut *tx, household_id, resident_id).await?.iter().map(entry_of).collect();
+            self.tiers.evaluate(&entries, at)
+        };
         Ok(score_proto(household_id, at, &evaluation))
+    }
+
+    /// Households of a village, community or grid by maintained score.
+    pub async fn leaderboard(&self, caller: &Caller, org_node_id: &str, limit: i32) -> Result<Vec<LeaderboardEntry>> {
+        caller.require_any_role(access::READERS).map_err(|_| PointsError::PermissionDenied)?;
+        if !(0..=500).contains(&limit) {
+            return Err(PointsError::invalid("limit", "0–500"));
+        }
+        let (path, kind) =
+            store::org_node(self.db.pool(), org_node_id).await?.ok_or(PointsError::NotFound("组织节点"))?;
+        if !caller.covers(&path_ids(&path)) {
+            return Err(PointsError::NotFound("组织节点"));
+        }
+        // Only small units: a county-wide ranking would read every household of the county.
+        if !matches!(
+            OrgNodeKind::try_from(kind as i32),
+            Ok(OrgNodeKind::Village | OrgNodeKind::Community | OrgNodeKind::Grid)
+        ) {
+            return Err(PointsError::invalid("org_node_id", "排行限于村(社区)或网格 / a village, community or grid"));
+        }
+        let rows = store::leaderboard(self.db.pool(), &path, if limit == 0 { 50 } else { i64::from(limit) }).await?;
+        Ok(rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (household_id, score, tier))| LeaderboardEntry { household_id, score, tier, rank: i as i32 + 1 })
+            .collect())
+    }
+
+    pub async fn totals(&self, caller: &Caller, org_node_id: &str, from: &str, to: &str) -> Result<Vec<CategoryTotal>> {
+        caller.require_any_role(access::READERS).map_err(|_| PointsError::PermissionDenied)?;
+        let month = |field: &str, value: &str| -> Result<()> {
+            let valid =
+                value.is_empty() || chrono::NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d").is_ok();
+            if valid { Ok(()) } else { Err(PointsError::invalid(field, "应为 YYYY-MM / must be YYYY-MM")) }
+        };
+        month("from_month", from)?;
+        month("to_month", to)?;
+        let (path, _) = store::org_node(self.db.pool(), org_node_id).await?.ok_or(PointsError::NotFound("组织节点"))?;
+        if !caller.covers(&path_ids(&path)) {
+            return Err(PointsError::NotFound("组织节点"));
+        }
+        let to = if to.is_empty() { "9999-12" } else { to };
+        let rows = store::totals(self.db.pool(), &path, from, to).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(category, month, bonus_points, deduction_points, entries)| CategoryTotal {
+                category: category as i32,
+                month,
+                bonus_points,
+                deduction_points,
+                entries,
+            })
+            .collect())
     }
 
     pub async fn explain(

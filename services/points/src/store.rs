@@ -170,13 +170,28 @@ pub async fn rule_version<'c, E: Executor<'c, Database = Any>>(
 
 // ---- read models of identity ----
 
-pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, path: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO org_nodes (id, path) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET path = excluded.path")
-        .bind(id)
-        .bind(path)
-        .execute(e)
-        .await?;
+/// Records an org node's path, and its kind when known (0 keeps the kind already recorded).
+pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    path: &str,
+    kind: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET path = excluded.path, \
+         kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
+    )
+    .bind(id)
+    .bind(path)
+    .bind(kind)
+    .execute(e)
+    .await?;
     Ok(())
+}
+
+/// An org node's path and kind.
+pub async fn org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, i64)>> {
+    sqlx::query_as("SELECT path, kind FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
 }
 
 pub async fn org_node_path<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
@@ -433,6 +448,155 @@ pub async fn ledger_households<'c, E: Executor<'c, Database = Any>>(
     )
     .bind(after)
     .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+// ---- maintained figures ----
+
+pub async fn household_grid<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT grid_id FROM households WHERE id = $1").bind(household_id).fetch_optional(e).await
+}
+
+/// (score, tier, redeemable) as last maintained.
+pub async fn balance<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Option<(i64, String, i64)>> {
+    sqlx::query_as("SELECT score, tier, redeemable FROM balances WHERE household_id = $1")
+        .bind(household_id)
+        .fetch_optional(e)
+        .await
+}
+
+pub async fn upsert_balance<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    score: i64,
+    tier: &str,
+    redeemable: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (household_id) DO UPDATE SET score = excluded.score, tier = excluded.tier, \
+         redeemable = excluded.redeemable, updated_at = excluded.updated_at",
+    )
+    .bind(household_id)
+    .bind(score)
+    .bind(tier)
+    .bind(redeemable)
+    .bind(now_micros())
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn add_grid_total<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    grid_id: &str,
+    category: i64,
+    month: &str,
+    bonus: i64,
+    deduction: i64,
+    entries: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO grid_totals (grid_id, category, month, bonus_points, deduction_points, entries) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (grid_id, category, month) DO UPDATE SET bonus_points = grid_totals.bonus_points + excluded.bonus_points, \
+         deduction_points = grid_totals.deduction_points + excluded.deduction_points, entries = grid_totals.entries + excluded.entries",
+    )
+    .bind(grid_id)
+    .bind(category)
+    .bind(month)
+    .bind(bonus)
+    .bind(deduction)
+    .bind(entries)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn last_tick<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT last_tick FROM ticker WHERE id = 1").fetch_optional(e).await
+}
+
+pub async fn set_tick<'c, E: Executor<'c, Database = Any>>(e: E, at: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO ticker (id, last_tick) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET last_tick = excluded.last_tick")
+        .bind(at)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+/// Households with an entry that started or stopped counting in (after, upto].
+pub async fn households_with_transitions<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT household_id FROM ledger WHERE effective_from > $1 AND effective_from <= $2 \
+         UNION SELECT household_id FROM ledger WHERE expires_at > $1 AND expires_at <= $2",
+    )
+    .bind(after)
+    .bind(upto)
+    .fetch_all(e)
+    .await
+}
+
+/// Active households under the node at `path` by maintained score, highest first.
+pub async fn leaderboard<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, i64, String)>> {
+    let upper = format!("{}0", path.strip_suffix('/').unwrap_or(path));
+    sqlx::query_as(
+        "SELECT b.household_id, b.score, b.tier FROM balances b JOIN households h ON h.id = b.household_id \
+         JOIN org_nodes o ON o.id = h.grid_id WHERE o.path >= $1 AND o.path < $2 AND h.active = 1 \
+         ORDER BY b.score DESC, b.household_id LIMIT $3",
+    )
+    .bind(path)
+    .bind(upper)
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+/// Totals by category and month over the grids under `path`, months in [from, to].
+pub async fn totals<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path: &str,
+    from: &str,
+    to: &str,
+) -> sqlx::Result<Vec<(i64, String, i64, i64, i64)>> {
+    let upper = format!("{}0", path.strip_suffix('/').unwrap_or(path));
+    sqlx::query_as(
+        "SELECT t.category, t.month, CAST(SUM(t.bonus_points) AS BIGINT), CAST(SUM(t.deduction_points) AS BIGINT), \
+         CAST(SUM(t.entries) AS BIGINT) FROM grid_totals t JOIN org_nodes o ON o.id = t.grid_id \
+         WHERE o.path >= $1 AND o.path < $2 AND t.month >= $3 AND t.month <= $4 GROUP BY t.category, t.month ORDER BY t.month, t.category",
+    )
+    .bind(path)
+    .bind(upper)
+    .bind(from)
+    .bind(to)
+    .fetch_all(e)
+    .await
+}
+
+pub async fn entries_of_resident<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<Vec<LedgerRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id = $1 AND resident_id = $2 ORDER BY seq"
+    ))
+    .bind(household_id)
+    .bind(resident_id)
     .fetch_all(e)
     .await
 }

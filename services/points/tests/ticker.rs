@@ -1,0 +1,129 @@
+//! Scores move with time as well as with records: when a disclosed entry starts to count and when
+//! it stops, the ticker refreshes the household's balance and publishes `ScoreChanged`. A test with
+//! an injected clock (the windows are days long). Runs on SQLite, or on PostgreSQL when
+//! `JIAXIN_TEST_DATABASE_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::sync::Arc;
+
+use jiaxin_kit::{
+    Secret,
+    auth::{Caller, Claims, ISSUER, Role},
+    events,
+    storage::{Database, DatabaseLocation},
+    time::now_micros,
+};
+use jiaxin_points::PointsService;
+use jiaxin_proto::{
+    council::{ReviewDecided, ReviewOutcome},
+    identity::{HouseholdRegistered, OrgNodeCreated, OrgNodeKind},
+    points::{RecordInput, ScoreChanged, SubmitRecordRequest, points_service_server::PointsService as _},
+};
+use sqlx::Row;
+
+const DAY: i64 = 24 * 3600 * 1_000_000;
+
+async fn database(dir: &std::path::Path) -> Database {
+    let location = match std::env::var("JIAXIN_TEST_DATABASE_URL") {
+        Ok(url) => {
+            DatabaseLocation::shared(Secret::new(url), &format!("t{}_", uuid::Uuid::new_v4().simple()), "points")
+        }
+        Err(_) => DatabaseLocation::sqlite_in(dir, "points").unwrap(),
+    };
+    let db = Database::connect(&location).await.unwrap();
+    db.migrate("points", &jiaxin_points::MIGRATIONS).await.unwrap();
+    db
+}
+
+/// The ScoreChanged events in the outbox, oldest first, as (old, new).
+async fn score_changes(db: &Database) -> Vec<(i64, i64)> {
+    let rows = sqlx::query("SELECT envelope FROM kit_outbox ORDER BY seq").fetch_all(db.pool()).await.unwrap();
+    rows.iter()
+        .filter_map(|row| {
+            let envelope = events::decode(&row.try_get::<Vec<u8>, _>("envelope").unwrap()).unwrap();
+            events::payload::<ScoreChanged>(&envelope).unwrap().map(|e| (e.old_score, e.new_score))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let service = PointsService::start(db.clone()).await.unwrap();
+    let (_, consumer) = service.consumer();
+
+    // Identity's events make the household known.
+    let (root, grid, household) = ("county-1", "grid-1", "household-1");
+    let node = jiaxin_proto::identity::OrgNode {
+        id: grid.into(),
+        kind: OrgNodeKind::Grid as i32,
+        path: vec![root.into(), grid.into()],
+        ..Default::default()
+    };
+    for envelope in [
+        events::envelope("identity", grid, &OrgNodeCreated { org_node: Some(node) }).unwrap(),
+        events::envelope(
+            "identity",
+            household,
+            &HouseholdRegistered {
+                household_id: household.into(),
+                grid_id: grid.into(),
+                head_resident_id: "r-1".into(),
+                org_path: vec![root.into(), grid.into()],
+            },
+        )
+        .unwrap(),
+    ] {
+        consumer.deliver(&events::topic("identity"), &envelope).await.unwrap();
+    }
+
+    // A grid worker records littering (minor: 7 days' disclosure, then 90 days).
+    let now = now_micros();
+    service.tick_at(now).await.unwrap();
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "worker".into(),
+        roles: vec![Role::GridWorker],
+        org: grid.into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "t".into(),
+    };
+    let mut request = tonic::Request::new(SubmitRecordRequest {
+        record: Some(RecordInput {
+            request_id: "k-1".into(),
+            household_id: household.into(),
+            rule_code: "D06".into(),
+            points: 4,
+            occurred_at: Some(jiaxin_kit::time::to_timestamp(now - DAY)),
+            evidence: vec!["photo:1".into()],
+            ..Default::default()
+        }),
+    });
+    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    let record = service.api().submit_record(request).await.unwrap().into_inner().record.unwrap();
+    let decision = ReviewDecided {
+        record_id: record.id.clone(),
+        household_id: household.into(),
+        outcome: ReviewOutcome::Approved as i32,
+        reason: "属实".into(),
+        ..Default::default()
+    };
+    consumer
+        .deliver(&events::topic("council"), &events::envelope("council", household, &decision).unwrap())
+        .await
+        .unwrap();
+    assert!(score_changes(&db).await.is_empty(), "nothing counts during disclosure");
+
+    // Day 8: the disclosure has ended; the ticker finds the household and moves its score.
+    assert_eq!(service.tick_at(now + 8 * DAY).await.unwrap(), 1);
+    assert_eq!(score_changes(&db).await, [(1000, 996)]);
+    assert_eq!(service.tick_at(now + 8 * DAY).await.unwrap(), 0, "a tick over no time changes nothing");
+    assert_eq!(service.tick_at(now + 50 * DAY).await.unwrap(), 0, "nothing starts or stops in between");
+    // Day 7 + 90: the window has passed; the score returns.
+    assert_eq!(service.tick_at(now + 98 * DAY).await.unwrap(), 1);
+    assert_eq!(score_changes(&db).await, [(1000, 996), (996, 1000)]);
+}
