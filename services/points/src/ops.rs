@@ -174,23 +174,30 @@ impl Points {
         Ok(record)
     }
 
-    /// Each item in its own transaction: one bad item does not undo the others.
+    /// The whole batch in one transaction (one commit, not one per item), each item inside its own
+    /// savepoint: a bad item is rolled back alone and answered with its error; the others stand.
+    /// A storage failure fails the batch, which the client can resend: the keys make it safe.
     pub async fn batch_submit(&self, caller: &Caller, inputs: Vec<RecordInput>) -> Result<BatchSubmitRecordsResponse> {
         if inputs.len() > 10_000 {
             return Err(PointsError::invalid("records", "每批最多10000条 / at most 10000 per batch"));
         }
         let mut response = BatchSubmitRecordsResponse::default();
+        let mut tx = self.db.begin().await?;
         for (index, input) in inputs.iter().enumerate() {
             let mut result = BatchItemResult { index: index as i32, ..Default::default() };
-            let mut tx = self.db.begin().await?;
+            sqlx::query("SAVEPOINT batch_item").execute(&mut *tx).await?;
             match self.submit_in(&mut tx, caller, input).await {
                 Ok(record) => {
-                    tx.commit().await?;
+                    sqlx::query("RELEASE SAVEPOINT batch_item").execute(&mut *tx).await?;
                     result.record = Some(record);
                     response.accepted += 1;
                 }
+                Err(PointsError::Storage(error)) if jiaxin_kit::storage::is_transient(&error) => {
+                    return Err(PointsError::Storage(error));
+                }
                 Err(error) => {
-                    tx.rollback().await?;
+                    sqlx::query("ROLLBACK TO SAVEPOINT batch_item").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE SAVEPOINT batch_item").execute(&mut *tx).await?;
                     let status = tonic::Status::from(error);
                     let violation = jiaxin_kit::error::field_violations(&status).into_iter().next();
                     result.error_code = format!("{:?}", status.code());
@@ -201,6 +208,7 @@ impl Points {
             }
             response.results.push(result);
         }
+        tx.commit().await?;
         self.outbox.wake();
         Ok(response)
     }

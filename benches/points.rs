@@ -1,0 +1,359 @@
+//! Points throughput and score reads at a county's size, embedded mode, with a baseline from the
+//! same run. Prints its figures; asserts nothing about time.
+//!
+//!     cargo bench --bench points -- --households 210000 --records 950000
+//!
+//! 1. Onboards a synthetic county through the same CSV import cadres use (streamed over gRPC).
+//! 2. Pushes a year of records through BatchSubmitRecords, to effective ledger entries and
+//!    updated balances (rules that need no review, so every record goes the whole way).
+//! 3. Baseline: a plain batched insert of the same number of rows into one SQLite table.
+//! 4. Household score reads in process (the API object, no network): p50 / p99.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
+
+use std::{
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use jiaxin::system::{self, ServiceName, SystemConfig};
+use jiaxin_kit::{
+    auth::{Caller, Claims, ISSUER, Role},
+    storage::{Database, DatabaseLocation},
+};
+use jiaxin_proto::{
+    identity::{
+        CreateAccountRequest, CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions,
+        LoginRequest, OrgNodeKind, Role as ProtoRole, identity_service_client::IdentityServiceClient,
+        import_households_request::Part,
+    },
+    points::{
+        BatchSubmitRecordsRequest, GetScoreRequest, RecordInput, points_service_client::PointsServiceClient,
+        points_service_server::PointsService as _,
+    },
+};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    households: usize,
+    #[arg(long, default_value_t = 90_000)]
+    records: usize,
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+    #[arg(long, default_value_t = 20_000)]
+    reads: usize,
+    /// Ignored: cargo bench passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const PASSWORD: &str = "bench-password-1";
+/// Bonus rules that need no review, with their yearly caps in records: a household's year of
+/// records spreads over them without reaching a cap.
+const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4), ("A06", 3), ("E05", 5)];
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", MetadataValue::from_str(&format!("Bearer {token}")).unwrap());
+    request
+}
+
+/// A valid synthetic ID number, unique per `n`.
+fn id_number(n: usize) -> String {
+    let day = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap() + chrono::Days::new((n / 1000) as u64);
+    let first17 = format!("320830{}{:03}", day.format("%Y%m%d"), n % 1000);
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17.bytes().zip(weights).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        common: jiaxin_kit::config::CommonConfig,
+        #[command(flatten)]
+        identity: jiaxin_identity::IdentityConfig,
+        #[command(flatten)]
+        points: jiaxin_points::PointsConfig,
+    }
+    let data = dir.path().join("data");
+    let flags = Flags::parse_from([
+        "bench",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--bootstrap-admin-password",
+        PASSWORD,
+        "--request-timeout-secs",
+        "3600",
+    ]);
+    let config =
+        SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
+    let running = system::start(config.clone()).await.unwrap();
+    let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
+    let mut identity = IdentityServiceClient::new(channel.clone()).max_decoding_message_size(256 << 20);
+    let mut points =
+        PointsServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+    let admin = identity
+        .login(LoginRequest { username: "admin".into(), password: PASSWORD.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let root = identity
+        .get_current_account(authed(&admin, GetCurrentAccountRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap()
+        .org_node_id;
+
+    // A county: towns of villages of grids of about 230 households.
+    let grids_needed = args.households.div_ceil(230).max(1);
+    let mut grids = Vec::with_capacity(grids_needed);
+    let node = |parent: &str, kind: OrgNodeKind, name: String| CreateOrgNodeRequest {
+        parent_id: parent.into(),
+        kind: kind as i32,
+        name,
+        ..Default::default()
+    };
+    'build: for t in 0.. {
+        let town = identity
+            .create_org_node(authed(&admin, node(&root, OrgNodeKind::Town, format!("镇{t}"))))
+            .await
+            .unwrap()
+            .into_inner()
+            .org_node
+            .unwrap()
+            .id;
+        for v in 0..15 {
+            let village = identity
+                .create_org_node(authed(&admin, node(&town, OrgNodeKind::Village, format!("村{t}-{v}"))))
+                .await
+                .unwrap()
+                .into_inner()
+                .org_node
+                .unwrap()
+                .id;
+            for g in 0..4 {
+                let grid = identity
+                    .create_org_node(authed(&admin, node(&village, OrgNodeKind::Grid, format!("网格{t}-{v}-{g}"))))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .org_node
+                    .unwrap()
+                    .id;
+                grids.push(grid);
+                if grids.len() == grids_needed {
+                    break 'build;
+                }
+            }
+        }
+    }
+
+    // Households of one to five residents (about 2.6 on average), imported as a CSV stream.
+    let started = Instant::now();
+    let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
+    let mut residents = 0;
+    for h in 0..args.households {
+        let grid = &grids[h % grids.len()];
+        let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
+        for m in 0..size {
+            let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
+            csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
+            residents += 1;
+        }
+    }
+    let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) }];
+    messages.extend(
+        csv.as_bytes().chunks(256 * 1024).map(|c| ImportHouseholdsRequest { part: Some(Part::Chunk(c.to_vec())) }),
+    );
+    let report = identity.import_households(authed(&admin, tokio_stream::iter(messages))).await.unwrap().into_inner();
+    assert!(report.committed, "{:?}", report.bad_rows.first());
+    let import_elapsed = started.elapsed();
+
+    // Points learns the households from identity's events.
+    let started = Instant::now();
+    let points_db = Database::connect(&config.location(ServiceName::Points).unwrap()).await.unwrap();
+    loop {
+        let known: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM households").fetch_one(points_db.pool()).await.unwrap();
+        if known as usize >= args.households {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let propagation = started.elapsed();
+    let households: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM households ORDER BY id").fetch_all(points_db.pool()).await.unwrap();
+
+    // A collector for the whole county.
+    let collector = CreateAccountRequest {
+        username: "bench-collector".into(),
+        display_name: "采集员".into(),
+        roles: vec![ProtoRole::GridWorker as i32],
+        org_node_id: root.clone(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    identity.create_account(authed(&admin, collector)).await.unwrap();
+    let token = identity
+        .login(LoginRequest { username: "bench-collector".into(), password: PASSWORD.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+
+    // A year of records, spread over households and rules, within the caps.
+    let now = chrono::Utc::now().timestamp();
+    let per_household: usize = RULES.iter().map(|(_, cap)| cap).sum();
+    assert!(args.records <= households.len() * per_household, "more records than the caps allow");
+    let inputs: Vec<RecordInput> = (0..args.records)
+        .map(|i| {
+            let household = &households[i % households.len()];
+            let round = i / households.len();
+            let (rule, _) = RULES
+                .iter()
+                .scan(0, |seen, r| {
+                    *seen += r.1;
+                    Some((r, *seen))
+                })
+                .find(|(_, end)| round < *end)
+                .map(|(r, _)| *r)
+                .unwrap();
+            RecordInput {
+                request_id: format!("bench-{i}"),
+                household_id: household.clone(),
+                rule_code: rule.into(),
+                occurred_at: Some(prost_types::Timestamp { seconds: now - 86_400 * (1 + (i % 300) as i64), nanos: 0 }),
+                evidence: vec![format!("photo:{i}")],
+                place: "村委会".into(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let mut accepted = 0;
+    for chunk in inputs.chunks(args.batch) {
+        let response = points
+            .batch_submit_records(authed(&token, BatchSubmitRecordsRequest { records: chunk.to_vec() }))
+            .await
+            .unwrap()
+            .into_inner();
+        if response.failed > 0 {
+            let first = response.results.iter().find(|r| !r.error_code.is_empty()).unwrap();
+            panic!("{} failed: {} {} {}", response.failed, first.error_code, first.error_field, first.error_message);
+        }
+        accepted += response.accepted as usize;
+    }
+    let records_elapsed = started.elapsed();
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(points_db.pool()).await.unwrap();
+    assert_eq!(entries as usize, accepted);
+
+    // Baseline: the same number of rows, plainly batch-inserted into one SQLite table.
+    let baseline_db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "baseline").unwrap()).await.unwrap();
+    sqlx::query("CREATE TABLE plain (id TEXT PRIMARY KEY, household_id TEXT, rule_code TEXT, points BIGINT, occurred_at BIGINT, evidence TEXT)")
+        .execute(baseline_db.pool())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for (n, chunk) in inputs.chunks(args.batch).enumerate() {
+        let mut tx = baseline_db.begin().await.unwrap();
+        for (i, input) in chunk.iter().enumerate() {
+            sqlx::query("INSERT INTO plain VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(format!("{n}-{i}"))
+                .bind(&input.household_id)
+                .bind(&input.rule_code)
+                .bind(2_i64)
+                .bind(input.occurred_at.as_ref().map(|t| t.seconds).unwrap_or_default())
+                .bind(&input.evidence[0])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let baseline_elapsed = started.elapsed();
+
+    // Score reads in process: the API object over the same database, no network.
+    let service = jiaxin_points::PointsService::start(points_db.clone()).await.unwrap();
+    let api = service.api();
+    let caller = Caller(Arc::new(Claims {
+        iss: ISSUER.into(),
+        sub: "bench".into(),
+        roles: vec![Role::CountyAdmin],
+        org: root.clone(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "bench".into(),
+    }));
+    let mut latencies = Vec::with_capacity(args.reads);
+    for i in 0..args.reads {
+        let household = &households[(i * 7919) % households.len()];
+        let mut request = Request::new(GetScoreRequest { household_id: household.clone(), ..Default::default() });
+        request.extensions_mut().insert(caller.clone());
+        let started = Instant::now();
+        api.get_score(request).await.unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+
+    println!(
+        "jiaxin points benchmark — embedded (SQLite), {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!("county:   {} households, {} residents, {} grids", args.households, residents, grids.len());
+    println!(
+        "import:   {:>10.0} households/s  ({:.1} s, CSV over gRPC, validated, encrypted)",
+        rate(args.households, import_elapsed),
+        import_elapsed.as_secs_f64()
+    );
+    println!(
+        "events:   {:>10.0} households/s  reach points' read model ({:.1} s after the import)",
+        rate(args.households, import_elapsed + propagation),
+        propagation.as_secs_f64()
+    );
+    println!(
+        "records:  {:>10.0} records/s     ({} records in batches of {}, to effective ledger entries and balances, {:.1} s)",
+        rate(accepted, records_elapsed),
+        accepted,
+        args.batch,
+        records_elapsed.as_secs_f64()
+    );
+    println!(
+        "baseline: {:>10.0} rows/s        (plain batched INSERT of the same rows into one SQLite table, {:.1} s)",
+        rate(accepted, baseline_elapsed),
+        baseline_elapsed.as_secs_f64()
+    );
+    println!(
+        "ratio:    {:>10.2}               records/s ÷ baseline rows/s",
+        rate(accepted, records_elapsed) / rate(accepted, baseline_elapsed)
+    );
+    println!(
+        "score read in process: p50 {:?}  p99 {:?}  max {:?}  ({} reads)",
+        percentile(0.50),
+        percentile(0.99),
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    running.shutdown().await;
+}
