@@ -18,9 +18,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `jiaxin serve` embedded; returns the child once it printed that it serves, with the
 /// lines it printed up to then.
-fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Child, Vec<String>) {
+fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Running, Vec<String>) {
     let mut child = jiaxin()
         // A short grace period: serving must not end when it runs out, only shutting down.
         .args(["serve", "--data-dir", data_dir.to_str().unwrap(), "--shutdown-grace-secs", "1"])
@@ -43,10 +55,10 @@ fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Child, Vec<Strin
     }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    (child, lines)
+    (Running(child), lines)
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -51,26 +51,32 @@ impl Env {
     }
 
     /// Starts `jiaxin serve --service identity` as a child process; returns it and its address.
-    /// The caller waits for it (terminate, or kill and wait).
-    #[allow(clippy::zombie_processes)]
-    async fn spawn(&self) -> (Child, String) {
+    async fn spawn(&self) -> (Running, String) {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_jiaxin"))
-            .args(["serve", "--service", "identity"])
-            .args([
-                "--grpc-listen",
-                &format!("127.0.0.1:{port}"),
-                "--admin-listen",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--database-url", &self.database_url, "--database-schema-prefix", &format!("{}_", self.namespace)])
-            .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
-            .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
-            .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Guarded from the start: a start-up that never becomes healthy still ends the process.
+        let child = Running(
+            Command::new(env!("CARGO_BIN_EXE_jiaxin"))
+                .args(["serve", "--service", "identity"])
+                .args([
+                    "--grpc-listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--admin-listen",
+                    &format!("127.0.0.1:{}", free_port()),
+                ])
+                .args([
+                    "--database-url",
+                    &self.database_url,
+                    "--database-schema-prefix",
+                    &format!("{}_", self.namespace),
+                ])
+                .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
+                .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
+                .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let addr = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -135,11 +141,23 @@ impl Env {
     }
 }
 
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -238,8 +256,8 @@ async fn a_killed_identity_process_loses_no_event() {
         register(&mut client1, &token, &grid_id, n).await;
     }
     // No chance to flush: whatever the relay had not published stays in the outbox.
-    process.kill().unwrap();
-    process.wait().unwrap();
+    process.0.kill().unwrap();
+    process.0.wait().unwrap();
 
     let (mut restarted, addr) = env.spawn().await;
     let (mut client2, token) = client(&addr).await;
@@ -283,7 +301,7 @@ async fn a_database_outage_answers_unavailable_and_the_service_recovers() {
     request.set_timeout(Duration::from_secs(15));
     let status = client.list_households(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(process.try_wait().unwrap().is_none(), "the service is still running");
+    assert!(process.0.try_wait().unwrap().is_none(), "the service is still running");
 
     script("postgres.sh", "start", &pg_env);
     let deadline = Instant::now() + Duration::from_secs(30);
