@@ -7,7 +7,8 @@
 #   scripts/broker.sh restart
 set -euo pipefail
 TANSU_VERSION=0.6.0
-port="${JIAXIN_BROKER_PORT:-59092}"
+# Below the ephemeral port range, so no outgoing connection can hold it first.
+port="${JIAXIN_BROKER_PORT:-29092}"
 dir="${JIAXIN_BROKER_DIR:-/tmp/jiaxin-broker-$port}"
 # Outside the work tree, so clean clones on the same machine reuse the (slow) build.
 tools="${JIAXIN_TOOLS_DIR:-$HOME/.cache/jiaxin-tools}"

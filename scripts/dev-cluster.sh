@@ -11,7 +11,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${JIAXIN_CLUSTER_DIR:-/tmp/jiaxin-cluster}"
-base_port="${JIAXIN_CLUSTER_PORT:-50061}"
+# Fixed ports below Linux's ephemeral range (32768–60999), so no outgoing connection can hold
+# one of them first.
+base_port="${JIAXIN_CLUSTER_PORT:-21061}"
 bin="${JIAXIN_BIN:-$root/target/debug/jiaxin}"
 
 services() { "$bin" services; }

@@ -5,7 +5,8 @@
 # Uses the PostgreSQL server binaries of the machine (Debian's postgresql-15 or newer), installing
 # them with apt-get when missing. The server refuses to run as root, so it runs as `postgres`.
 set -euo pipefail
-port="${JIAXIN_PG_PORT:-55432}"
+# Below the ephemeral port range, so no outgoing connection can hold it first.
+port="${JIAXIN_PG_PORT:-25432}"
 dir="${JIAXIN_PG_DIR:-/tmp/jiaxin-pg-$port}"
 
 bindir() {
