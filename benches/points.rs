@@ -71,6 +71,17 @@ fn id_number(n: usize) -> String {
     format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
 }
 
+async fn create_node(
+    identity: &mut IdentityServiceClient<Channel>,
+    token: &str,
+    parent: &str,
+    kind: OrgNodeKind,
+    name: String,
+) -> String {
+    let request = CreateOrgNodeRequest { parent_id: parent.into(), kind: kind as i32, name, ..Default::default() };
+    identity.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
+}
+
 fn rate(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
@@ -127,39 +138,13 @@ async fn main() {
     // A county: towns of villages of grids of about 230 households.
     let grids_needed = args.households.div_ceil(230).max(1);
     let mut grids = Vec::with_capacity(grids_needed);
-    let node = |parent: &str, kind: OrgNodeKind, name: String| CreateOrgNodeRequest {
-        parent_id: parent.into(),
-        kind: kind as i32,
-        name,
-        ..Default::default()
-    };
     'build: for t in 0.. {
-        let town = identity
-            .create_org_node(authed(&admin, node(&root, OrgNodeKind::Town, format!("镇{t}"))))
-            .await
-            .unwrap()
-            .into_inner()
-            .org_node
-            .unwrap()
-            .id;
+        let town = create_node(&mut identity, &admin, &root, OrgNodeKind::Town, format!("镇{t}")).await;
         for v in 0..15 {
-            let village = identity
-                .create_org_node(authed(&admin, node(&town, OrgNodeKind::Village, format!("村{t}-{v}"))))
-                .await
-                .unwrap()
-                .into_inner()
-                .org_node
-                .unwrap()
-                .id;
+            let village = create_node(&mut identity, &admin, &town, OrgNodeKind::Village, format!("村{t}-{v}")).await;
             for g in 0..4 {
-                let grid = identity
-                    .create_org_node(authed(&admin, node(&village, OrgNodeKind::Grid, format!("网格{t}-{v}-{g}"))))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .org_node
-                    .unwrap()
-                    .id;
+                let grid =
+                    create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, format!("网格{t}-{v}-{g}")).await;
                 grids.push(grid);
                 if grids.len() == grids_needed {
                     break 'build;
