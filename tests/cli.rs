@@ -14,8 +14,16 @@ fn jiaxin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jiaxin"))
 }
 
+/// `N` distinct free ports: every listener is held until all are picked, so the kernel cannot
+/// hand the same port out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports::<1>()[0]
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
@@ -113,7 +121,7 @@ fn metrics_showing(port: u16, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_start_shows_the_admin_password_once_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
+    let [grpc, admin] = free_ports();
     let (mut first, lines) = serve(dir.path(), grpc, admin);
     let printed = lines.concat();
     assert!(printed.contains("密码 / password:"), "{printed}");

@@ -57,7 +57,7 @@ impl Env {
 
     /// Starts one service as its own process, with extra flags; returns it and its address.
     async fn spawn_service(&self, service: &str, extra: &[&str]) -> (Running, String) {
-        let port = free_port();
+        let [port, admin_port] = free_ports();
         let log_path = self.data_dir.path().join(format!("{service}-{}.log", uuid::Uuid::new_v4().simple()));
         let log = std::fs::File::create(&log_path).unwrap();
         // Guarded from the start: a start-up that never becomes healthy still ends the process.
@@ -69,7 +69,7 @@ impl Env {
                     "--grpc-listen",
                     &format!("127.0.0.1:{port}"),
                     "--admin-listen",
-                    &format!("127.0.0.1:{}", free_port()),
+                    &format!("127.0.0.1:{admin_port}"),
                 ])
                 .args([
                     "--database-url",
@@ -175,8 +175,16 @@ impl Drop for Running {
     }
 }
 
+/// `N` distinct free ports: every listener is held until all are picked, so the kernel cannot
+/// hand the same port out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports::<1>()[0]
 }
 
 fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
