@@ -1,7 +1,10 @@
 //! Time as the stores keep it: microseconds since the Unix epoch in a BIGINT, the one timestamp
 //! representation SQLite and PostgreSQL share without driver-specific types.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+
+/// Adulthood under PRC civil law: 18 full years.
+pub const ADULT_AGE: i32 = 18;
 
 pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
@@ -18,9 +21,46 @@ pub fn to_datetime(micros: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_micros(micros).single()
 }
 
+/// Full years of age on `day`.
+pub fn age_on(birth: NaiveDate, day: NaiveDate) -> i32 {
+    let mut age = day.year() - birth.year();
+    if (day.month(), day.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    age
+}
+
+/// A calendar date as the APIs write it, strictly `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    if text.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+/// The calendar date of a moment in China (UTC+8, no daylight saving): a paper form signed at
+/// 07:00 Beijing time on the 1st is signed on the 1st.
+pub fn china_date(micros: i64) -> Option<NaiveDate> {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)?;
+    to_datetime(micros).map(|at| at.with_timezone(&offset).date_naive())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_count_full_years_and_dates_are_strict() {
+        let birth = NaiveDate::from_ymd_opt(2008, 11, 30).unwrap();
+        assert_eq!(age_on(birth, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()), 17);
+        assert_eq!(age_on(birth, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()), 18);
+        assert_eq!(parse_date("2026-02-28"), NaiveDate::from_ymd_opt(2026, 2, 28));
+        assert_eq!(parse_date("2026-02-30"), None);
+        assert_eq!(parse_date("2026-2-8"), None);
+        // 2026-11-29 16:30 UTC is already the 30th in Beijing.
+        let late = Utc.with_ymd_and_hms(2026, 11, 29, 16, 30, 0).unwrap().timestamp_micros();
+        assert_eq!(china_date(late), NaiveDate::from_ymd_opt(2026, 11, 30));
+    }
 
     #[test]
     fn negative_micros_convert_to_normalised_timestamps() {

@@ -62,14 +62,7 @@ impl IdNumber {
     }
 }
 
-pub fn age_on(birth: NaiveDate, day: NaiveDate) -> i32 {
-    use chrono::Datelike;
-    let mut age = day.year() - birth.year();
-    if (day.month(), day.day()) < (birth.month(), birth.day()) {
-        age -= 1;
-    }
-    age
-}
+pub use jiaxin_kit::time::age_on;
 
 /// The check character for the first 17 digits.
 pub fn check_char(first17: &[u8]) -> u8 {
