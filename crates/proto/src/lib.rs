@@ -21,6 +21,11 @@ pub mod jiaxin {
             include!(concat!(env!("OUT_DIR"), "/jiaxin.points.v1.rs"));
         }
     }
+    pub mod pledges {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/jiaxin.pledges.v1.rs"));
+        }
+    }
     pub mod council {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/jiaxin.council.v1.rs"));
@@ -31,6 +36,7 @@ pub mod jiaxin {
 pub use jiaxin::council::v1 as council;
 pub use jiaxin::events::v1 as events;
 pub use jiaxin::identity::v1 as identity;
+pub use jiaxin::pledges::v1 as pledges;
 pub use jiaxin::points::v1 as points;
 
 /// Every file descriptor of every jiaxin package, for gRPC server reflection.

@@ -209,6 +209,7 @@ impl Identity {
             grid_id: grid.id.clone(),
             head_resident_id: head.id.clone(),
             org_path: org::path_ids(&grid.path),
+            address: address.to_owned(),
         };
         self.outbox.write(tx, &household_id, &registered).await?;
         self.record_join(tx, &household_id, &head.id, head.birth_date(), Relation::Head, reason).await?;
@@ -510,6 +511,7 @@ impl Identity {
             grid_id: grid.id.clone(),
             head_resident_id: new_head.id.clone(),
             org_path: org::path_ids(&grid.path),
+            address: address.clone(),
         };
         self.outbox.write(&mut tx, &created_id, &registered).await?;
         for member in &leaving {
