@@ -20,15 +20,17 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ServiceName {
     Identity,
+    Pledges,
     Points,
 }
 
 impl ServiceName {
-    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity, ServiceName::Points];
+    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Identity => jiaxin_identity::SERVICE,
+            ServiceName::Pledges => jiaxin_pledges::SERVICE,
             ServiceName::Points => jiaxin_points::SERVICE,
         }
     }
@@ -36,6 +38,7 @@ impl ServiceName {
     pub fn migrations(self) -> &'static Migrations {
         match self {
             ServiceName::Identity => &jiaxin_identity::MIGRATIONS,
+            ServiceName::Pledges => &jiaxin_pledges::MIGRATIONS,
             ServiceName::Points => &jiaxin_points::MIGRATIONS,
         }
     }
@@ -220,8 +223,16 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 public_methods.extend(IdentityService::public_methods());
                 relays.push(Relay::new(db, identity.outbox(), bus.clone()));
             }
+            ServiceName::Pledges => {
+                let pledges = jiaxin_pledges::PledgesService::start(db.clone());
+                routes.add_service(pledges.grpc_service());
+                health_names.push(jiaxin_pledges::PledgesService::grpc_name().to_owned());
+                let (topics, consumer) = pledges.consumer();
+                bus.subscribe(&topics, Arc::new(consumer)).await?;
+                relays.push(Relay::new(db, pledges.outbox(), bus.clone()));
+            }
             ServiceName::Points => {
-                let points = jiaxin_points::PointsService::start(db.clone()).await?;
+                let points = jiaxin_points::PointsService::start(db.clone(), &config.points).await?;
                 routes.add_service(points.grpc_service());
                 health_names.push(jiaxin_points::PointsService::grpc_name().to_owned());
                 let (topics, consumer) = points.consumer();
@@ -292,6 +303,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
 pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::Consumer> {
     match service {
         ServiceName::Identity => Vec::new(),
+        ServiceName::Pledges => vec![jiaxin_pledges::consumer(db).1],
         ServiceName::Points => vec![jiaxin_points::consumer(db, None).1],
     }
 }
