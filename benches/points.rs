@@ -112,6 +112,9 @@ async fn main() {
         PASSWORD,
         "--request-timeout-secs",
         "3600",
+        // This program measures records, not pledges (benches/pledges.rs does): they count at once.
+        "--unpledged-records",
+        "accept",
     ]);
     let config =
         SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
@@ -278,7 +281,7 @@ async fn main() {
     let baseline_elapsed = started.elapsed();
 
     // Score reads in process: the API object over the same database, no network.
-    let service = jiaxin_points::PointsService::start(points_db.clone()).await.unwrap();
+    let service = jiaxin_points::PointsService::start(points_db.clone(), &config.points).await.unwrap();
     let api = service.api();
     let caller = Caller(Arc::new(Claims {
         iss: ISSUER.into(),

@@ -1,5 +1,5 @@
 //! Events points acts on: identity's households, members and org tree (kept as a read model for
-//! scope checks), and the council's review decisions.
+//! scope checks), pledges' signings and revocations, and the council's review decisions.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use jiaxin_proto::{
     council::ReviewDecided,
     events::Envelope,
     identity::{HouseholdDissolved, HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
+    pledges::{PledgeRenewed, PledgeRevoked, PledgeSigned},
 };
 
 use crate::{ops::Points, store};
@@ -36,6 +37,16 @@ impl EventHandler for PointsEvents {
     async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
         match envelope.producer.as_str() {
             "identity" => identity(tx, envelope).await,
+            "pledges" => {
+                if let Some(signed) = events::payload::<PledgeSigned>(envelope).map_err(failed)? {
+                    self.0.apply_signed(tx, &signed).await.map_err(failed)?;
+                } else if let Some(renewed) = events::payload::<PledgeRenewed>(envelope).map_err(failed)? {
+                    self.0.apply_renewed(tx, &renewed).await.map_err(failed)?;
+                } else if let Some(revoked) = events::payload::<PledgeRevoked>(envelope).map_err(failed)? {
+                    self.0.apply_revoked(tx, &revoked).await.map_err(failed)?;
+                }
+                Ok(())
+            }
             "council" => {
                 if let Some(decision) = events::payload::<ReviewDecided>(envelope).map_err(failed)? {
                     self.0.apply_review(tx, &decision).await.map_err(failed)?;

@@ -11,6 +11,7 @@ mod consumers;
 pub mod domain;
 mod error;
 mod ops;
+mod pledge;
 mod rules;
 mod store;
 
@@ -44,6 +45,18 @@ pub struct PointsConfig {
     /// time: disclosure ends, windows expire).
     #[arg(long, env = "JIAXIN_SCORE_TICK_SECS", default_value_t = 30)]
     pub score_tick_secs: u64,
+    /// Records of households without a pledge in force: held until the household signs
+    /// (default), or accepted at once (a county that does not run pledges).
+    #[arg(long, env = "JIAXIN_UNPLEDGED_RECORDS", value_enum, default_value_t = UnpledgedRecords::Hold)]
+    pub unpledged_records: UnpledgedRecords,
+}
+
+/// What points does with a record of a household that has not signed its pledge. A household
+/// that withdrew its pledge gets no new records under either policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnpledgedRecords {
+    Hold,
+    Accept,
 }
 
 impl PointsConfig {
@@ -64,8 +77,13 @@ pub struct PointsService {
 
 impl PointsService {
     /// Starts on a migrated database, loading the default catalogue on the first start.
-    pub async fn start(db: Database) -> Result<Self, PointsError> {
-        let points = Arc::new(ops::Points::new(db.clone(), Outbox::new(SERVICE), domain::score::Tiers::default()));
+    pub async fn start(db: Database, config: &PointsConfig) -> Result<Self, PointsError> {
+        let points = Arc::new(ops::Points::new(
+            db.clone(),
+            Outbox::new(SERVICE),
+            domain::score::Tiers::default(),
+            config.unpledged_records,
+        ));
         points.load_catalogue().await?;
         Ok(Self { points, db })
     }
@@ -116,18 +134,24 @@ impl PointsService {
         GRPC_SERVICE
     }
 
-    /// What points consumes: identity's and the council's topics, as one consumer.
+    /// What points consumes: identity's, pledges' and the council's topics, as one consumer.
     pub fn consumer(&self) -> (Vec<String>, Consumer) {
         consumer(&self.db, Some(self.points.clone()))
     }
 }
 
 /// Points' consumer over `db`; without a running service (dead-letter replay from the command
-/// line) the handler is built on the same database.
+/// line) the handler is built on the same database (the unpledged-records policy only matters
+/// to submissions, which replay does not make).
 pub fn consumer(db: &Database, points: Option<Arc<ops::Points>>) -> (Vec<String>, Consumer) {
     let points = points.unwrap_or_else(|| {
-        Arc::new(ops::Points::new(db.clone(), Outbox::new(SERVICE), domain::score::Tiers::default()))
+        Arc::new(ops::Points::new(
+            db.clone(),
+            Outbox::new(SERVICE),
+            domain::score::Tiers::default(),
+            UnpledgedRecords::Hold,
+        ))
     });
-    let topics = vec![events::topic("identity"), events::topic("council")];
+    let topics = vec![events::topic("identity"), events::topic("pledges"), events::topic("council")];
     (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
 }

@@ -16,18 +16,20 @@ use jiaxin_proto::{
     identity::OrgNodeKind,
     points::{
         BatchItemResult, BatchSubmitRecordsResponse, Category, CategoryTotal, ExplainScoreResponse, LeaderboardEntry,
-        ListRecordsResponse, Record, RecordEffective, RecordInput, RecordRejected, RecordReversed, RecordStatus,
-        RecordSubmitted, Rule, RuleKind, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
+        ListRecordsResponse, PledgeStatus, Record, RecordEffective, RecordInput, RecordRejected, RecordReversed,
+        RecordStatus, RecordSubmitted, Rule, RuleKind, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
     },
 };
 
 use crate::{
+    UnpledgedRecords,
     domain::{
         access, catalogue,
         ledger::{self, Chained},
         score::{DAY_MICROS, Entry, Evaluation, Tiers},
     },
     error::{PointsError, Result},
+    pledge::Gate,
     store::{self, LedgerRow, RecordRow, RuleRow},
 };
 
@@ -40,6 +42,7 @@ pub struct Points {
     pub(crate) db: Database,
     pub(crate) outbox: Outbox,
     pub(crate) tiers: Tiers,
+    pub(crate) unpledged: UnpledgedRecords,
 }
 
 fn path_ids(path: &str) -> Vec<&str> {
@@ -122,8 +125,8 @@ fn entry_of(row: &LedgerRow) -> Entry {
 }
 
 impl Points {
-    pub fn new(db: Database, outbox: Outbox, tiers: Tiers) -> Self {
-        Self { db, outbox, tiers }
+    pub fn new(db: Database, outbox: Outbox, tiers: Tiers, unpledged: UnpledgedRecords) -> Self {
+        Self { db, outbox, tiers, unpledged }
     }
 
     /// Loads the default catalogue on the first start.
@@ -324,6 +327,12 @@ impl Points {
 
         let signed = if rule.kind == RuleKind::Deduction as i64 { -magnitude } else { magnitude };
         let needs_review = rule.review_required == 1 || self_report;
+        let held = self.pledge_gate(tx, &input.household_id).await? == Gate::Hold;
+        let status = match (held, needs_review) {
+            (true, _) => RecordStatus::Held,
+            (false, true) => RecordStatus::PendingReview,
+            (false, false) => RecordStatus::Effective,
+        };
         let mut row = RecordRow {
             id: uuid::Uuid::now_v7().to_string(),
             household_id: input.household_id.clone(),
@@ -331,7 +340,7 @@ impl Points {
             rule_code: rule.code.clone(),
             rule_version: rule.version,
             points: signed,
-            status: if needs_review { RecordStatus::PendingReview as i64 } else { RecordStatus::Effective as i64 },
+            status: status as i64,
             occurred_at,
             place: input.place.trim().to_owned(),
             evidence: input.evidence.iter().map(|e| e.trim()).collect::<Vec<_>>().join("\n"),
@@ -343,25 +352,34 @@ impl Points {
             decision_reason: String::new(),
             request_id: input.request_id.clone(),
             year,
+            needs_review: i64::from(needs_review),
         };
-        if !needs_review {
+        if status == RecordStatus::Effective {
             row.effective_from = Some(now);
             row.expires_at = Some(now + rule.counts_days * DAY_MICROS);
         }
         store::insert_record(&mut **tx, &row).await?;
         let submitted = RecordSubmitted {
             record: Some(record_proto(&row)),
-            needs_review,
+            // The council opens a task now only for a record that is not held.
+            needs_review: status == RecordStatus::PendingReview,
             org_path: path_ids(&path).into_iter().map(str::to_owned).collect(),
         };
         self.outbox.write(tx, &row.household_id, &submitted).await?;
-        if !needs_review {
-            self.append_entry(tx, &row, &rule, signed, now, None).await?;
-            self.outbox.write(tx, &row.household_id, &RecordEffective { record: Some(record_proto(&row)) }).await?;
-            // Now, not the request's start: the entry just appended exists from its own creation on.
-            self.refresh_balance(tx, &row.household_id, now_micros()).await?;
+        if status == RecordStatus::Effective {
+            self.take_effect(tx, &row, &rule, now).await?;
         }
         Ok(record_proto(&row))
+    }
+
+    /// A record that needs no review counts from `from`: its ledger entry, its event, the
+    /// household's balance.
+    pub(crate) async fn take_effect(&self, tx: &mut Tx, row: &RecordRow, rule: &RuleRow, from: i64) -> Result<()> {
+        self.append_entry(tx, row, rule, row.points, from, None).await?;
+        self.outbox.write(tx, &row.household_id, &RecordEffective { record: Some(record_proto(row)) }).await?;
+        // Now, not the request's start: the entry just appended exists from its own creation on.
+        self.refresh_balance(tx, &row.household_id, now_micros()).await?;
+        Ok(())
     }
 
     /// Appends a ledger entry to the household's chain; returns its seq.
@@ -646,7 +664,8 @@ impl Points {
                 store::entries_of_resident(&mut *tx, household_id, resident_id).await?.iter().map(entry_of).collect();
             self.tiers.evaluate(&entries, at)
         };
-        Ok(score_proto(household_id, at, &evaluation))
+        let pledge = self.pledge_status(&mut tx, household_id).await?;
+        Ok(score_proto(household_id, at, &evaluation, pledge))
     }
 
     /// Households of a village, community or grid by maintained score.
@@ -746,7 +765,7 @@ impl Points {
         expiring.sort_by_key(|e| e.expires_at.as_ref().map(|t| t.seconds));
         let (above, below) = self.tiers.neighbours(evaluation.score);
         Ok(ExplainScoreResponse {
-            score: Some(score_proto(household_id, at, &evaluation)),
+            score: Some(score_proto(household_id, at, &evaluation, self.pledge_status(&mut tx, household_id).await?)),
             base: self.tiers.base,
             entries: explained,
             expiring,
@@ -807,8 +826,9 @@ impl Points {
     }
 }
 
-fn score_proto(household_id: &str, at: i64, e: &Evaluation) -> Score {
+fn score_proto(household_id: &str, at: i64, e: &Evaluation, pledge: PledgeStatus) -> Score {
     Score {
+        pledge: pledge as i32,
         household_id: household_id.to_owned(),
         as_of: Some(to_timestamp(at)),
         score: e.score,

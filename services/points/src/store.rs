@@ -54,10 +54,13 @@ pub struct RecordRow {
     pub decision_reason: String,
     pub request_id: String,
     pub year: i64,
+    /// Whether the council reviews it (kept for held records, decided when they are released).
+    pub needs_review: i64,
 }
 
 const RECORD_COLUMNS: &str = "id, household_id, resident_id, rule_code, rule_version, points, status, occurred_at, place, \
-     evidence, note, recorded_by, submitted_at, effective_from, expires_at, decision_reason, request_id, year";
+     evidence, note, recorded_by, submitted_at, effective_from, expires_at, decision_reason, request_id, year, \
+     needs_review";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LedgerRow {
@@ -291,7 +294,7 @@ pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
 
 pub async fn insert_record<'c, E: Executor<'c, Database = Any>>(e: E, r: &RecordRow) -> sqlx::Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        "INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&r.id)
     .bind(&r.household_id)
@@ -311,6 +314,7 @@ pub async fn insert_record<'c, E: Executor<'c, Database = Any>>(e: E, r: &Record
     .bind(&r.decision_reason)
     .bind(&r.request_id)
     .bind(r.year)
+    .bind(r.needs_review)
     .execute(e)
     .await?;
     Ok(())
@@ -356,7 +360,7 @@ pub async fn yearly_total<'c, E: Executor<'c, Database = Any>>(
 ) -> sqlx::Result<i64> {
     let total: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(SUM(CASE WHEN points < 0 THEN -points ELSE points END) AS BIGINT) FROM records \
-         WHERE household_id = $1 AND rule_code = $2 AND year = $3 AND status IN (1, 2, 3)",
+         WHERE household_id = $1 AND rule_code = $2 AND year = $3 AND status IN (1, 2, 3, 6)",
     )
     .bind(household_id)
     .bind(rule_code)
@@ -599,4 +603,63 @@ pub async fn entries_of_resident<'c, E: Executor<'c, Database = Any>>(
     .bind(resident_id)
     .fetch_all(e)
     .await
+}
+
+// ---- pledges (read model) ----
+
+/// The household's pledge status (PledgeStatus) and since when; None before any pledge.
+pub async fn pledge<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<(i64, i64)>> {
+    sqlx::query_as("SELECT status, since FROM pledges WHERE household_id = $1")
+        .bind(household_id)
+        .fetch_optional(e)
+        .await
+}
+
+pub async fn set_pledge<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    status: i64,
+    since: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO pledges (household_id, status, since) VALUES ($1, $2, $3) \
+         ON CONFLICT (household_id) DO UPDATE SET status = excluded.status, since = excluded.since",
+    )
+    .bind(household_id)
+    .bind(status)
+    .bind(since)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// The household's held records, oldest first.
+pub async fn held_records<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Vec<RecordRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE household_id = $1 AND status = 6 ORDER BY submitted_at, id"
+    ))
+    .bind(household_id)
+    .fetch_all(e)
+    .await
+}
+
+/// A held record goes on: to review, or effective from `effective_from` until `expires_at`.
+pub async fn release_record<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    status: i64,
+    effective_from: Option<i64>,
+    expires_at: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE records SET status = $2, effective_from = $3, expires_at = $4 WHERE id = $1 AND status = 6")
+        .bind(id)
+        .bind(status)
+        .bind(effective_from)
+        .bind(expires_at)
+        .execute(e)
+        .await?;
+    Ok(())
 }

@@ -14,10 +14,11 @@ use jiaxin_kit::{
     storage::{Database, DatabaseLocation},
     time::now_micros,
 };
-use jiaxin_points::PointsService;
+use jiaxin_points::{PointsService, UnpledgedRecords};
 use jiaxin_proto::{
     council::{ReviewDecided, ReviewOutcome},
     identity::{HouseholdRegistered, OrgNodeCreated, OrgNodeKind},
+    pledges::PledgeSigned,
     points::{RecordInput, ScoreChanged, SubmitRecordRequest, points_service_server::PointsService as _},
 };
 use sqlx::Row;
@@ -51,7 +52,8 @@ async fn score_changes(db: &Database) -> Vec<(i64, i64)> {
 async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
-    let service = PointsService::start(db.clone()).await.unwrap();
+    let config = jiaxin_points::PointsConfig { score_tick_secs: 30, unpledged_records: UnpledgedRecords::Hold };
+    let service = PointsService::start(db.clone(), &config).await.unwrap();
     let (_, consumer) = service.consumer();
 
     // Identity's events make the household known.
@@ -72,12 +74,19 @@ async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expire
                 grid_id: grid.into(),
                 head_resident_id: "r-1".into(),
                 org_path: vec![root.into(), grid.into()],
+                address: "1号".into(),
             },
         )
         .unwrap(),
     ] {
         consumer.deliver(&events::topic("identity"), &envelope).await.unwrap();
     }
+    // …and pledges' that it signed, so its records count.
+    let signed = PledgeSigned { household_id: household.into(), ..Default::default() };
+    consumer
+        .deliver(&events::topic("pledges"), &events::envelope("pledges", household, &signed).unwrap())
+        .await
+        .unwrap();
 
     // A grid worker records littering (minor: 7 days' disclosure, then 90 days).
     let now = now_micros();
