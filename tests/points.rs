@@ -16,12 +16,13 @@ use jiaxin_proto::{
         CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
         identity_service_client::IdentityServiceClient,
     },
+    pledges::pledges_service_client::PledgesServiceClient,
     points::{
         BatchSubmitRecordsRequest, Category, ExplainScoreRequest, GetRecordRequest, GetRuleRequest, GetScoreRequest,
         ListRecordsRequest, ListRulesRequest, RecordInput, RecordStatus, ReverseRecordRequest, Severity,
         SubmitRecordRequest, VerifyLedgerRequest, points_service_client::PointsServiceClient,
     },
-    points::{CreateRuleRequest, RetireRuleRequest, ReviseRuleRequest, RuleKind},
+    points::{CreateRuleRequest, PledgeStatus, RetireRuleRequest, ReviseRuleRequest, RuleKind},
 };
 use tonic::{Code, transport::Channel};
 
@@ -31,6 +32,7 @@ struct County {
     sys: TestSystem,
     admin: String,
     identity: IdentityServiceClient<Channel>,
+    pledges: PledgesServiceClient<Channel>,
     points: PointsServiceClient<Channel>,
     town: String,
     village: String,
@@ -48,7 +50,9 @@ async fn county() -> County {
     let grid_a = common::create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, "第一网格", "").await;
     let grid_b = common::create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, "第二网格", "").await;
     let points = PointsServiceClient::new(sys.channel_to(ServiceName::Points).await);
-    County { sys, admin, identity, points, town, village, grid_a, grid_b }
+    let mut pledges = PledgesServiceClient::new(sys.channel_to(ServiceName::Pledges).await);
+    common::publish_template(&mut pledges, &admin, &village, false).await;
+    County { sys, admin, identity, pledges, points, town, village, grid_a, grid_b }
 }
 
 impl County {
@@ -72,18 +76,26 @@ impl County {
             .into_inner()
             .household
             .unwrap();
-        // Points learns of the household from identity's events: wait until it can score it.
+        self.pledge(&household.id, &household.head_resident_id).await;
+        household.id
+    }
+
+    /// The head signs the household's pledge (a paper form a cadre enters); waits until points
+    /// has the household and its pledge, so its records count.
+    async fn pledge(&mut self, household: &str, head: &str) {
+        common::await_pledges_household(&mut self.pledges, &self.admin, household).await;
+        self.pledges.sign_pledge(authed(&self.admin, common::paper_pledge(household, head, 1))).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let request =
-                authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), ..Default::default() });
+            let request = authed(&self.admin, GetScoreRequest { household_id: household.into(), ..Default::default() });
             match self.points.get_score(request).await {
-                Ok(_) => return household.id,
-                Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Ok(score) if score.get_ref().score.as_ref().unwrap().pledge == PledgeStatus::InForce as i32 => return,
+                Ok(_) => {}
+                Err(status) if status.code() == Code::NotFound => {}
                 Err(status) => panic!("points never learned of the household: {status:?}"),
             }
+            assert!(Instant::now() < deadline, "points never learned of household {household}'s pledge");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -538,6 +550,7 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
         common::create_node(&mut c.identity, &c.admin, &c.town.clone(), OrgNodeKind::Village, "马坝村", "").await;
     let other_grid =
         common::create_node(&mut c.identity, &c.admin, &other_village, OrgNodeKind::Grid, "马坝一网格", "").await;
+    common::publish_template(&mut c.pledges, &c.admin, &other_village, false).await;
     let outsider = c.household(&other_grid, 8).await;
     let other_worker = c.account(Role::GridWorker, &other_grid).await;
     let status = c

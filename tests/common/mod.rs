@@ -297,3 +297,69 @@ pub async fn grid_under_scope(client: &mut IdentityServiceClient<Channel>, token
     let village = create_node(client, token, &town, OrgNodeKind::Village, "新街村", "").await;
     create_node(client, token, &village, OrgNodeKind::Grid, "第一网格", grid_code).await
 }
+
+/// The pledge a test village signs: a short 村规民约 with its consent clause.
+pub fn pledge_template(village: &str, requires_resign: bool) -> jiaxin_proto::pledges::PublishTemplateRequest {
+    jiaxin_proto::pledges::PublishTemplateRequest {
+        org_node_id: village.into(),
+        kind: jiaxin_proto::pledges::TemplateKind::VillageRules as i32,
+        title: "新街村村规民约".into(),
+        body: "一、热爱祖国,遵纪守法。二、移风易俗,红白喜事简办。三、爱护环境,垃圾分类。四、邻里和睦,互帮互助。".into(),
+        consent_clause: "本户同意将本承诺及履约记录纳入家庭信用档案。".into(),
+        effective_on: "2026-01-01".into(),
+        adopted_by: "新街村村民代表大会".into(),
+        adopted_on: "2025-12-20".into(),
+        requires_resign,
+    }
+}
+
+/// Waits (bounded) until pledges has the household from identity's events.
+pub async fn await_pledges_household(
+    client: &mut jiaxin_proto::pledges::pledges_service_client::PledgesServiceClient<Channel>,
+    token: &str,
+    household: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let request = jiaxin_proto::pledges::GetHouseholdPledgeRequest { household_id: household.into() };
+        match client.get_household_pledge(authed(token, request)).await {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("pledges never learned of household {household}: {status:?}"),
+        }
+    }
+}
+
+/// A paper pledge signed by `signer` and entered by a collector.
+pub fn paper_pledge(household: &str, signer: &str, version: i32) -> jiaxin_proto::pledges::SignPledgeRequest {
+    jiaxin_proto::pledges::SignPledgeRequest {
+        household_id: household.into(),
+        signer_resident_id: signer.into(),
+        template_version: version,
+        channel: jiaxin_proto::pledges::Channel::Paper as i32,
+        scan_reference: format!("scan:{household}/v{version}.pdf"),
+        ..Default::default()
+    }
+}
+
+/// Publishes a village's template once pledges knows the village (identity's events arrive
+/// asynchronously), bounded.
+pub async fn publish_template(
+    client: &mut jiaxin_proto::pledges::pledges_service_client::PledgesServiceClient<Channel>,
+    token: &str,
+    village: &str,
+    requires_resign: bool,
+) -> jiaxin_proto::pledges::Template {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match client.publish_template(authed(token, pledge_template(village, requires_resign))).await {
+            Ok(response) => return response.into_inner().template.unwrap(),
+            Err(status) if status.code() == tonic::Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("could not publish the template of {village}: {status:?}"),
+        }
+    }
+}
