@@ -11,30 +11,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-use std::{
-    str::FromStr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod support;
+
+use std::{sync::Arc, time::Instant};
 
 use clap::Parser;
-use jiaxin::system::{self, ServiceName, SystemConfig};
+use jiaxin::system::ServiceName;
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
     storage::{Database, DatabaseLocation},
 };
 use jiaxin_proto::{
-    identity::{
-        CreateAccountRequest, CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions,
-        LoginRequest, OrgNodeKind, Role as ProtoRole, identity_service_client::IdentityServiceClient,
-        import_households_request::Part,
-    },
+    identity::{CreateAccountRequest, LoginRequest, Role as ProtoRole},
     points::{
         BatchSubmitRecordsRequest, GetScoreRequest, RecordInput, points_service_client::PointsServiceClient,
         points_service_server::PointsService as _,
     },
 };
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use support::{Bench, PASSWORD, authed, percentile, rate};
+use tonic::Request;
 
 #[derive(Parser)]
 struct Args {
@@ -51,144 +46,27 @@ struct Args {
     bench: bool,
 }
 
-const PASSWORD: &str = "bench-password-1";
 /// Bonus rules that need no review, with their yearly caps in records: a household's year of
 /// records spreads over them without reaching a cap.
 const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4), ("A06", 3), ("E05", 5)];
 
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", MetadataValue::from_str(&format!("Bearer {token}")).unwrap());
-    request
-}
-
-/// A valid synthetic ID number, unique per `n`.
-fn id_number(n: usize) -> String {
-    let day = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap() + chrono::Days::new((n / 1000) as u64);
-    let first17 = format!("320830{}{:03}", day.format("%Y%m%d"), n % 1000);
-    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = first17.bytes().zip(weights).map(|(d, w)| u32::from(d - b'0') * w).sum();
-    format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
-}
-
-async fn create_node(
-    identity: &mut IdentityServiceClient<Channel>,
-    token: &str,
-    parent: &str,
-    kind: OrgNodeKind,
-    name: String,
-) -> String {
-    let request = CreateOrgNodeRequest { parent_id: parent.into(), kind: kind as i32, name, ..Default::default() };
-    identity.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
-}
-
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let dir = tempfile::tempdir().unwrap();
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        common: jiaxin_kit::config::CommonConfig,
-        #[command(flatten)]
-        identity: jiaxin_identity::IdentityConfig,
-        #[command(flatten)]
-        points: jiaxin_points::PointsConfig,
-    }
-    let data = dir.path().join("data");
-    let flags = Flags::parse_from([
-        "bench",
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--bootstrap-admin-password",
-        PASSWORD,
-        "--request-timeout-secs",
-        "3600",
-        // This program measures records, not pledges (benches/pledges.rs does): they count at once.
-        "--unpledged-records",
-        "accept",
-    ]);
-    let config =
-        SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
-    let running = system::start(config.clone()).await.unwrap();
-    let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
-    let mut identity = IdentityServiceClient::new(channel.clone()).max_decoding_message_size(256 << 20);
-    let mut points =
-        PointsServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-    let admin = identity
-        .login(LoginRequest { username: "admin".into(), password: PASSWORD.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let root = identity
-        .get_current_account(authed(&admin, GetCurrentAccountRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap()
-        .org_node_id;
-
-    // A county: towns of villages of grids of about 230 households.
-    let grids_needed = args.households.div_ceil(230).max(1);
-    let mut grids = Vec::with_capacity(grids_needed);
-    'build: for t in 0.. {
-        let town = create_node(&mut identity, &admin, &root, OrgNodeKind::Town, format!("镇{t}")).await;
-        for v in 0..15 {
-            let village = create_node(&mut identity, &admin, &town, OrgNodeKind::Village, format!("村{t}-{v}")).await;
-            for g in 0..4 {
-                let grid =
-                    create_node(&mut identity, &admin, &village, OrgNodeKind::Grid, format!("网格{t}-{v}-{g}")).await;
-                grids.push(grid);
-                if grids.len() == grids_needed {
-                    break 'build;
-                }
-            }
-        }
-    }
-
-    // Households of one to five residents (about 2.6 on average), imported as a CSV stream.
-    let started = Instant::now();
-    let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
-    let mut residents = 0;
-    for h in 0..args.households {
-        let grid = &grids[h % grids.len()];
-        let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
-        for m in 0..size {
-            let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
-            csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
-            residents += 1;
-        }
-    }
-    let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) }];
-    messages.extend(
-        csv.as_bytes().chunks(256 * 1024).map(|c| ImportHouseholdsRequest { part: Some(Part::Chunk(c.to_vec())) }),
-    );
-    let report = identity.import_households(authed(&admin, tokio_stream::iter(messages))).await.unwrap().into_inner();
-    assert!(report.committed, "{:?}", report.bad_rows.first());
-    let import_elapsed = started.elapsed();
+    // This program measures records, not pledges (benches/pledges.rs does): they count at once.
+    let bench = Bench::start(&["--unpledged-records", "accept"]).await;
+    let (config, admin, root) = (bench.config.clone(), bench.admin.clone(), bench.root.clone());
+    let mut identity = bench.identity();
+    let mut points = PointsServiceClient::new(bench.channel.clone())
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let county = support::onboard_county(&bench, args.households).await;
+    let (residents, import_elapsed) = (county.residents, county.import_elapsed);
+    let grids = county.grids;
 
     // Points learns the households from identity's events.
-    let started = Instant::now();
     let points_db = Database::connect(&config.location(ServiceName::Points).unwrap()).await.unwrap();
-    loop {
-        let known: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM households").fetch_one(points_db.pool()).await.unwrap();
-        if known as usize >= args.households {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let propagation = started.elapsed();
+    let propagation = support::await_rows(&points_db, "households", args.households).await;
     let households: Vec<String> =
         sqlx::query_scalar("SELECT id FROM households ORDER BY id").fetch_all(points_db.pool()).await.unwrap();
 
@@ -256,7 +134,8 @@ async fn main() {
     assert_eq!(entries as usize, accepted);
 
     // Baseline: the same number of rows, plainly batch-inserted into one SQLite table.
-    let baseline_db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "baseline").unwrap()).await.unwrap();
+    let baseline_db =
+        Database::connect(&DatabaseLocation::sqlite_in(bench.scratch(), "baseline").unwrap()).await.unwrap();
     sqlx::query("CREATE TABLE plain (id TEXT PRIMARY KEY, household_id TEXT, rule_code TEXT, points BIGINT, occurred_at BIGINT, evidence TEXT)")
         .execute(baseline_db.pool())
         .await
@@ -303,7 +182,6 @@ async fn main() {
         latencies.push(started.elapsed());
     }
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
 
     println!(
         "jiaxin points benchmark — embedded (SQLite), {} cores",
@@ -338,10 +216,10 @@ async fn main() {
     );
     println!(
         "score read in process: p50 {:?}  p99 {:?}  max {:?}  ({} reads)",
-        percentile(0.50),
-        percentile(0.99),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
         latencies[latencies.len() - 1],
         latencies.len()
     );
-    running.shutdown().await;
+    bench.running.shutdown().await;
 }

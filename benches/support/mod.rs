@@ -1,0 +1,185 @@
+//! What the benchmark programs share: an embedded system of their own, and a synthetic county
+//! onboarded through the same CSV import cadres use (streamed over gRPC).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmarks fail loudly
+
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use jiaxin::system::{self, RunningSystem, SystemConfig};
+use jiaxin_proto::identity::{
+    CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions, LoginRequest, OrgNodeKind,
+    identity_service_client::IdentityServiceClient, import_households_request::Part,
+};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+
+pub const PASSWORD: &str = "bench-password-1";
+/// Households per grid, about what a grid worker looks after.
+const GRID_SIZE: usize = 230;
+
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", MetadataValue::from_str(&format!("Bearer {token}")).unwrap());
+    request
+}
+
+pub fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// The value at fraction `p` of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// A valid synthetic ID number, unique per `n`; every holder is an adult.
+fn id_number(n: usize) -> String {
+    let day = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap() + chrono::Days::new((n / 1000) as u64);
+    let first17 = format!("320830{}{:03}", day.format("%Y%m%d"), n % 1000);
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17.bytes().zip(weights).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
+}
+
+/// An embedded system of the benchmark's own, in a temporary directory.
+pub struct Bench {
+    pub running: RunningSystem,
+    pub config: SystemConfig,
+    pub channel: Channel,
+    pub admin: String,
+    /// The admin's scope: the county's root node.
+    pub root: String,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    common: jiaxin_kit::config::CommonConfig,
+    #[command(flatten)]
+    identity: jiaxin_identity::IdentityConfig,
+    #[command(flatten)]
+    points: jiaxin_points::PointsConfig,
+}
+
+impl Bench {
+    /// Starts all services embedded, with the command line's defaults plus `extra` flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut args = vec![
+            "bench",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bootstrap-admin-password",
+            PASSWORD,
+            "--request-timeout-secs",
+            "3600",
+        ];
+        args.extend_from_slice(extra);
+        let flags = Flags::parse_from(args);
+        let config =
+            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
+        let running = system::start(config.clone()).await.unwrap();
+        let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
+        let mut identity = IdentityServiceClient::new(channel.clone());
+        let login = LoginRequest { username: "admin".into(), password: PASSWORD.into() };
+        let admin = identity.login(login).await.unwrap().into_inner().access_token;
+        let account = identity.get_current_account(authed(&admin, GetCurrentAccountRequest {})).await.unwrap();
+        let root = account.into_inner().account.unwrap().org_node_id;
+        Self { running, config, channel, admin, root, _dir: dir }
+    }
+
+    /// A scratch directory for baselines, next to the system's data.
+    pub fn scratch(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    pub fn identity(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel.clone()).max_decoding_message_size(256 << 20)
+    }
+}
+
+/// The synthetic county as onboarded.
+pub struct County {
+    pub villages: Vec<String>,
+    pub grids: Vec<String>,
+    pub households: usize,
+    pub residents: usize,
+    pub import_elapsed: Duration,
+}
+
+async fn create_node(
+    identity: &mut IdentityServiceClient<Channel>,
+    token: &str,
+    parent: &str,
+    kind: OrgNodeKind,
+    name: String,
+) -> String {
+    let request = CreateOrgNodeRequest { parent_id: parent.into(), kind: kind as i32, name, ..Default::default() };
+    identity.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
+}
+
+/// Towns of 15 villages of 4 grids of about 230 households, each of one to five residents
+/// (about 2.6 on average), imported as one CSV stream.
+pub async fn onboard_county(bench: &Bench, households: usize) -> County {
+    let mut identity = bench.identity();
+    let (admin, root) = (&bench.admin, &bench.root);
+    let grids_needed = households.div_ceil(GRID_SIZE).max(1);
+    let (mut villages, mut grids) = (Vec::new(), Vec::with_capacity(grids_needed));
+    'build: for t in 0.. {
+        let town = create_node(&mut identity, admin, root, OrgNodeKind::Town, format!("镇{t}")).await;
+        for v in 0..15 {
+            let village = create_node(&mut identity, admin, &town, OrgNodeKind::Village, format!("村{t}-{v}")).await;
+            villages.push(village.clone());
+            for g in 0..4 {
+                let grid =
+                    create_node(&mut identity, admin, &village, OrgNodeKind::Grid, format!("网格{t}-{v}-{g}")).await;
+                grids.push(grid);
+                if grids.len() == grids_needed {
+                    break 'build;
+                }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
+    let mut residents = 0;
+    for h in 0..households {
+        let grid = &grids[h % grids.len()];
+        let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
+        for m in 0..size {
+            let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
+            csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
+            residents += 1;
+        }
+    }
+    let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) }];
+    messages.extend(
+        csv.as_bytes().chunks(256 * 1024).map(|c| ImportHouseholdsRequest { part: Some(Part::Chunk(c.to_vec())) }),
+    );
+    let report = identity.import_households(authed(admin, tokio_stream::iter(messages))).await.unwrap().into_inner();
+    assert!(report.committed, "{:?}", report.bad_rows.first());
+    County { villages, grids, households, residents, import_elapsed: started.elapsed() }
+}
+
+/// Waits until a service's read model holds `expected` rows of `table` (events propagating).
+pub async fn await_rows(db: &jiaxin_kit::storage::Database, table: &str, expected: usize) -> Duration {
+    let started = Instant::now();
+    loop {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let known: i64 = sqlx::query_scalar(&sql).fetch_one(db.pool()).await.unwrap();
+        if known as usize >= expected {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
