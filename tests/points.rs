@@ -696,3 +696,43 @@ async fn villages_see_leaderboards_and_totals_and_members_their_own_scores() {
     assert_eq!(member.score, 1003);
     assert_eq!(c.score(&second, None).await.0, 1004);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_chains_a_households_entries_counts_its_caps_and_knows_its_own_keys() {
+    let mut c = county().await;
+    let household = c.household(&c.grid_a.clone(), 21).await;
+    let other = c.household(&c.grid_b.clone(), 22).await;
+    let worker = c.account(Role::GridWorker, &c.village.clone()).await;
+    // A01 is worth 2 points, capped at 12 a year: the seventh in one batch is over the cap.
+    let mut records: Vec<RecordInput> = (0..7).map(|n| item(&format!("cap-{n}"), &household, "A01", 0)).collect();
+    records.push(item("cap-0", &household, "A01", 0)); // a retry inside the batch: the same record
+    let mut reused = item("cap-1", &household, "A01", 0);
+    reused.place = "别处".into(); // the same key, other content
+    records.push(reused);
+    records.push(item("other-1", &other, "A04", 5));
+    let response = c
+        .points
+        .batch_submit_records(authed(&worker, BatchSubmitRecordsRequest { records }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.failed), (8, 2), "{:?}", response.results);
+    assert_eq!(response.results[6].error_field, "points", "over the cap by the batch's own items");
+    assert_eq!(response.results[7].record.as_ref().unwrap().id, response.results[0].record.as_ref().unwrap().id);
+    assert_eq!(response.results[8].error_field, "request_id");
+
+    // Six entries chained in batch order, the balance maintained, the chain intact.
+    assert_eq!(c.score(&household, None).await.0, 1012);
+    assert_eq!(c.score(&other, None).await.0, 1005);
+    for h in [&household, &other] {
+        let verify = c.points.verify_ledger(authed(&c.admin, VerifyLedgerRequest { household_id: h.clone() }));
+        let verify = verify.await.unwrap().into_inner();
+        assert!(verify.intact, "{verify:?}");
+        assert_eq!(verify.entries_checked, if h == &household { 6 } else { 1 });
+    }
+    // Sent again as a whole, nothing new is written.
+    let again: Vec<RecordInput> = (0..6).map(|n| item(&format!("cap-{n}"), &household, "A01", 0)).collect();
+    let again = c.points.batch_submit_records(authed(&worker, BatchSubmitRecordsRequest { records: again })).await;
+    assert_eq!(again.unwrap().into_inner().accepted, 6);
+    assert_eq!(c.score(&household, None).await.0, 1012);
+}

@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use jiaxin_proto::events::Envelope;
 use prost::Name;
 use sqlx::{Any, Row, pool::PoolConnection};
 use tokio::sync::Notify;
@@ -53,6 +54,39 @@ impl Outbox {
         .execute(&mut **tx)
         .await?;
         Ok(envelope.event_id)
+    }
+
+    /// An event as [`Outbox::write`] would store it, to gather many for [`Outbox::write_all`].
+    pub fn envelope<M: Name>(&self, partition_key: &str, event: &M) -> Result<Envelope, OutboxError> {
+        Ok(events::envelope(self.producer, partition_key, event)?)
+    }
+
+    /// Adds many events inside `tx` with multi-row inserts, in the order given (which is the
+    /// order they are published in): a batch operation's hundreds of events cost a few
+    /// statements, not one each.
+    pub async fn write_all(&self, tx: &mut Tx, envelopes: &[Envelope]) -> Result<(), OutboxError> {
+        const ROWS_PER_STATEMENT: usize = 1_000;
+        let created_at = now_micros();
+        for chunk in envelopes.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5))
+                .collect();
+            let sql = format!(
+                "INSERT INTO kit_outbox (event_id, topic, partition_key, envelope, created_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for envelope in chunk {
+                query = query
+                    .bind(envelope.event_id.clone())
+                    .bind(self.topic.clone())
+                    .bind(envelope.partition_key.clone())
+                    .bind(events::encode(envelope))
+                    .bind(created_at);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Tells the relay that a transaction with events has committed, so it need not wait for its

@@ -10,6 +10,7 @@ pub mod api;
 mod consumers;
 pub mod domain;
 mod error;
+mod intake;
 mod ops;
 mod pledge;
 mod rules;

@@ -17,7 +17,7 @@ use jiaxin_proto::{
     points::{
         BatchItemResult, BatchSubmitRecordsResponse, Category, CategoryTotal, ExplainScoreResponse, LeaderboardEntry,
         ListRecordsResponse, PledgeStatus, Record, RecordEffective, RecordInput, RecordRejected, RecordReversed,
-        RecordStatus, RecordSubmitted, Rule, RuleKind, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
+        RecordStatus, Rule, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
     },
 };
 
@@ -29,14 +29,11 @@ use crate::{
         score::{DAY_MICROS, Entry, Evaluation, Tiers},
     },
     error::{PointsError, Result},
-    pledge::Gate,
     store::{self, LedgerRow, RecordRow, RuleRow},
 };
 
 const HOUSEHOLD: &str = "家庭户";
 const RECORD: &str = "积分记录";
-/// Submissions may be stamped a little ahead of the server's clock (a phone's clock drifts).
-const CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 
 pub struct Points {
     pub(crate) db: Database,
@@ -106,11 +103,11 @@ fn status_now(r: &RecordRow, now: i64) -> RecordStatus {
     }
 }
 
-fn timestamp_micros(ts: &Option<prost_types::Timestamp>) -> Option<i64> {
+pub(crate) fn timestamp_micros(ts: &Option<prost_types::Timestamp>) -> Option<i64> {
     ts.as_ref().map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
 }
 
-fn entry_of(row: &LedgerRow) -> Entry {
+pub(crate) fn entry_of(row: &LedgerRow) -> Entry {
     Entry {
         seq: row.seq,
         delta: row.delta,
@@ -121,6 +118,73 @@ fn entry_of(row: &LedgerRow) -> Entry {
         reverses_seq: row.reverses_seq,
         // Reversals of bonuses are negative bonus movements; deductions never are.
         bonus: (row.reverses_seq.is_none() && row.delta > 0) || (row.reverses_seq.is_some() && row.delta < 0),
+    }
+}
+
+/// A ledger entry for `record`, chained after `prev` (the household's last hash).
+pub(crate) fn chain_entry(
+    prev: String,
+    record: &RecordRow,
+    rule: &RuleRow,
+    delta: i64,
+    effective_from: i64,
+    reverses: Option<&LedgerRow>,
+) -> LedgerRow {
+    let created_at = now_micros();
+    let expires_at = match reverses {
+        Some(original) => original.expires_at.max(effective_from + 1),
+        None => effective_from + rule.counts_days * DAY_MICROS,
+    };
+    let serious = rule.severity == Severity::Serious as i64;
+    let chained = Chained {
+        household_id: &record.household_id,
+        record_id: &record.id,
+        resident_id: record.resident_id.as_deref().unwrap_or(""),
+        delta,
+        effective_from,
+        expires_at,
+        rule_code: &rule.code,
+        rule_version: rule.version,
+        category: rule.category,
+        serious,
+        reverses_seq: reverses.map(|r| r.seq),
+        created_at,
+    };
+    let hash = ledger::hash(&prev, &chained);
+    LedgerRow {
+        seq: 0,
+        household_id: record.household_id.clone(),
+        record_id: record.id.clone(),
+        resident_id: chained.resident_id.to_owned(),
+        delta,
+        effective_from,
+        expires_at,
+        rule_code: rule.code.clone(),
+        rule_version: rule.version,
+        category: rule.category,
+        serious: i64::from(serious),
+        reverses_seq: chained.reverses_seq,
+        created_at,
+        prev_hash: prev,
+        hash,
+    }
+}
+
+/// What one ledger entry adds to its grid's totals, by the month it takes effect.
+pub(crate) struct GridTotal {
+    pub month: String,
+    pub bonus: i64,
+    pub deduction: i64,
+    pub entries: i64,
+}
+
+impl GridTotal {
+    pub fn of(row: &LedgerRow) -> Self {
+        let month = jiaxin_kit::time::to_datetime(row.effective_from)
+            .map(|d| d.format("%Y-%m").to_string())
+            .unwrap_or_default();
+        let (bonus, deduction) = if entry_of(row).bonus { (row.delta, 0) } else { (0, -row.delta) };
+        Self { month, bonus, deduction, entries: if row.reverses_seq.is_some() { -1 } else { 1 } }
     }
 }
 
@@ -170,37 +234,25 @@ impl Points {
     }
 
     pub async fn submit(&self, caller: &Caller, input: RecordInput) -> Result<Record> {
-        let mut tx = self.db.begin().await?;
-        let record = self.submit_in(&mut tx, caller, &input).await?;
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(record)
+        let mut answers = self.intake(caller, std::slice::from_ref(&input)).await?;
+        answers.pop().unwrap_or_else(|| Err(PointsError::Internal("no answer for the record".into())))
     }
 
-    /// The whole batch in one transaction (one commit, not one per item), each item inside its own
-    /// savepoint: a bad item is rolled back alone and answered with its error; the others stand.
-    /// A storage failure fails the batch, which the client can resend: the keys make it safe.
+    /// The whole batch in one transaction (one commit, not one per item): each item is checked
+    /// and answered on its own; a bad item writes nothing, the others stand.
     pub async fn batch_submit(&self, caller: &Caller, inputs: Vec<RecordInput>) -> Result<BatchSubmitRecordsResponse> {
         if inputs.len() > 10_000 {
             return Err(PointsError::invalid("records", "每批最多10000条 / at most 10000 per batch"));
         }
         let mut response = BatchSubmitRecordsResponse::default();
-        let mut tx = self.db.begin().await?;
-        for (index, input) in inputs.iter().enumerate() {
+        for (index, answer) in self.intake(caller, &inputs).await?.into_iter().enumerate() {
             let mut result = BatchItemResult { index: index as i32, ..Default::default() };
-            sqlx::query("SAVEPOINT batch_item").execute(&mut *tx).await?;
-            match self.submit_in(&mut tx, caller, input).await {
+            match answer {
                 Ok(record) => {
-                    sqlx::query("RELEASE SAVEPOINT batch_item").execute(&mut *tx).await?;
                     result.record = Some(record);
                     response.accepted += 1;
                 }
-                Err(PointsError::Storage(error)) if jiaxin_kit::storage::is_transient(&error) => {
-                    return Err(PointsError::Storage(error));
-                }
                 Err(error) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT batch_item").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE SAVEPOINT batch_item").execute(&mut *tx).await?;
                     let status = tonic::Status::from(error);
                     let violation = jiaxin_kit::error::field_violations(&status).into_iter().next();
                     result.error_code = format!("{:?}", status.code());
@@ -211,165 +263,7 @@ impl Points {
             }
             response.results.push(result);
         }
-        tx.commit().await?;
-        self.outbox.wake();
         Ok(response)
-    }
-
-    async fn submit_in(&self, tx: &mut Tx, caller: &Caller, input: &RecordInput) -> Result<Record> {
-        let now = now_micros();
-        let mut v = Violations::new();
-        v.require("request_id", &input.request_id);
-        v.require("household_id", &input.household_id);
-        v.require("rule_code", &input.rule_code);
-        let occurred_at = timestamp_micros(&input.occurred_at);
-        match occurred_at {
-            None => v.add("occurred_at", "必填 / required"),
-            Some(at) if at > now + CLOCK_SKEW_MICROS => v.add("occurred_at", "不能晚于现在 / cannot be in the future"),
-            Some(_) => {}
-        }
-        if input.evidence.iter().any(|e| e.trim().is_empty() || e.contains('\n') || e.len() > 512) {
-            v.add("evidence", "每项为一行、不超过512字符的引用 / one-line references of at most 512 characters");
-        }
-        if input.note.chars().count() > 500 || input.place.chars().count() > 200 {
-            v.add(if input.place.chars().count() > 200 { "place" } else { "note" }, "过长 / too long");
-        }
-        if input.points < 0 {
-            v.add("points", "填写正数,加减由规则决定 / unsigned: the rule says bonus or deduction");
-        }
-        v.into_result()?;
-        let occurred_at = occurred_at.unwrap_or(now);
-
-        // A retry returns the first result; the same key with other content is refused by field.
-        if let Some(earlier) = store::record_by_request(&mut **tx, caller.account_id(), &input.request_id).await? {
-            return match differing_field(&earlier, input, occurred_at) {
-                None => Ok(record_proto(&earlier)),
-                Some(field) => Err(PointsError::invalid(
-                    "request_id",
-                    format!("该请求号已用于另一条记录,{field} 不同 / reused with a different {field}"),
-                )),
-            };
-        }
-
-        let rule = store::current_rule(&mut **tx, input.rule_code.trim())
-            .await?
-            .filter(|r| r.retired == 0)
-            .ok_or_else(|| PointsError::invalid("rule_code", "规则不存在或已停用 / no such rule in force"))?;
-        let recorders: Vec<Role> = rule.recorders.split(',').filter_map(access::recorder_role).collect();
-        let as_collector = recorders.iter().any(|r| *r != Role::Resident && caller.has_role(*r));
-        let self_report = !as_collector && recorders.contains(&Role::Resident) && caller.has_role(Role::Resident);
-        if !as_collector && !self_report {
-            return Err(PointsError::PermissionDenied);
-        }
-
-        let (path, active) =
-            store::household_path(&mut **tx, &input.household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
-        let in_scope = if self_report {
-            match caller.0.rid.as_deref() {
-                Some(rid) => store::is_member(&mut **tx, &input.household_id, rid).await?,
-                None => false,
-            }
-        } else {
-            caller.covers(&path_ids(&path))
-        };
-        if !in_scope {
-            return Err(PointsError::NotFound(HOUSEHOLD));
-        }
-        if !rule.scope_node_id.is_empty() && !path_ids(&path).contains(&rule.scope_node_id.as_str()) {
-            return Err(PointsError::invalid(
-                "rule_code",
-                "该村规不适用于此户所在村(居)/ a local rule of another village",
-            ));
-        }
-        if active != 1 {
-            return Err(PointsError::Precondition("该户已注销 / the household is dissolved".into()));
-        }
-        if !input.resident_id.is_empty()
-            && !store::is_member(&mut **tx, &input.household_id, &input.resident_id).await?
-        {
-            return Err(PointsError::invalid(
-                "resident_id",
-                "不是该户现有成员 / not a current member of the household",
-            ));
-        }
-
-        let magnitude = match (rule.points_min == rule.points_max, input.points) {
-            (true, 0) => rule.points_min,
-            (_, p) if p >= rule.points_min && p <= rule.points_max => p,
-            _ => {
-                return Err(PointsError::invalid(
-                    "points",
-                    format!(
-                        "应在 {}–{} 之间 / must be within {}–{}",
-                        rule.points_min, rule.points_max, rule.points_min, rule.points_max
-                    ),
-                ));
-            }
-        };
-        if rule.evidence_required == 1 && input.evidence.is_empty() {
-            return Err(PointsError::invalid("evidence", "该规则须附证据 / this rule requires evidence"));
-        }
-        let year =
-            jiaxin_kit::time::to_datetime(occurred_at).map(|d| i64::from(chrono::Datelike::year(&d))).unwrap_or(0);
-        store::lock_household(&mut **tx, &input.household_id).await?;
-        if rule.yearly_cap > 0 {
-            let used = store::yearly_total(&mut **tx, &input.household_id, &rule.code, year).await?;
-            if used + magnitude > rule.yearly_cap {
-                return Err(PointsError::invalid(
-                    "points",
-                    format!(
-                        "超过该规则年度上限 {} 分(已用 {})/ over the yearly cap of {} (used {})",
-                        rule.yearly_cap, used, rule.yearly_cap, used
-                    ),
-                ));
-            }
-        }
-
-        let signed = if rule.kind == RuleKind::Deduction as i64 { -magnitude } else { magnitude };
-        let needs_review = rule.review_required == 1 || self_report;
-        let held = self.pledge_gate(tx, &input.household_id).await? == Gate::Hold;
-        let status = match (held, needs_review) {
-            (true, _) => RecordStatus::Held,
-            (false, true) => RecordStatus::PendingReview,
-            (false, false) => RecordStatus::Effective,
-        };
-        let mut row = RecordRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            household_id: input.household_id.clone(),
-            resident_id: (!input.resident_id.is_empty()).then(|| input.resident_id.clone()),
-            rule_code: rule.code.clone(),
-            rule_version: rule.version,
-            points: signed,
-            status: status as i64,
-            occurred_at,
-            place: input.place.trim().to_owned(),
-            evidence: input.evidence.iter().map(|e| e.trim()).collect::<Vec<_>>().join("\n"),
-            note: input.note.trim().to_owned(),
-            recorded_by: caller.account_id().to_owned(),
-            submitted_at: now,
-            effective_from: None,
-            expires_at: None,
-            decision_reason: String::new(),
-            request_id: input.request_id.clone(),
-            year,
-            needs_review: i64::from(needs_review),
-        };
-        if status == RecordStatus::Effective {
-            row.effective_from = Some(now);
-            row.expires_at = Some(now + rule.counts_days * DAY_MICROS);
-        }
-        store::insert_record(&mut **tx, &row).await?;
-        let submitted = RecordSubmitted {
-            record: Some(record_proto(&row)),
-            // The council opens a task now only for a record that is not held.
-            needs_review: status == RecordStatus::PendingReview,
-            org_path: path_ids(&path).into_iter().map(str::to_owned).collect(),
-        };
-        self.outbox.write(tx, &row.household_id, &submitted).await?;
-        if status == RecordStatus::Effective {
-            self.take_effect(tx, &row, &rule, now).await?;
-        }
-        Ok(record_proto(&row))
     }
 
     /// A record that needs no review counts from `from`: its ledger entry, its event, the
@@ -394,54 +288,21 @@ impl Points {
     ) -> Result<i64> {
         let prev =
             store::last_hash(&mut **tx, &record.household_id).await?.unwrap_or_else(|| ledger::GENESIS.to_owned());
-        let created_at = now_micros();
-        let expires_at = match reverses {
-            Some(original) => original.expires_at.max(effective_from + 1),
-            None => effective_from + rule.counts_days * DAY_MICROS,
-        };
-        let serious = rule.severity == Severity::Serious as i64;
-        let chained = Chained {
-            household_id: &record.household_id,
-            record_id: &record.id,
-            resident_id: record.resident_id.as_deref().unwrap_or(""),
-            delta,
-            effective_from,
-            expires_at,
-            rule_code: &rule.code,
-            rule_version: rule.version,
-            category: rule.category,
-            serious,
-            reverses_seq: reverses.map(|r| r.seq),
-            created_at,
-        };
-        let hash = ledger::hash(&prev, &chained);
-        let row = LedgerRow {
-            seq: 0,
-            household_id: record.household_id.clone(),
-            record_id: record.id.clone(),
-            resident_id: chained.resident_id.to_owned(),
-            delta,
-            effective_from,
-            expires_at,
-            rule_code: rule.code.clone(),
-            rule_version: rule.version,
-            category: rule.category,
-            serious: i64::from(serious),
-            reverses_seq: chained.reverses_seq,
-            created_at,
-            prev_hash: prev,
-            hash,
-        };
+        let row = chain_entry(prev, record, rule, delta, effective_from, reverses);
         let seq = store::insert_entry(&mut **tx, &row).await?;
         // Keep the grid's totals with the ledger, by the month the entry takes effect.
         if let Some(grid) = store::household_grid(&mut **tx, &record.household_id).await? {
-            let month = jiaxin_kit::time::to_datetime(effective_from)
-                .map(|d| d.format("%Y-%m").to_string())
-                .unwrap_or_default();
-            let entry = entry_of(&row);
-            let (bonus, deduction) = if entry.bonus { (delta, 0) } else { (0, -delta) };
-            let count = if reverses.is_some() { -1 } else { 1 };
-            store::add_grid_total(&mut **tx, &grid, rule.category, &month, bonus, deduction, count).await?;
+            let total = GridTotal::of(&row);
+            store::add_grid_total(
+                &mut **tx,
+                &grid,
+                row.category,
+                &total.month,
+                total.bonus,
+                total.deduction,
+                total.entries,
+            )
+            .await?;
         }
         Ok(seq)
     }
@@ -457,28 +318,47 @@ impl Points {
     pub(crate) async fn refresh_balance(&self, tx: &mut Tx, household_id: &str, at: i64) -> Result<bool> {
         let after = self.evaluate(tx, household_id, at).await?;
         let before = store::balance(&mut **tx, household_id).await?;
-        if before.as_ref().is_some_and(|(score, tier, redeemable)| {
-            (*score, tier.as_str(), *redeemable) == (after.score, after.tier.as_str(), after.redeemable)
-        }) {
-            return Ok(false);
+        let (write, event) = self.balance_change(household_id, before, &after, at);
+        if write {
+            store::upsert_balance(&mut **tx, household_id, after.score, &after.tier, after.redeemable).await?;
         }
-        store::upsert_balance(&mut **tx, household_id, after.score, &after.tier, after.redeemable).await?;
-        // A household without a balance yet stood at the base.
+        match event {
+            Some(event) => {
+                self.outbox.write(tx, household_id, &event).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether a household's maintained balance must be written, and the `ScoreChanged` to
+    /// publish when the score, tier or redeemable points moved (a household without a balance
+    /// yet stood at the base).
+    pub(crate) fn balance_change(
+        &self,
+        household_id: &str,
+        before: Option<(i64, String, i64)>,
+        after: &Evaluation,
+        at: i64,
+    ) -> (bool, Option<ScoreChanged>) {
+        let now = (after.score, after.tier.as_str(), after.redeemable);
+        if before.as_ref().is_some_and(|(score, tier, redeemable)| (*score, tier.as_str(), *redeemable) == now) {
+            return (false, None);
+        }
         let (old_score, old_tier, old_redeemable) =
             before.unwrap_or_else(|| (self.tiers.base, self.tiers.evaluate(&[], at).tier, 0));
-        if (old_score, old_tier.as_str(), old_redeemable) == (after.score, after.tier.as_str(), after.redeemable) {
-            return Ok(false);
+        if (old_score, old_tier.as_str(), old_redeemable) == now {
+            return (true, None);
         }
         let event = ScoreChanged {
             household_id: household_id.to_owned(),
             old_score,
             new_score: after.score,
             old_tier,
-            new_tier: after.tier,
+            new_tier: after.tier.clone(),
             redeemable_points: after.redeemable,
         };
-        self.outbox.write(tx, household_id, &event).await?;
-        Ok(true)
+        (true, Some(event))
     }
 
     /// Refreshes every household whose entries started or stopped counting since the last tick
@@ -836,23 +716,4 @@ fn score_proto(household_id: &str, at: i64, e: &Evaluation, pledge: PledgeStatus
         redeemable_points: e.redeemable,
         tier_capped: e.tier_capped,
     }
-}
-
-/// The first field in which a retried submission differs from the record its key made.
-fn differing_field(earlier: &RecordRow, input: &RecordInput, occurred_at: i64) -> Option<&'static str> {
-    let evidence: Vec<&str> = input.evidence.iter().map(|e| e.trim()).collect();
-    let magnitude_matches = input.points == 0 || input.points == earlier.points.abs();
-    [
-        ("household_id", earlier.household_id == input.household_id),
-        ("resident_id", earlier.resident_id.as_deref().unwrap_or("") == input.resident_id),
-        ("rule_code", earlier.rule_code == input.rule_code.trim()),
-        ("points", magnitude_matches),
-        ("occurred_at", earlier.occurred_at == occurred_at),
-        ("place", earlier.place == input.place.trim()),
-        ("evidence", earlier.evidence == evidence.join("\n")),
-        ("note", earlier.note == input.note.trim()),
-    ]
-    .into_iter()
-    .find(|(_, same)| !same)
-    .map(|(field, _)| field)
 }

@@ -23,6 +23,21 @@ pub(crate) enum Gate {
     Hold,
 }
 
+/// Whether a new record of a household with pledge `status` (PledgeStatus, if pledges said
+/// anything) counts, waits, or is refused (consent withdrawn).
+pub(crate) fn gate(status: Option<i64>, unpledged: UnpledgedRecords) -> Result<Gate> {
+    match status {
+        Some(s) if s == PledgeStatus::InForce as i64 => Ok(Gate::Counts),
+        Some(s) if s == PledgeStatus::Revoked as i64 => Err(PointsError::Precondition(
+            "该户已撤回信用承诺,不再记录 / the household withdrew its pledge: no new records".into(),
+        )),
+        _ => Ok(match unpledged {
+            UnpledgedRecords::Hold => Gate::Hold,
+            UnpledgedRecords::Accept => Gate::Counts,
+        }),
+    }
+}
+
 fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.as_ref()
         .map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
@@ -30,21 +45,6 @@ fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
 }
 
 impl Points {
-    /// Whether a new record of the household counts, waits, or is refused (consent withdrawn).
-    pub(crate) async fn pledge_gate(&self, tx: &mut Tx, household_id: &str) -> Result<Gate> {
-        let status = store::pledge(&mut **tx, household_id).await?.map(|(status, _)| status);
-        match status {
-            Some(s) if s == PledgeStatus::InForce as i64 => Ok(Gate::Counts),
-            Some(s) if s == PledgeStatus::Revoked as i64 => Err(PointsError::Precondition(
-                "该户已撤回信用承诺,不再记录 / the household withdrew its pledge: no new records".into(),
-            )),
-            _ => Ok(match self.unpledged {
-                UnpledgedRecords::Hold => Gate::Hold,
-                UnpledgedRecords::Accept => Gate::Counts,
-            }),
-        }
-    }
-
     /// The household's pledge status now (for scores and explanations).
     pub(crate) async fn pledge_status(&self, tx: &mut Tx, household_id: &str) -> Result<PledgeStatus> {
         Ok(match store::pledge(&mut **tx, household_id).await? {

@@ -292,48 +292,8 @@ pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
 
 // ---- records ----
 
-pub async fn insert_record<'c, E: Executor<'c, Database = Any>>(e: E, r: &RecordRow) -> sqlx::Result<()> {
-    sqlx::query(&format!(
-        "INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-    ))
-    .bind(&r.id)
-    .bind(&r.household_id)
-    .bind(&r.resident_id)
-    .bind(&r.rule_code)
-    .bind(r.rule_version)
-    .bind(r.points)
-    .bind(r.status)
-    .bind(r.occurred_at)
-    .bind(&r.place)
-    .bind(&r.evidence)
-    .bind(&r.note)
-    .bind(&r.recorded_by)
-    .bind(r.submitted_at)
-    .bind(r.effective_from)
-    .bind(r.expires_at)
-    .bind(&r.decision_reason)
-    .bind(&r.request_id)
-    .bind(r.year)
-    .bind(r.needs_review)
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
 pub async fn record<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<RecordRow>> {
     sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1")).bind(id).fetch_optional(e).await
-}
-
-pub async fn record_by_request<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    recorded_by: &str,
-    request_id: &str,
-) -> sqlx::Result<Option<RecordRow>> {
-    sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE recorded_by = $1 AND request_id = $2"))
-        .bind(recorded_by)
-        .bind(request_id)
-        .fetch_optional(e)
-        .await
 }
 
 pub async fn records_of<'c, E: Executor<'c, Database = Any>>(
@@ -352,24 +312,6 @@ pub async fn records_of<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// Points already recorded (pending or counting) for a household under a rule in a year.
-pub async fn yearly_total<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-    rule_code: &str,
-    year: i64,
-) -> sqlx::Result<i64> {
-    let total: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(SUM(CASE WHEN points < 0 THEN -points ELSE points END) AS BIGINT) FROM records \
-         WHERE household_id = $1 AND rule_code = $2 AND year = $3 AND status IN (1, 2, 3, 6)",
-    )
-    .bind(household_id)
-    .bind(rule_code)
-    .bind(year)
-    .fetch_one(e)
-    .await?;
-    Ok(total.unwrap_or(0))
-}
-
 pub async fn decide_record<'c, E: Executor<'c, Database = Any>>(
     e: E,
     id: &str,
@@ -661,5 +603,212 @@ pub async fn release_record<'c, E: Executor<'c, Database = Any>>(
         .bind(expires_at)
         .execute(e)
         .await?;
+    Ok(())
+}
+
+// ---- set-based reads and multi-row writes, for batches ----
+
+/// Rows per multi-row statement: the widest (records, 19 columns) stays far below SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound values.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `$first, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($1, …, $columns), (…)` for `rows` rows.
+fn values(rows: usize, columns: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(r * columns + 1, columns))).collect::<Vec<_>>().join(", ")
+}
+
+/// The caller's records for any of `request_ids`.
+pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    recorded_by: &str,
+    request_ids: &[&str],
+) -> sqlx::Result<Vec<RecordRow>> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE recorded_by = $1 AND request_id IN ({})",
+        placeholders(2, request_ids.len())
+    );
+    let mut query = sqlx::query_as(&sql).bind(recorded_by);
+    for id in request_ids {
+        query = query.bind(*id);
+    }
+    query.fetch_all(e).await
+}
+
+pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(chunk.len(), 19));
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.id.clone())
+                .bind(r.household_id.clone())
+                .bind(r.resident_id.clone())
+                .bind(r.rule_code.clone())
+                .bind(r.rule_version)
+                .bind(r.points)
+                .bind(r.status)
+                .bind(r.occurred_at)
+                .bind(r.place.clone())
+                .bind(r.evidence.clone())
+                .bind(r.note.clone())
+                .bind(r.recorded_by.clone())
+                .bind(r.submitted_at)
+                .bind(r.effective_from)
+                .bind(r.expires_at)
+                .bind(r.decision_reason.clone())
+                .bind(r.request_id.clone())
+                .bind(r.year)
+                .bind(r.needs_review);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Each household's last ledger hash (households without entries are absent).
+pub async fn last_hashes(
+    conn: &mut sqlx::AnyConnection,
+    households: &[&str],
+) -> sqlx::Result<std::collections::HashMap<String, String>> {
+    let mut heads = std::collections::HashMap::new();
+    for chunk in households.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT household_id, hash FROM ledger WHERE seq IN \
+             (SELECT MAX(seq) FROM ledger WHERE household_id IN ({}) GROUP BY household_id)",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        heads.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(heads)
+}
+
+/// Every ledger entry of the households, in ledger order.
+pub async fn entries_of_households(
+    conn: &mut sqlx::AnyConnection,
+    households: &[&str],
+) -> sqlx::Result<Vec<LedgerRow>> {
+    let mut rows = Vec::new();
+    for chunk in households.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id IN ({}) ORDER BY seq",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, LedgerRow>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// Appends entries in the order given (their seq follows it).
+pub async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[LedgerRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO ledger (household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, \
+             rule_version, category, serious, reverses_seq, created_at, prev_hash, hash) VALUES {}",
+            values(chunk.len(), 14)
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(row.household_id.clone())
+                .bind(row.record_id.clone())
+                .bind(row.resident_id.clone())
+                .bind(row.delta)
+                .bind(row.effective_from)
+                .bind(row.expires_at)
+                .bind(row.rule_code.clone())
+                .bind(row.rule_version)
+                .bind(row.category)
+                .bind(row.serious)
+                .bind(row.reverses_seq)
+                .bind(row.created_at)
+                .bind(row.prev_hash.clone())
+                .bind(row.hash.clone());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Adds to grid totals: (grid, category, month) → (bonus, deduction, entries), keys unique.
+pub async fn add_grid_totals(
+    conn: &mut sqlx::AnyConnection,
+    totals: &std::collections::BTreeMap<(String, i64, String), (i64, i64, i64)>,
+) -> sqlx::Result<()> {
+    let totals: Vec<_> = totals.iter().collect();
+    for chunk in totals.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO grid_totals (grid_id, category, month, bonus_points, deduction_points, entries) VALUES {} \
+             ON CONFLICT (grid_id, category, month) DO UPDATE SET \
+             bonus_points = grid_totals.bonus_points + excluded.bonus_points, \
+             deduction_points = grid_totals.deduction_points + excluded.deduction_points, \
+             entries = grid_totals.entries + excluded.entries",
+            values(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((grid, category, month), (bonus, deduction, entries)) in chunk {
+            query = query
+                .bind(grid.clone())
+                .bind(*category)
+                .bind(month.clone())
+                .bind(*bonus)
+                .bind(*deduction)
+                .bind(*entries);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// (score, tier, redeemable) as last maintained, by household.
+pub async fn balances_of(
+    conn: &mut sqlx::AnyConnection,
+    households: &[&str],
+) -> sqlx::Result<std::collections::HashMap<String, (i64, String, i64)>> {
+    let mut balances = std::collections::HashMap::new();
+    for chunk in households.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT household_id, score, tier, redeemable FROM balances WHERE household_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, String, i64)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for (household, score, tier, redeemable) in query.fetch_all(&mut *conn).await? {
+            balances.insert(household, (score, tier, redeemable));
+        }
+    }
+    Ok(balances)
+}
+
+/// Writes balances: (household, score, tier, redeemable), households unique.
+pub async fn upsert_balances(conn: &mut sqlx::AnyConnection, rows: &[(String, i64, String, i64)]) -> sqlx::Result<()> {
+    let updated_at = now_micros();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES {} \
+             ON CONFLICT (household_id) DO UPDATE SET score = excluded.score, tier = excluded.tier, \
+             redeemable = excluded.redeemable, updated_at = excluded.updated_at",
+            values(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (household, score, tier, redeemable) in chunk {
+            query = query.bind(household.clone()).bind(*score).bind(tier.clone()).bind(*redeemable).bind(updated_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }

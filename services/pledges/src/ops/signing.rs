@@ -200,7 +200,10 @@ impl Pledges {
             self.check_campaign(tx, campaign_id, &household, day).await?;
         }
 
+        // Under the household's lock, read its standing again: a concurrent signing may have
+        // changed it since the checks above (PostgreSQL; SQLite's writer lock already serialises).
         store::lock_household(&mut **tx, &household.id).await?;
+        let household = store::household(&mut **tx, &household.id).await?.ok_or(PledgesError::NotFound(HOUSEHOLD))?;
         let resign_from = store::resign_from(&mut **tx, &template.id).await?;
         let previous = store::in_force(&mut **tx, &household.id, &template.id).await?;
         if let Some(previous) = &previous
@@ -300,6 +303,7 @@ impl Pledges {
             }
         }
         store::lock_household(&mut *tx, &household.id).await?;
+        let household = store::household(&mut *tx, &household.id).await?.ok_or(PledgesError::NotFound(HOUSEHOLD))?;
         let in_force = match household.signature_id.as_deref() {
             Some(id) => store::signature(&mut *tx, id).await?.filter(|s| s.status == store::IN_FORCE),
             None => None,
