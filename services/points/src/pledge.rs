@@ -106,6 +106,9 @@ impl Points {
                 record: Some(record_proto(&record)),
                 needs_review: record.needs_review == 1,
                 org_path: org_path.clone(),
+                points_min: rule.points_min,
+                points_max: rule.points_max,
+                disclosure_days: rule.disclosure_days as i32,
             };
             self.outbox.write(tx, household_id, &released).await?;
             if record.needs_review == 0 {

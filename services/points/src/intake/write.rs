@@ -62,6 +62,9 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
             // The council opens a task now only for a record that is not held.
             needs_review: item.status == RecordStatus::PendingReview,
             org_path: item.org_path.clone(),
+            points_min: item.rule.points_min,
+            points_max: item.rule.points_max,
+            disclosure_days: item.rule.disclosure_days as i32,
         };
         envelopes.push(points.outbox.envelope(&item.row.household_id, &submitted)?);
         if item.status == RecordStatus::Effective {
