@@ -22,16 +22,19 @@ pub enum ServiceName {
     Identity,
     Pledges,
     Points,
+    Council,
 }
 
 impl ServiceName {
-    pub const ALL: &'static [ServiceName] = &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points];
+    pub const ALL: &'static [ServiceName] =
+        &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points, ServiceName::Council];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Identity => jiaxin_identity::SERVICE,
             ServiceName::Pledges => jiaxin_pledges::SERVICE,
             ServiceName::Points => jiaxin_points::SERVICE,
+            ServiceName::Council => jiaxin_council::SERVICE,
         }
     }
 
@@ -40,6 +43,7 @@ impl ServiceName {
             ServiceName::Identity => &jiaxin_identity::MIGRATIONS,
             ServiceName::Pledges => &jiaxin_pledges::MIGRATIONS,
             ServiceName::Points => &jiaxin_points::MIGRATIONS,
+            ServiceName::Council => &jiaxin_council::MIGRATIONS,
         }
     }
 }
@@ -240,6 +244,15 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 tasks.spawn(points.ticker(config.points.tick_interval(), cancel.clone()));
                 relays.push(Relay::new(db, points.outbox(), bus.clone()));
             }
+            ServiceName::Council => {
+                let council = jiaxin_council::CouncilService::start(db.clone());
+                routes.add_service(council.grpc_service());
+                health_names.push(jiaxin_council::CouncilService::grpc_name().to_owned());
+                let (topics, consumer) = council.consumer();
+                bus.subscribe(&topics, Arc::new(consumer)).await?;
+                tasks.spawn(council.ticker(cancel.clone()));
+                relays.push(Relay::new(db, council.outbox(), bus.clone()));
+            }
         }
     }
     for relay in relays {
@@ -305,5 +318,6 @@ pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::
         ServiceName::Identity => Vec::new(),
         ServiceName::Pledges => vec![jiaxin_pledges::consumer(db).1],
         ServiceName::Points => vec![jiaxin_points::consumer(db, None).1],
+        ServiceName::Council => vec![jiaxin_council::consumer(db, None).1],
     }
 }

@@ -1,0 +1,93 @@
+//! Events the council acts on: identity's org tree, households and memberships (for scope,
+//! masked addresses and recusal), and points' records that need review.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiaxin_kit::{
+    events,
+    inbox::{EventHandler, HandlerError},
+    storage::Tx,
+};
+use jiaxin_proto::{
+    events::Envelope,
+    identity::{HouseholdRegistered, MemberJoined, OrgNodeCreated, OrgNodeMoved},
+    points::{RecordReleased, RecordSubmitted},
+};
+
+use crate::{
+    error::CouncilError,
+    ops::{Council, path_of},
+    store,
+};
+
+fn failed(error: impl std::fmt::Display) -> HandlerError {
+    HandlerError::new(error.to_string())
+}
+
+/// Everything the council consumes, as one consumer group `jiaxin.council`.
+pub struct CouncilEvents(pub Arc<Council>);
+
+#[async_trait]
+impl EventHandler for CouncilEvents {
+    async fn handle(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
+        match envelope.producer.as_str() {
+            "identity" => identity(tx, envelope).await.map_err(failed),
+            "points" => self.points(tx, envelope).await.map_err(failed),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl CouncilEvents {
+    async fn points(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> {
+        use crate::ops::Submitted;
+        if let Some(submitted) = events::payload::<RecordSubmitted>(envelope)? {
+            if submitted.needs_review
+                && let Some(record) = &submitted.record
+            {
+                let task = Submitted {
+                    record,
+                    org_path: &submitted.org_path,
+                    points_min: submitted.points_min,
+                    points_max: submitted.points_max,
+                    disclosure_days: i64::from(submitted.disclosure_days),
+                };
+                self.0.open_task(tx, task).await?;
+            }
+        } else if let Some(released) = events::payload::<RecordReleased>(envelope)?
+            && released.needs_review
+            && let Some(record) = &released.record
+        {
+            let task = Submitted {
+                record,
+                org_path: &released.org_path,
+                points_min: released.points_min,
+                points_max: released.points_max,
+                disclosure_days: i64::from(released.disclosure_days),
+            };
+            self.0.open_task(tx, task).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> {
+    if let Some(created) = events::payload::<OrgNodeCreated>(envelope)? {
+        if let Some(node) = created.org_node {
+            store::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path), i64::from(node.kind)).await?;
+        }
+    } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope)? {
+        let new_path = path_of(&moved.path);
+        match store::org_node(&mut **tx, &moved.org_node_id).await? {
+            Some((old_path, _)) => store::move_subtree(tx, &old_path, &new_path).await?,
+            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path, 0).await?,
+        }
+    } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope)? {
+        store::upsert_household(&mut **tx, &registered.household_id, &registered.address).await?;
+    } else if let Some(joined) = events::payload::<MemberJoined>(envelope)? {
+        // Kept for good: recusal looks at every household a resident ever belonged to.
+        store::add_membership(&mut **tx, &joined.household_id, &joined.resident_id).await?;
+    }
+    Ok(())
+}

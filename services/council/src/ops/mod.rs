@@ -1,0 +1,113 @@
+//! The council's operations: each one transaction that checks the caller, validates against
+//! current state, writes (with its audit entries) and adds its events to the outbox.
+
+mod councils;
+mod published;
+mod review;
+
+pub(crate) use review::Submitted;
+
+use jiaxin_kit::{outbox::Outbox, storage::Database, storage::Tx, time::now_micros, time::to_timestamp};
+use jiaxin_proto::council::{Decision, ReviewOutcome, Task, TaskStatus, Vote};
+use prost::Message;
+
+use crate::{
+    domain::audit,
+    error::Result,
+    store::{self, AuditRow, TaskRow, VoteRow},
+};
+
+pub struct Council {
+    pub(crate) db: Database,
+    pub(crate) outbox: Outbox,
+}
+
+impl Council {
+    pub fn new(db: Database, outbox: Outbox) -> Self {
+        Self { db, outbox }
+    }
+}
+
+/// The ids of a stored path `/a/b/c/`, root first.
+pub(crate) fn path_ids(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+pub(crate) fn path_of<S: AsRef<str>>(ids: &[S]) -> String {
+    let mut path = String::from("/");
+    for id in ids {
+        path.push_str(id.as_ref());
+        path.push('/');
+    }
+    path
+}
+
+/// Appends to the audit log's hash chain, inside the operation's transaction: if the entry
+/// cannot be written, neither can what it records.
+pub(crate) async fn audit(tx: &mut Tx, actor: &str, action: &str, subject: &str, details: &str) -> Result<()> {
+    let prev = store::last_audit_hash(&mut **tx).await?.unwrap_or_else(|| audit::GENESIS.to_owned());
+    let at = now_micros();
+    let hash = audit::hash(&prev, &audit::Entry { at, actor, action, subject, details });
+    let row = AuditRow {
+        seq: 0,
+        at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        details: details.to_owned(),
+        prev_hash: prev,
+        hash,
+    };
+    store::append_audit(&mut **tx, &row).await?;
+    Ok(())
+}
+
+pub(crate) fn vote_proto(v: &VoteRow) -> Vote {
+    Vote {
+        account_id: v.account_id.clone(),
+        choice: v.choice as i32,
+        amended_points: v.amended_points,
+        reason: v.reason.clone(),
+        cast_at: Some(to_timestamp(v.cast_at)),
+    }
+}
+
+pub(crate) fn decision_proto(t: &TaskRow) -> Option<Decision> {
+    let decided_at = t.decided_at?;
+    Some(Decision {
+        outcome: t.outcome as i32,
+        amended_points: t.amended_points,
+        reason: t.reason.clone(),
+        decided_at: Some(to_timestamp(decided_at)),
+        disclosed_until: t.disclosed_until.map(to_timestamp),
+    })
+}
+
+/// The village or community a task's path runs through, known from the org tree; the task's
+/// grid's parent otherwise.
+pub(crate) fn task_proto(t: &TaskRow, org_node_id: &str, votes: &[VoteRow], now: i64) -> Task {
+    Task {
+        id: t.id.clone(),
+        record_id: t.record_id.clone(),
+        household_id: t.household_id.clone(),
+        org_node_id: org_node_id.to_owned(),
+        record: jiaxin_proto::points::Record::decode(t.record.as_slice()).ok(),
+        points_min: t.points_min,
+        points_max: t.points_max,
+        status: t.status as i32,
+        opened_at: Some(to_timestamp(t.opened_at)),
+        due_at: Some(to_timestamp(t.due_at)),
+        overdue: t.status == TaskStatus::Open as i64 && t.due_at < now,
+        votes: votes.iter().map(vote_proto).collect(),
+        decision: decision_proto(t),
+    }
+}
+
+pub(crate) fn outcome_name(outcome: ReviewOutcome) -> &'static str {
+    match outcome {
+        ReviewOutcome::Approved => "approved",
+        ReviewOutcome::Amended => "amended",
+        ReviewOutcome::Rejected => "rejected",
+        ReviewOutcome::Unspecified => "unspecified",
+    }
+}

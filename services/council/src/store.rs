@@ -1,0 +1,457 @@
+//! The council's SQL. Functions take any executor so operations can run them in one transaction.
+
+use sqlx::{Any, Executor};
+
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The key range of every path under `prefix` (`/a/b/`): from it up to, not including, `/a/b0`.
+fn subtree_range(prefix: &str) -> (String, String) {
+    (prefix.to_owned(), format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix)))
+}
+
+// ---- identity's read model ----
+
+pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    path: &str,
+    kind: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
+         path = excluded.path, kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
+    )
+    .bind(id)
+    .bind(path)
+    .bind(kind)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, i64)>> {
+    sqlx::query_as("SELECT path, kind FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
+}
+
+/// Re-roots every node and task path under `old_path`.
+pub async fn move_subtree(conn: &mut sqlx::AnyConnection, old_path: &str, new_path: &str) -> sqlx::Result<()> {
+    let (from, to) = subtree_range(old_path);
+    for table in ["org_nodes", "tasks"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET path = $1 || substr(path, CAST($2 AS INTEGER)) WHERE path >= $3 AND path < $4"
+        ))
+        .bind(new_path)
+        .bind(old_path.len() as i64 + 1)
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, address: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO households (id, address) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET address = excluded.address")
+        .bind(id)
+        .bind(address)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+pub async fn household_address<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT address FROM households WHERE id = $1").bind(id).fetch_optional(e).await
+}
+
+pub async fn add_membership<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO memberships (household_id, resident_id) VALUES ($1, $2) \
+         ON CONFLICT (household_id, resident_id) DO NOTHING",
+    )
+    .bind(household_id)
+    .bind(resident_id)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Whether `resident_id` ever belonged to the household, or ever shared a household with anyone
+/// who ever belonged to it (family ties as household history records them).
+pub async fn related<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<bool> {
+    let hit: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(1 AS BIGINT) FROM memberships mine JOIN memberships kin ON kin.household_id = mine.household_id \
+         WHERE mine.resident_id = $2 AND kin.resident_id IN \
+         (SELECT resident_id FROM memberships WHERE household_id = $1) \
+         UNION SELECT CAST(1 AS BIGINT) FROM memberships WHERE household_id = $1 AND resident_id = $2 LIMIT 1",
+    )
+    .bind(household_id)
+    .bind(resident_id)
+    .fetch_optional(e)
+    .await?;
+    Ok(hit.is_some())
+}
+
+// ---- councils ----
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CouncilRow {
+    pub id: String,
+    pub org_node_id: String,
+    pub name: String,
+    pub quorum: i64,
+    pub majority_permille: i64,
+    pub review_days: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub account_id: String,
+    pub display_name: String,
+    pub kind: i64,
+    pub term_from: String,
+    pub term_to: String,
+}
+
+const COUNCIL_COLUMNS: &str = "id, org_node_id, name, quorum, majority_permille, review_days";
+
+pub async fn council_of_node<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    org_node_id: &str,
+) -> sqlx::Result<Option<CouncilRow>> {
+    sqlx::query_as(&format!("SELECT {COUNCIL_COLUMNS} FROM councils WHERE org_node_id = $1"))
+        .bind(org_node_id)
+        .fetch_optional(e)
+        .await
+}
+
+/// The council of the village or community on `path` (only those have councils).
+pub async fn council_on_path<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path: &[&str],
+) -> sqlx::Result<Option<CouncilRow>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT {COUNCIL_COLUMNS} FROM councils WHERE org_node_id IN ({}) LIMIT 1",
+        placeholders(1, path.len())
+    );
+    let mut query = sqlx::query_as(&sql);
+    for id in path {
+        query = query.bind(*id);
+    }
+    query.fetch_optional(e).await
+}
+
+pub async fn save_council<'c, E: Executor<'c, Database = Any>>(e: E, c: &CouncilRow, at: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO councils (id, org_node_id, name, quorum, majority_permille, review_days, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_node_id) DO UPDATE SET name = excluded.name, \
+         quorum = excluded.quorum, majority_permille = excluded.majority_permille, \
+         review_days = excluded.review_days, updated_at = excluded.updated_at",
+    )
+    .bind(&c.id)
+    .bind(&c.org_node_id)
+    .bind(&c.name)
+    .bind(c.quorum)
+    .bind(c.majority_permille)
+    .bind(c.review_days)
+    .bind(at)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn members<'c, E: Executor<'c, Database = Any>>(e: E, council_id: &str) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query_as(
+        "SELECT account_id, display_name, kind, term_from, term_to FROM council_members WHERE council_id = $1 \
+         ORDER BY account_id",
+    )
+    .bind(council_id)
+    .fetch_all(e)
+    .await
+}
+
+pub async fn seat_member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    council_id: &str,
+    m: &MemberRow,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO council_members (council_id, account_id, display_name, kind, term_from, term_to) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (council_id, account_id) DO UPDATE SET \
+         display_name = excluded.display_name, kind = excluded.kind, term_from = excluded.term_from, \
+         term_to = excluded.term_to",
+    )
+    .bind(council_id)
+    .bind(&m.account_id)
+    .bind(&m.display_name)
+    .bind(m.kind)
+    .bind(&m.term_from)
+    .bind(&m.term_to)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+// ---- tasks and votes ----
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub record_id: String,
+    pub household_id: String,
+    pub path: String,
+    pub record: Vec<u8>,
+    pub recorded_by: String,
+    pub rule_code: String,
+    pub points: i64,
+    pub points_min: i64,
+    pub points_max: i64,
+    pub disclosure_days: i64,
+    pub status: i64,
+    pub opened_at: i64,
+    pub due_at: i64,
+    pub outcome: i64,
+    pub amended_points: i64,
+    pub reason: String,
+    pub decided_at: Option<i64>,
+    pub disclosed_until: Option<i64>,
+}
+
+const TASK_COLUMNS: &str = "id, record_id, household_id, path, record, recorded_by, rule_code, points, points_min, \
+     points_max, disclosure_days, status, opened_at, due_at, outcome, amended_points, reason, decided_at, disclosed_until";
+
+/// Opens a task; false when the record already has one (a redelivered event).
+pub async fn insert_task<'c, E: Executor<'c, Database = Any>>(e: E, t: &TaskRow) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO tasks (id, record_id, household_id, path, record, recorded_by, rule_code, points, points_min, \
+         points_max, disclosure_days, status, opened_at, due_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (record_id) DO NOTHING",
+    )
+    .bind(&t.id)
+    .bind(&t.record_id)
+    .bind(&t.household_id)
+    .bind(&t.path)
+    .bind(&t.record)
+    .bind(&t.recorded_by)
+    .bind(&t.rule_code)
+    .bind(t.points)
+    .bind(t.points_min)
+    .bind(t.points_max)
+    .bind(t.disclosure_days)
+    .bind(t.status)
+    .bind(t.opened_at)
+    .bind(t.due_at)
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn task<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")).bind(id).fetch_optional(e).await
+}
+
+/// Serialises votes on one task (a row lock in PostgreSQL; SQLite's writer lock already does).
+pub async fn lock_task<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE tasks SET status = status WHERE id = $1").bind(id).execute(e).await?;
+    Ok(())
+}
+
+/// Tasks under a village's path, by id (time order), optionally of one status; `desc` for newest first.
+pub async fn tasks_under<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path_prefix: &str,
+    status: i64,
+    after: Option<&str>,
+    limit: i64,
+    desc: bool,
+) -> sqlx::Result<Vec<TaskRow>> {
+    let (from, to) = subtree_range(path_prefix);
+    let (cmp, order) = if desc { ("<", "DESC") } else { (">", "ASC") };
+    sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE path >= $1 AND path < $2 AND ($3 = 0 OR status = $3) \
+         AND ($4 = '' OR id {cmp} $4) ORDER BY id {order} LIMIT $5"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(status)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+pub async fn household_tasks<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    except: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE household_id = $1 AND id <> $2 ORDER BY opened_at DESC LIMIT $3"
+    ))
+    .bind(household_id)
+    .bind(except)
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VoteRow {
+    pub account_id: String,
+    pub choice: i64,
+    pub amended_points: i64,
+    pub reason: String,
+    pub cast_at: i64,
+}
+
+pub async fn votes<'c, E: Executor<'c, Database = Any>>(e: E, task_id: &str) -> sqlx::Result<Vec<VoteRow>> {
+    sqlx::query_as(
+        "SELECT account_id, choice, amended_points, reason, cast_at FROM votes WHERE task_id = $1 ORDER BY cast_at, account_id",
+    )
+    .bind(task_id)
+    .fetch_all(e)
+    .await
+}
+
+pub async fn insert_vote<'c, E: Executor<'c, Database = Any>>(e: E, task_id: &str, v: &VoteRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO votes (task_id, account_id, choice, amended_points, reason, cast_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(task_id)
+    .bind(&v.account_id)
+    .bind(v.choice)
+    .bind(v.amended_points)
+    .bind(&v.reason)
+    .bind(v.cast_at)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn decide_task<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    outcome: i64,
+    amended_points: i64,
+    reason: &str,
+    decided_at: i64,
+    disclosed_until: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = 2, outcome = $2, amended_points = $3, reason = $4, decided_at = $5, \
+         disclosed_until = $6 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(outcome)
+    .bind(amended_points)
+    .bind(reason)
+    .bind(decided_at)
+    .bind(disclosed_until)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Open tasks past their deadline not yet reminded of; marks them reminded.
+pub async fn take_overdue<'c, E: Executor<'c, Database = Any>>(e: E, now: i64) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(&format!(
+        "UPDATE tasks SET reminded = 1 WHERE status = 1 AND reminded = 0 AND due_at < $1 RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(now)
+    .fetch_all(e)
+    .await
+}
+
+/// Decided tasks whose disclosure period ended, not yet closed; marks them closed.
+pub async fn take_closed_disclosures<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    now: i64,
+) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(&format!(
+        "UPDATE tasks SET disclosure_closed = 1 WHERE disclosure_closed = 0 AND disclosed_until IS NOT NULL \
+         AND disclosed_until <= $1 RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(now)
+    .fetch_all(e)
+    .await
+}
+
+/// Tasks of a village on its disclosure list at `now`.
+pub async fn disclosed_under<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    path_prefix: &str,
+    now: i64,
+) -> sqlx::Result<Vec<TaskRow>> {
+    let (from, to) = subtree_range(path_prefix);
+    sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE path >= $1 AND path < $2 AND disclosed_until > $3 \
+         AND decided_at <= $3 ORDER BY decided_at, id"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .fetch_all(e)
+    .await
+}
+
+// ---- audit log ----
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub async fn last_audit_hash<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(e).await
+}
+
+pub async fn append_audit<'c, E: Executor<'c, Database = Any>>(e: E, row: &AuditRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(row.at)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.subject)
+    .bind(&row.details)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Audit entries after `after` (seq order), a page at a time.
+pub async fn audit_page<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    sqlx::query_as(
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
