@@ -1,5 +1,6 @@
 //! Events points acts on: identity's households, members and org tree (kept as a read model for
-//! scope checks), pledges' signings and revocations, and the council's review decisions.
+//! scope checks), pledges' signings and revocations, and the council's review decisions,
+//! objections and credit repairs.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use jiaxin_kit::{
     storage::Tx,
 };
 use jiaxin_proto::{
-    council::ReviewDecided,
+    council::{ObjectionFiled, ObjectionResolved, RepairApproved, ReviewDecided},
     events::Envelope,
     identity::{HouseholdDissolved, HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
     pledges::{PledgeRenewed, PledgeRevoked, PledgeSigned},
@@ -50,6 +51,12 @@ impl EventHandler for PointsEvents {
             "council" => {
                 if let Some(decision) = events::payload::<ReviewDecided>(envelope).map_err(failed)? {
                     self.0.apply_review(tx, &decision).await.map_err(failed)?;
+                } else if let Some(filed) = events::payload::<ObjectionFiled>(envelope).map_err(failed)? {
+                    self.0.apply_objection_filed(tx, &filed).await.map_err(failed)?;
+                } else if let Some(resolved) = events::payload::<ObjectionResolved>(envelope).map_err(failed)? {
+                    self.0.apply_objection_resolved(tx, &resolved).await.map_err(failed)?;
+                } else if let Some(repair) = events::payload::<RepairApproved>(envelope).map_err(failed)? {
+                    self.0.apply_repair(tx, &repair).await.map_err(failed)?;
                 }
                 Ok(())
             }

@@ -7,6 +7,7 @@
 //! households and the council's decisions).
 
 pub mod api;
+mod appeals;
 mod consumers;
 pub mod domain;
 mod error;

@@ -94,8 +94,12 @@ pub(crate) fn record_proto(r: &RecordRow) -> Record {
 }
 
 /// An approved record is in disclosure until its effective date; the stored status says
-/// approved-in-disclosure, the clock says when that turned into effective.
+/// approved-in-disclosure, the clock says when that turned into effective. A frozen record
+/// (objected to) shows as frozen whatever it was.
 fn status_now(r: &RecordRow, now: i64) -> RecordStatus {
+    if r.frozen == 1 {
+        return RecordStatus::Frozen;
+    }
     let stored = RecordStatus::try_from(r.status as i32).unwrap_or(RecordStatus::Unspecified);
     match (stored, r.effective_from) {
         (RecordStatus::InDisclosure, Some(from)) if from <= now => RecordStatus::Effective,
@@ -130,11 +134,23 @@ pub(crate) fn chain_entry(
     effective_from: i64,
     reverses: Option<&LedgerRow>,
 ) -> LedgerRow {
-    let created_at = now_micros();
     let expires_at = match reverses {
         Some(original) => original.expires_at.max(effective_from + 1),
         None => effective_from + rule.counts_days * DAY_MICROS,
     };
+    chain_entry_until(prev, record, rule, delta, (effective_from, expires_at), reverses)
+}
+
+/// A ledger entry counting over `window` (from, until), chained after `prev`.
+pub(crate) fn chain_entry_until(
+    prev: String,
+    record: &RecordRow,
+    rule: &RuleRow,
+    delta: i64,
+    (effective_from, expires_at): (i64, i64),
+    reverses: Option<&LedgerRow>,
+) -> LedgerRow {
+    let created_at = now_micros();
     let serious = rule.severity == Severity::Serious as i64;
     let chained = Chained {
         household_id: &record.household_id,
@@ -277,7 +293,7 @@ impl Points {
     }
 
     /// Appends a ledger entry to the household's chain; returns its seq.
-    async fn append_entry(
+    pub(crate) async fn append_entry(
         &self,
         tx: &mut Tx,
         record: &RecordRow,
@@ -286,13 +302,22 @@ impl Points {
         effective_from: i64,
         reverses: Option<&LedgerRow>,
     ) -> Result<i64> {
-        let prev =
-            store::last_hash(&mut **tx, &record.household_id).await?.unwrap_or_else(|| ledger::GENESIS.to_owned());
+        let prev = self.chain_head(tx, &record.household_id).await?;
         let row = chain_entry(prev, record, rule, delta, effective_from, reverses);
-        let seq = store::insert_entry(&mut **tx, &row).await?;
+        self.store_entry(tx, &row).await
+    }
+
+    /// The household's last ledger hash: what its next entry chains after.
+    pub(crate) async fn chain_head(&self, tx: &mut Tx, household_id: &str) -> Result<String> {
+        Ok(store::last_hash(&mut **tx, household_id).await?.unwrap_or_else(|| ledger::GENESIS.to_owned()))
+    }
+
+    /// Writes a chained entry and adds it to its grid's totals; returns its seq.
+    pub(crate) async fn store_entry(&self, tx: &mut Tx, row: &LedgerRow) -> Result<i64> {
+        let seq = store::insert_entry(&mut **tx, row).await?;
         // Keep the grid's totals with the ledger, by the month the entry takes effect.
-        if let Some(grid) = store::household_grid(&mut **tx, &record.household_id).await? {
-            let total = GridTotal::of(&row);
+        if let Some(grid) = store::household_grid(&mut **tx, &row.household_id).await? {
+            let total = GridTotal::of(row);
             store::add_grid_total(
                 &mut **tx,
                 &grid,
@@ -497,8 +522,13 @@ impl Points {
                 "只有已生效或公示中的记录可以冲销 / only effective or disclosed records can be reversed".into(),
             ));
         }
+        if record.frozen == 1 {
+            return Err(PointsError::Precondition(
+                "该记录有待复核的异议 / an objection to this record awaits the council".into(),
+            ));
+        }
         store::lock_household(&mut *tx, &record.household_id).await?;
-        let original = store::entry_of_record(&mut *tx, &record.id).await?.ok_or(PointsError::NotFound(RECORD))?;
+        let original = store::live_entry_of_record(&mut *tx, &record.id).await?.ok_or(PointsError::NotFound(RECORD))?;
         let rule = store::rule_version(&mut *tx, &record.rule_code, record.rule_version)
             .await?
             .ok_or(PointsError::NotFound("规则"))?;

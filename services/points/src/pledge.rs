@@ -109,6 +109,7 @@ impl Points {
                 points_min: rule.points_min,
                 points_max: rule.points_max,
                 disclosure_days: rule.disclosure_days as i32,
+                severity: rule.severity as i32,
             };
             self.outbox.write(tx, household_id, &released).await?;
             if record.needs_review == 0 {

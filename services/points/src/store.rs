@@ -56,11 +56,13 @@ pub struct RecordRow {
     pub year: i64,
     /// Whether the council reviews it (kept for held records, decided when they are released).
     pub needs_review: i64,
+    /// Objected to and not yet re-reviewed: its entry is cancelled meanwhile.
+    pub frozen: i64,
 }
 
 const RECORD_COLUMNS: &str = "id, household_id, resident_id, rule_code, rule_version, points, status, occurred_at, place, \
      evidence, note, recorded_by, submitted_at, effective_from, expires_at, decision_reason, request_id, year, \
-     needs_review";
+     needs_review, frozen";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LedgerRow {
@@ -373,14 +375,36 @@ pub async fn entries_of<'c, E: Executor<'c, Database = Any>>(e: E, household_id:
         .await
 }
 
-pub async fn entry_of_record<'c, E: Executor<'c, Database = Any>>(
+/// The record's entry that counts (or will): its latest own entry no later entry reversed.
+pub async fn live_entry_of_record<'c, E: Executor<'c, Database = Any>>(
     e: E,
     record_id: &str,
 ) -> sqlx::Result<Option<LedgerRow>> {
-    sqlx::query_as(&format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE record_id = $1 AND reverses_seq IS NULL"))
-        .bind(record_id)
-        .fetch_optional(e)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {LEDGER_COLUMNS} FROM ledger l WHERE record_id = $1 AND reverses_seq IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses_seq = l.seq) ORDER BY seq DESC LIMIT 1"
+    ))
+    .bind(record_id)
+    .fetch_optional(e)
+    .await
+}
+
+/// The record's latest own entry, reversed or not (what an upheld objection re-applies).
+pub async fn last_entry_of_record<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    record_id: &str,
+) -> sqlx::Result<Option<LedgerRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {LEDGER_COLUMNS} FROM ledger WHERE record_id = $1 AND reverses_seq IS NULL ORDER BY seq DESC LIMIT 1"
+    ))
+    .bind(record_id)
+    .fetch_optional(e)
+    .await
+}
+
+pub async fn set_frozen<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, frozen: bool) -> sqlx::Result<()> {
+    sqlx::query("UPDATE records SET frozen = $2 WHERE id = $1").bind(id).bind(i64::from(frozen)).execute(e).await?;
+    Ok(())
 }
 
 /// Households with ledger entries, after `after`, a page at a time (for verifying every chain).
@@ -608,7 +632,7 @@ pub async fn release_record<'c, E: Executor<'c, Database = Any>>(
 
 // ---- set-based reads and multi-row writes, for batches ----
 
-/// Rows per multi-row statement: the widest (records, 19 columns) stays far below SQLite's
+/// Rows per multi-row statement: the widest (records, 20 columns) stays far below SQLite's
 /// 32,766 and PostgreSQL's 65,535 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -641,7 +665,7 @@ pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
 
 pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow]) -> sqlx::Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(chunk.len(), 19));
+        let sql = format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(chunk.len(), 20));
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
@@ -663,7 +687,8 @@ pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow])
                 .bind(r.decision_reason.clone())
                 .bind(r.request_id.clone())
                 .bind(r.year)
-                .bind(r.needs_review);
+                .bind(r.needs_review)
+                .bind(r.frozen);
         }
         query.execute(&mut *conn).await?;
     }

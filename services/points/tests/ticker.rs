@@ -16,10 +16,12 @@ use jiaxin_kit::{
 };
 use jiaxin_points::{PointsService, UnpledgedRecords};
 use jiaxin_proto::{
-    council::{ReviewDecided, ReviewOutcome},
+    council::{ObjectionFiled, ObjectionOutcome, ObjectionResolved, RepairApproved, ReviewDecided, ReviewOutcome},
     identity::{HouseholdRegistered, OrgNodeCreated, OrgNodeKind},
     pledges::PledgeSigned,
-    points::{RecordInput, ScoreChanged, SubmitRecordRequest, points_service_server::PointsService as _},
+    points::{
+        GetScoreRequest, RecordInput, ScoreChanged, SubmitRecordRequest, points_service_server::PointsService as _,
+    },
 };
 use sqlx::Row;
 
@@ -48,8 +50,19 @@ async fn score_changes(db: &Database) -> Vec<(i64, i64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expires() {
+/// A household known from identity's events, pledged, with a littering deduction (D06, 4
+/// points: 7 days' disclosure, then 90 days) the council approved just now.
+struct Approved {
+    service: PointsService,
+    consumer: jiaxin_kit::inbox::Consumer,
+    db: Database,
+    household: &'static str,
+    record_id: String,
+    now: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn approved_deduction() -> Approved {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
     let config = jiaxin_points::PointsConfig { score_tick_secs: 30, unpledged_records: UnpledgedRecords::Hold };
@@ -125,6 +138,12 @@ async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expire
         .deliver(&events::topic("council"), &events::envelope("council", household, &decision).unwrap())
         .await
         .unwrap();
+    Approved { service, consumer, db, household, record_id: record.id, now, _dir: dir }
+}
+
+#[tokio::test]
+async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expires() {
+    let Approved { service, db, now, _dir, .. } = approved_deduction().await;
     assert!(score_changes(&db).await.is_empty(), "nothing counts during disclosure");
 
     // Day 8: the disclosure has ended; the ticker finds the household and moves its score.
@@ -135,4 +154,68 @@ async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expire
     // Day 7 + 90: the window has passed; the score returns.
     assert_eq!(service.tick_at(now + 98 * DAY).await.unwrap(), 1);
     assert_eq!(score_changes(&db).await, [(1000, 996), (996, 1000)]);
+}
+
+async fn score_as_of(service: &PointsService, household: &str, at: i64) -> i64 {
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "admin".into(),
+        roles: vec![Role::CountyAdmin],
+        org: "county-1".into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "t".into(),
+    };
+    let mut request = tonic::Request::new(GetScoreRequest {
+        household_id: household.into(),
+        as_of: Some(jiaxin_kit::time::to_timestamp(at)),
+        ..Default::default()
+    });
+    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    service.api().get_score(request).await.unwrap().into_inner().score.unwrap().score
+}
+
+#[tokio::test]
+async fn an_objection_freezes_the_deduction_until_upheld_and_an_approved_repair_ends_it() {
+    let Approved { service, consumer, household, record_id, now, _dir, .. } = approved_deduction().await;
+    let day_8 = now + 8 * DAY;
+    assert_eq!(score_as_of(&service, household, day_8).await, 996);
+    let deliver = |envelope: jiaxin_proto::events::Envelope| {
+        let consumer = &consumer;
+        async move { consumer.deliver(&events::topic("council"), &envelope).await.unwrap() }
+    };
+
+    // Frozen: it stops counting; redelivered, nothing more happens.
+    let filed = ObjectionFiled {
+        objection_id: "o-1".into(),
+        record_id: record_id.clone(),
+        household_id: household.into(),
+        ..Default::default()
+    };
+    let envelope = events::envelope("council", household, &filed).unwrap();
+    deliver(envelope.clone()).await;
+    deliver(envelope).await;
+    assert_eq!(score_as_of(&service, household, day_8).await, 1000);
+    // Upheld: it counts again, for the rest of its window only.
+    let resolved = ObjectionResolved {
+        objection_id: "o-1".into(),
+        record_id: record_id.clone(),
+        household_id: household.into(),
+        outcome: ObjectionOutcome::Upheld as i32,
+        ..Default::default()
+    };
+    deliver(events::envelope("council", household, &resolved).unwrap()).await;
+    assert_eq!(score_as_of(&service, household, day_8).await, 996);
+    assert_eq!(score_as_of(&service, household, now + 98 * DAY).await, 1000, "no longer than its window");
+
+    // An approved repair ends it: from its start, since that has not come yet.
+    let repair = RepairApproved {
+        repair_id: "r-1".into(),
+        record_id: record_id.clone(),
+        household_id: household.into(),
+        reason: "已改正".into(),
+    };
+    deliver(events::envelope("council", household, &repair).unwrap()).await;
+    assert_eq!(score_as_of(&service, household, day_8).await, 1000);
 }

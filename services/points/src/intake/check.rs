@@ -186,6 +186,7 @@ pub(crate) fn check(
         request_id: input.request_id.clone(),
         year,
         needs_review: i64::from(needs_review),
+        frozen: 0,
     };
     Ok(Verdict::New(Box::new(Accepted {
         row,
