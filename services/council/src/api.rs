@@ -71,6 +71,24 @@ impl CouncilService for CouncilApi {
         ok(self.council.disclosures(&request.into_inner().org_node_id).await?)
     }
 
+    async fn file_objection(&self, request: Request<FileObjectionRequest>) -> Answer<FileObjectionResponse> {
+        let caller = Caller::from_request(&request)?;
+        let request = request.into_inner();
+        let objection = self.council.file_objection(&caller, &request.record_id, &request.reason).await?;
+        ok(FileObjectionResponse { objection: Some(objection) })
+    }
+
+    async fn list_objections(&self, request: Request<ListObjectionsRequest>) -> Answer<ListObjectionsResponse> {
+        let caller = Caller::from_request(&request)?;
+        let request = request.into_inner();
+        ok(self.council.list_objections(&caller, &request.org_node_id, request.status).await?)
+    }
+
+    async fn apply_repair(&self, request: Request<ApplyRepairRequest>) -> Answer<ApplyRepairResponse> {
+        let caller = Caller::from_request(&request)?;
+        ok(ApplyRepairResponse { repair: Some(self.council.apply_repair(&caller, request.into_inner()).await?) })
+    }
+
     async fn verify_audit_log(&self, request: Request<VerifyAuditLogRequest>) -> Answer<VerifyAuditLogResponse> {
         let caller = Caller::from_request(&request)?;
         ok(self.council.verify_audit(&caller).await?)

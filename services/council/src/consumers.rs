@@ -1,5 +1,6 @@
 //! Events the council acts on: identity's org tree, households and memberships (for scope,
-//! masked addresses and recusal), and points' records that need review.
+//! masked addresses and recusal), points' records that need review, and pledges' signings (a
+//! repair needs a fresh pledge).
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     events::Envelope,
-    identity::{HouseholdRegistered, MemberJoined, OrgNodeCreated, OrgNodeMoved},
+    identity::{HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
+    pledges::{PledgeRenewed, PledgeSigned},
     points::{RecordReleased, RecordSubmitted},
 };
 
@@ -34,6 +36,7 @@ impl EventHandler for CouncilEvents {
         match envelope.producer.as_str() {
             "identity" => identity(tx, envelope).await.map_err(failed),
             "points" => self.points(tx, envelope).await.map_err(failed),
+            "pledges" => pledges(tx, envelope).await.map_err(failed),
             _ => Ok(()),
         }
     }
@@ -52,6 +55,7 @@ impl CouncilEvents {
                     points_min: submitted.points_min,
                     points_max: submitted.points_max,
                     disclosure_days: i64::from(submitted.disclosure_days),
+                    severity: i64::from(submitted.severity),
                 };
                 self.0.open_task(tx, task).await?;
             }
@@ -65,6 +69,7 @@ impl CouncilEvents {
                 points_min: released.points_min,
                 points_max: released.points_max,
                 disclosure_days: i64::from(released.disclosure_days),
+                severity: i64::from(released.severity),
             };
             self.0.open_task(tx, task).await?;
         }
@@ -86,8 +91,23 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> 
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope)? {
         store::upsert_household(&mut **tx, &registered.household_id, &registered.address).await?;
     } else if let Some(joined) = events::payload::<MemberJoined>(envelope)? {
-        // Kept for good: recusal looks at every household a resident ever belonged to.
         store::add_membership(&mut **tx, &joined.household_id, &joined.resident_id).await?;
+    } else if let Some(left) = events::payload::<MemberLeft>(envelope)? {
+        // Kept as history: recusal looks at every household a resident ever belonged to.
+        store::end_membership(&mut **tx, &left.household_id, &left.resident_id).await?;
+    }
+    Ok(())
+}
+
+/// When each household last signed (credit repair asks for a fresh pledge).
+async fn pledges(tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> {
+    let signed = match events::payload::<PledgeSigned>(envelope)? {
+        Some(signed) => Some((signed.household_id, signed.signed_at)),
+        None => events::payload::<PledgeRenewed>(envelope)?.map(|renewed| (renewed.household_id, renewed.signed_at)),
+    };
+    if let Some((household_id, Some(at))) = signed {
+        let micros = at.seconds.saturating_mul(1_000_000).saturating_add(i64::from(at.nanos) / 1_000);
+        store::set_pledged(&mut **tx, &household_id, micros).await?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!
 //! Reading order: [`api`] › `ops` (councils, review, what is published) › `domain` (tally,
 //! audit chain, masking, roles; no I/O) › `store` (SQL) › `consumers` (identity, points).
-//! Objections (异议) and credit repair (信用修复) are the next step (issue 6).
+//! Objections (异议) and credit repair (信用修复) open tasks of their own, decided the same way;
+//! points freezes, re-applies or ends the record as the outcome says.
 
 pub mod api;
 mod consumers;
@@ -59,6 +60,16 @@ impl CouncilService {
         CouncilServiceServer::new(api::CouncilApi::new(self.council.clone()))
     }
 
+    /// A repair application as of `now` (waiting periods are months long; tests pass a moment).
+    pub async fn apply_repair_at(
+        &self,
+        caller: &jiaxin_kit::auth::Caller,
+        request: jiaxin_proto::council::ApplyRepairRequest,
+        now: i64,
+    ) -> Result<jiaxin_proto::council::Repair, CouncilError> {
+        self.council.apply_repair_at(caller, request, now).await
+    }
+
     /// The API object, to call operations in-process.
     pub fn api(&self) -> api::CouncilApi {
         api::CouncilApi::new(self.council.clone())
@@ -68,7 +79,7 @@ impl CouncilService {
         GRPC_SERVICE
     }
 
-    /// What the council consumes: identity's and points' topics.
+    /// What the council consumes: identity's, pledges' and points' topics.
     pub fn consumer(&self) -> (Vec<String>, Consumer) {
         consumer(&self.db, Some(self.council.clone()))
     }
@@ -103,6 +114,6 @@ impl CouncilService {
 /// The council's consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database, council: Option<Arc<ops::Council>>) -> (Vec<String>, Consumer) {
     let council = council.unwrap_or_else(|| Arc::new(ops::Council::new(db.clone(), Outbox::new(SERVICE))));
-    let topics = vec![events::topic("identity"), events::topic("points")];
+    let topics = vec![events::topic("identity"), events::topic("pledges"), events::topic("points")];
     (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::CouncilEvents(council))))
 }

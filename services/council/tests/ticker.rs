@@ -17,11 +17,13 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     council::{
-        CastVoteRequest, Choice, DisclosureClosed, Member, MemberKind, ReviewOverdue, SaveCouncilRequest,
+        ApplyRepairRequest, CastVoteRequest, Choice, DisclosureClosed, FileObjectionRequest, Member, MemberKind,
+        ObjectionEscalated, ObjectionFiled, ObjectionResolved, RepairApproved, ReviewOverdue, SaveCouncilRequest,
         SeatMemberRequest, council_service_server::CouncilService as _,
     },
     identity::{OrgNode, OrgNodeCreated, OrgNodeKind},
-    points::{Record, RecordSubmitted},
+    pledges::PledgeSigned,
+    points::{Record, RecordSubmitted, Severity},
 };
 use sqlx::Row;
 
@@ -88,6 +90,7 @@ async fn overdue_tasks_are_reminded_of_and_disclosures_closed_once_each() {
         quorum: 1,
         majority_permille: 501,
         review_days: 3,
+        ..Default::default()
     };
     api.save_council(request(council, vec![Role::CountyAdmin], "admin", county)).await.unwrap();
     let member = Member {
@@ -117,6 +120,7 @@ async fn overdue_tasks_are_reminded_of_and_disclosures_closed_once_each() {
             points_min: 2,
             points_max: 5,
             disclosure_days: 7,
+            severity: Severity::Minor as i32,
         };
         let envelope = events::envelope("points", &format!("household-{n}"), &submitted).unwrap();
         consumer.deliver(&events::topic("points"), &envelope).await.unwrap();
@@ -142,4 +146,141 @@ async fn overdue_tasks_are_reminded_of_and_disclosures_closed_once_each() {
     assert_eq!(service.tick_at(now + 8 * DAY).await.unwrap(), 1, "the disclosure period ended");
     assert_eq!(service.tick_at(now + 9 * DAY).await.unwrap(), 0, "closed once");
     assert_eq!(count::<DisclosureClosed>(&db).await, 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_objection_escalates_to_the_town_and_a_repair_waits_for_its_time_and_a_fresh_pledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let service = CouncilService::start(db.clone());
+    let (_, consumer) = service.consumer();
+    let (county, town, village, grid, household) = ("county-1", "town-1", "village-1", "grid-1", "household-1");
+    for (id, kind, path) in
+        [(town, OrgNodeKind::Town, vec![county, town]), (village, OrgNodeKind::Village, vec![county, town, village])]
+    {
+        let node = OrgNode {
+            id: id.into(),
+            kind: kind as i32,
+            path: path.into_iter().map(str::to_owned).collect(),
+            ..Default::default()
+        };
+        let created = events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap();
+        consumer.deliver(&events::topic("identity"), &created).await.unwrap();
+    }
+    let api = service.api();
+    let council = SaveCouncilRequest {
+        org_node_id: village.into(),
+        name: "议事会".into(),
+        quorum: 1,
+        majority_permille: 501,
+        review_days: 3,
+        ..Default::default()
+    };
+    let saved = api.save_council(request(council, vec![Role::CountyAdmin], "admin", county)).await.unwrap();
+    assert_eq!(saved.into_inner().council.unwrap().repair_wait_days_minor, 30, "the default wait");
+    let member = Member {
+        account_id: "member-1".into(),
+        display_name: "成员".into(),
+        kind: MemberKind::VillagerRepresentative as i32,
+        term_from: "2000-01-01".into(),
+        term_to: "2999-12-31".into(),
+    };
+    let seat = SeatMemberRequest { org_node_id: village.into(), member: Some(member) };
+    api.seat_member(request(seat, vec![Role::CountyAdmin], "admin", county)).await.unwrap();
+    let record = Record {
+        id: "record-1".into(),
+        household_id: household.into(),
+        rule_code: "D06".into(),
+        points: -3,
+        recorded_by: "worker".into(),
+        ..Default::default()
+    };
+    let submitted = RecordSubmitted {
+        record: Some(record),
+        needs_review: true,
+        org_path: vec![county.into(), town.into(), village.into(), grid.into()],
+        points_min: 2,
+        points_max: 5,
+        disclosure_days: 7,
+        severity: Severity::Minor as i32,
+    };
+    consumer
+        .deliver(&events::topic("points"), &events::envelope("points", household, &submitted).unwrap())
+        .await
+        .unwrap();
+    let review: String = sqlx::query_scalar("SELECT id FROM tasks").fetch_one(db.pool()).await.unwrap();
+    let vote = |task: &str, choice: Choice| CastVoteRequest {
+        task_id: task.into(),
+        choice: choice as i32,
+        reason: "经核实".into(),
+        ..Default::default()
+    };
+    api.cast_vote(request(vote(&review, Choice::Approve), vec![Role::CouncilMember], "member-1", village))
+        .await
+        .unwrap();
+    let now = now_micros();
+
+    // A cadre enters the household's objection; nobody answers it for 20 days.
+    let objection = FileObjectionRequest { record_id: "record-1".into(), reason: "当天不在家".into() };
+    let filed = api.file_objection(request(objection, vec![Role::VillageCadre], "cadre", village)).await.unwrap();
+    let filed = filed.into_inner().objection.unwrap();
+    assert_eq!(count::<ObjectionFiled>(&db).await, 1);
+    assert_eq!(service.tick_at(now + 19 * DAY).await.unwrap(), 1, "only the review-task reminder");
+    assert_eq!(service.tick_at(now + 21 * DAY).await.unwrap(), 2, "escalated, and its disclosure closed");
+    assert_eq!(service.tick_at(now + 22 * DAY).await.unwrap(), 0, "escalated once");
+    let rows = sqlx::query("SELECT envelope FROM kit_outbox").fetch_all(db.pool()).await.unwrap();
+    let escalated: Vec<ObjectionEscalated> = rows
+        .iter()
+        .filter_map(|row| {
+            let envelope = events::decode(&row.try_get::<Vec<u8>, _>("envelope").unwrap()).unwrap();
+            events::payload::<ObjectionEscalated>(&envelope).unwrap()
+        })
+        .collect();
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0].town_id, town);
+    // The council upholds the record.
+    api.cast_vote(request(vote(&filed.task_id, Choice::Approve), vec![Role::CouncilMember], "member-1", village))
+        .await
+        .unwrap();
+    assert_eq!(count::<ObjectionResolved>(&db).await, 1);
+
+    // Repair: not before 30 days after the deduction took effect, and not without a fresh pledge.
+    let cadre = || {
+        Caller(Arc::new(Claims {
+            iss: ISSUER.into(),
+            sub: "cadre".into(),
+            roles: vec![Role::VillageCadre],
+            org: village.into(),
+            rid: None,
+            iat: 0,
+            exp: i64::MAX,
+            jti: "t".into(),
+        }))
+    };
+    let application = ApplyRepairRequest {
+        record_id: "record-1".into(),
+        statement: "已清理并参加环境整治志愿服务".into(),
+        evidence: vec!["photo:cleanup.jpg".into()],
+    };
+    let early = service.apply_repair_at(&cadre(), application.clone(), now + 20 * DAY).await.unwrap_err();
+    assert!(matches!(early, jiaxin_council::CouncilError::Precondition(ref m) if m.contains("30")), "{early:?}");
+    let unpledged = service.apply_repair_at(&cadre(), application.clone(), now + 40 * DAY).await.unwrap_err();
+    assert!(
+        matches!(unpledged, jiaxin_council::CouncilError::Precondition(ref m) if m.contains("承诺")),
+        "{unpledged:?}"
+    );
+    let pledge = PledgeSigned {
+        household_id: household.into(),
+        signed_at: Some(jiaxin_kit::time::to_timestamp(now + 30 * DAY)),
+        ..Default::default()
+    };
+    consumer
+        .deliver(&events::topic("pledges"), &events::envelope("pledges", household, &pledge).unwrap())
+        .await
+        .unwrap();
+    let repair = service.apply_repair_at(&cadre(), application, now + 40 * DAY).await.unwrap();
+    api.cast_vote(request(vote(&repair.task_id, Choice::Approve), vec![Role::CouncilMember], "member-1", village))
+        .await
+        .unwrap();
+    assert_eq!(count::<RepairApproved>(&db).await, 1);
 }

@@ -18,6 +18,15 @@ use crate::{
 };
 
 const COUNCIL: &str = "信用议事会";
+/// Adverse records expire within five years at most: no wait may be longer.
+const MAX_REPAIR_WAIT_DAYS: i32 = 1825;
+/// Default waits before a household may apply for repair, by severity class: minor, general,
+/// serious (after the deduction took effect).
+const DEFAULT_REPAIR_WAIT_DAYS: [i64; 3] = [30, 90, 365];
+
+fn or_default(days: i32, default: i64) -> i64 {
+    if days == 0 { default } else { i64::from(days) }
+}
 const NODE: &str = "村(社区)";
 
 fn member_proto(m: &MemberRow) -> Member {
@@ -39,6 +48,9 @@ fn council_proto(c: &CouncilRow, members: &[MemberRow]) -> CouncilProto {
         majority_permille: c.majority_permille as i32,
         review_days: c.review_days as i32,
         members: members.iter().map(member_proto).collect(),
+        repair_wait_days_minor: c.repair_wait_days_minor as i32,
+        repair_wait_days_general: c.repair_wait_days_general as i32,
+        repair_wait_days_serious: c.repair_wait_days_serious as i32,
     }
 }
 
@@ -56,6 +68,15 @@ fn validate_council(req: &SaveCouncilRequest) -> Result<()> {
     }
     if !(1..=60).contains(&req.review_days) {
         v.add("review_days", "1–60 天 / 1 to 60 days");
+    }
+    for (field, days) in [
+        ("repair_wait_days_minor", req.repair_wait_days_minor),
+        ("repair_wait_days_general", req.repair_wait_days_general),
+        ("repair_wait_days_serious", req.repair_wait_days_serious),
+    ] {
+        if !(0..=MAX_REPAIR_WAIT_DAYS).contains(&days) {
+            v.add(field, "0(默认)至1825天 / 0 (the default) to 1825 days");
+        }
     }
     Ok(v.into_result()?)
 }
@@ -92,6 +113,9 @@ impl Council {
             quorum: i64::from(req.quorum),
             majority_permille: i64::from(req.majority_permille),
             review_days: i64::from(req.review_days),
+            repair_wait_days_minor: or_default(req.repair_wait_days_minor, DEFAULT_REPAIR_WAIT_DAYS[0]),
+            repair_wait_days_general: or_default(req.repair_wait_days_general, DEFAULT_REPAIR_WAIT_DAYS[1]),
+            repair_wait_days_serious: or_default(req.repair_wait_days_serious, DEFAULT_REPAIR_WAIT_DAYS[2]),
         };
         store::save_council(&mut *tx, &row, now_micros()).await?;
         let details =

@@ -1,6 +1,7 @@
 //! The council's operations: each one transaction that checks the caller, validates against
 //! current state, writes (with its audit entries) and adds its events to the outbox.
 
+mod cases;
 mod councils;
 mod published;
 mod review;
@@ -100,6 +101,8 @@ pub(crate) fn task_proto(t: &TaskRow, org_node_id: &str, votes: &[VoteRow], now:
         overdue: t.status == TaskStatus::Open as i64 && t.due_at < now,
         votes: votes.iter().map(vote_proto).collect(),
         decision: decision_proto(t),
+        kind: t.kind as i32,
+        case_id: t.case_id.clone(),
     }
 }
 

@@ -118,7 +118,8 @@ impl Council {
         }
     }
 
-    /// Reminds of tasks past their deadline and closes disclosure periods that ended, once each.
+    /// Reminds of tasks past their deadline, closes disclosure periods that ended and escalates
+    /// objections unanswered in 20 days, once each.
     pub async fn tick(&self, now: i64) -> Result<usize> {
         let mut tx = self.db.begin().await?;
         let overdue = store::take_overdue(&mut *tx, now).await?;
@@ -137,10 +138,12 @@ impl Council {
             };
             self.outbox.write(&mut tx, &task.household_id, &event).await?;
         }
+        let escalated = self.escalate_overdue_objections(&mut tx, now).await?;
         tx.commit().await?;
-        if !overdue.is_empty() || !closed.is_empty() {
+        let changed = overdue.len() + closed.len() + escalated;
+        if changed > 0 {
             self.outbox.wake();
         }
-        Ok(overdue.len() + closed.len())
+        Ok(changed)
     }
 }

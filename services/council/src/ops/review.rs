@@ -12,7 +12,7 @@ use jiaxin_kit::{
 use jiaxin_proto::{
     council::{
         CastVoteRequest, Choice, DisclosurePublished, GetTaskResponse, ListTasksResponse, ReviewDecided, ReviewOutcome,
-        Task, TaskStatus,
+        Task, TaskKind, TaskStatus,
     },
     points::Record,
 };
@@ -41,9 +41,10 @@ pub(crate) struct Submitted<'a> {
     pub points_min: i64,
     pub points_max: i64,
     pub disclosure_days: i64,
+    pub severity: i64,
 }
 
-fn ballot_of(v: &VoteRow) -> Ballot {
+pub(crate) fn ballot_of(v: &VoteRow) -> Ballot {
     match Choice::try_from(v.choice as i32).unwrap_or(Choice::Unspecified) {
         Choice::Approve => Ballot::Approve,
         Choice::Amend => Ballot::Amend(v.amended_points),
@@ -63,6 +64,11 @@ fn validate_vote(req: &CastVoteRequest, task: Option<&TaskRow>) -> Result<Choice
     }
     if let Some(task) = task
         && choice == Choice::Amend
+        && task.kind == TaskKind::Repair as i64
+    {
+        v.add("choice", "信用修复只能同意或不同意 / a repair is approved or rejected");
+    } else if let Some(task) = task
+        && choice == Choice::Amend
         && !(task.points_min..=task.points_max).contains(&req.amended_points)
     {
         v.add(
@@ -77,6 +83,11 @@ fn validate_vote(req: &CastVoteRequest, task: Option<&TaskRow>) -> Result<Choice
     Ok(choice)
 }
 
+/// The reasons of the votes for the decided choice, as the minutes give the decision's reason.
+pub(crate) fn reasons_for(votes: &[VoteRow], decided: Ballot) -> String {
+    votes.iter().filter(|v| ballot_of(v) == decided).map(|v| v.reason.as_str()).collect::<Vec<_>>().join(";")
+}
+
 impl Council {
     /// Opens the review task of a record (once: a redelivered event finds it open).
     pub(crate) async fn open_task(&self, tx: &mut Tx, submitted: Submitted<'_>) -> Result<()> {
@@ -87,6 +98,8 @@ impl Council {
         let opened_at = now_micros();
         let row = TaskRow {
             id: uuid::Uuid::now_v7().to_string(),
+            kind: TaskKind::Review as i64,
+            case_id: String::new(),
             record_id: record.id.clone(),
             household_id: record.household_id.clone(),
             path,
@@ -97,6 +110,7 @@ impl Council {
             points_min: submitted.points_min,
             points_max: submitted.points_max,
             disclosure_days: submitted.disclosure_days,
+            severity: submitted.severity,
             status: TaskStatus::Open as i64,
             opened_at,
             due_at: opened_at + review_days * DAY_MICROS,
@@ -115,7 +129,7 @@ impl Council {
 
     /// The village or community on a task's path that has a council, else the task's grid's
     /// parent (for display).
-    async fn task_node(&self, tx: &mut Tx, task: &TaskRow) -> Result<String> {
+    pub(crate) async fn task_node(&self, tx: &mut Tx, task: &TaskRow) -> Result<String> {
         let ids = path_ids(&task.path);
         Ok(match store::council_on_path(&mut **tx, &ids).await? {
             Some(council) => council.org_node_id,
@@ -124,7 +138,7 @@ impl Council {
     }
 
     /// The task, when the caller reads inside its scope.
-    async fn readable_task(&self, tx: &mut Tx, caller: &Caller, id: &str) -> Result<TaskRow> {
+    pub(crate) async fn readable_task(&self, tx: &mut Tx, caller: &Caller, id: &str) -> Result<TaskRow> {
         if !caller.has_any_role(access::READERS) {
             return Err(CouncilError::PermissionDenied);
         }
@@ -238,7 +252,11 @@ impl Council {
         let rules = tally::Rules { quorum: council.quorum as usize, majority_permille: council.majority_permille };
         let ballots: Vec<Ballot> = votes.iter().map(ballot_of).collect();
         if let Some(decided) = tally::decide(&ballots, rules) {
-            self.decide(&mut tx, &task, decided, &votes, now).await?;
+            match TaskKind::try_from(task.kind as i32).unwrap_or(TaskKind::Review) {
+                TaskKind::Objection => self.decide_objection(&mut tx, &task, decided, &votes, now).await?,
+                TaskKind::Repair => self.decide_repair(&mut tx, &task, decided, &votes, now).await?,
+                TaskKind::Review | TaskKind::Unspecified => self.decide(&mut tx, &task, decided, &votes, now).await?,
+            }
         }
         let task = store::task(&mut *tx, &task.id).await?.ok_or(CouncilError::NotFound(TASK))?;
         let node = council.org_node_id.clone();
@@ -255,8 +273,7 @@ impl Council {
             Ballot::Reject => (ReviewOutcome::Rejected, 0),
             Ballot::Amend(points) => (ReviewOutcome::Amended, points),
         };
-        let reason =
-            votes.iter().filter(|v| ballot_of(v) == decided).map(|v| v.reason.as_str()).collect::<Vec<_>>().join(";");
+        let reason = reasons_for(votes, decided);
         let disclosed_until = (outcome != ReviewOutcome::Rejected).then_some(now + task.disclosure_days * DAY_MICROS);
         store::decide_task(&mut **tx, &task.id, outcome as i64, amended_points, &reason, now, disclosed_until).await?;
         let details = format!("outcome={} points={} votes={}", outcome_name(outcome), amended_points, votes.len());
