@@ -13,9 +13,10 @@ use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{
     council::{
-        CastVoteRequest, Choice, GetTaskRequest, ListDisclosuresRequest, ListMinutesRequest, ListTasksRequest, Member,
-        MemberKind, ReviewOutcome, SaveCouncilRequest, SeatMemberRequest, Task, TaskStatus, VerifyAuditLogRequest,
-        council_service_client::CouncilServiceClient,
+        ApplyRepairRequest, CaseStatus, CastVoteRequest, Choice, FileObjectionRequest, GetTaskRequest,
+        ListDisclosuresRequest, ListMinutesRequest, ListObjectionsRequest, ListTasksRequest, Member, MemberKind,
+        ObjectionOutcome, ReviewOutcome, SaveCouncilRequest, SeatMemberRequest, Task, TaskStatus,
+        VerifyAuditLogRequest, council_service_client::CouncilServiceClient,
     },
     identity::{
         AddMemberRequest, CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Relation, Role,
@@ -38,6 +39,7 @@ struct Village {
     village: String,
     other_village: String,
     household: String,
+    head: String,
     /// A member of the household who sits on the council (must recuse).
     relative: String,
 }
@@ -93,7 +95,8 @@ async fn village() -> Village {
 
     let points = PointsServiceClient::new(sys.channel_to(ServiceName::Points).await);
     let council = CouncilServiceClient::new(sys.channel_to(ServiceName::Council).await);
-    Village { sys, admin, identity, points, council, village, other_village, household: household.id, relative }
+    let head = household.head_resident_id.clone();
+    Village { sys, admin, identity, points, council, village, other_village, household: household.id, head, relative }
 }
 
 impl Village {
@@ -107,6 +110,7 @@ impl Village {
                 quorum: 3,
                 majority_permille: 501,
                 review_days: 7,
+                ..Default::default()
             };
             match self.council.save_council(authed(&self.admin, request)).await {
                 Ok(_) => return,
@@ -257,6 +261,42 @@ async fn a_deduction_is_disclosed_only_when_the_council_decides_by_quorum_and_ma
     assert_eq!(minutes.len(), 1);
     assert_eq!(minutes[0].votes.len(), 3);
     assert!(!format!("{minutes:?}").contains(&v.household), "minutes never name the household");
+
+    // The household objects: the record is frozen and stops counting (as of the day it would
+    // have), until the council re-reviews it and upholds it.
+    let future = Some(prost_types::Timestamp { seconds: until + 86_400, nanos: 0 });
+    let score_then = |points: &mut PointsServiceClient<Channel>, admin: String, household: String| {
+        let request = GetScoreRequest { household_id: household, as_of: future, ..Default::default() };
+        let mut points = points.clone();
+        async move { points.get_score(authed(&admin, request)).await.unwrap().into_inner().score.unwrap().score }
+    };
+    assert_eq!(score_then(&mut v.points, v.admin.clone(), v.household.clone()).await, 996);
+    let head = v.head.clone();
+    let (_, resident) = account(&v.sys, &mut v.identity, &v.admin, &[Role::Resident], &node, &head).await;
+    let objection = FileObjectionRequest {
+        record_id: record.clone(),
+        reason: "当天户主不在村 / not at home that day".into(),
+    };
+    let objection =
+        v.council.file_objection(authed(&resident, objection)).await.unwrap().into_inner().objection.unwrap();
+    v.wait_status(&record, RecordStatus::Frozen).await;
+    assert_eq!(score_then(&mut v.points, v.admin.clone(), v.household.clone()).await, 1000);
+    let again = FileObjectionRequest { record_id: record.clone(), reason: "再次".into() };
+    assert_eq!(code(v.council.file_objection(authed(&resident, again)).await), Code::FailedPrecondition);
+    // Too early for a repair (it has not even taken effect).
+    let repair =
+        ApplyRepairRequest {
+            record_id: record.clone(), statement: "已改正".into(), evidence: vec!["photo:1".into()]
+        };
+    assert_eq!(code(v.council.apply_repair(authed(&resident, repair)).await), Code::FailedPrecondition);
+    for token in [&first, &second, &third] {
+        v.vote(token, &objection.task_id, Choice::Approve, 0).await.unwrap();
+    }
+    v.wait_status(&record, RecordStatus::InDisclosure).await;
+    assert_eq!(score_then(&mut v.points, v.admin.clone(), v.household.clone()).await, 996);
+    let objections = ListObjectionsRequest { org_node_id: node.clone(), status: CaseStatus::Resolved as i32 };
+    let objections = v.council.list_objections(authed(&v.admin, objections)).await.unwrap().into_inner().objections;
+    assert_eq!(objections[0].outcome, ObjectionOutcome::Upheld as i32);
 
     // A second deduction the council rejects never counts.
     let record = v.record(&recorder, "d06-2", "D06", 2).await;
