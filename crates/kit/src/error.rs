@@ -94,6 +94,26 @@ pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
         .unwrap_or_default()
 }
 
+/// How a batch answers one failed item: the status code's name, the first bad field (if any)
+/// and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    pub code: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl From<Status> for ItemError {
+    fn from(status: Status) -> Self {
+        let violation = field_violations(&status).into_iter().next();
+        Self {
+            code: format!("{:?}", status.code()),
+            field: violation.as_ref().map(|v| v.field.clone()).unwrap_or_default(),
+            message: violation.map(|v| v.message).unwrap_or_else(|| status.message().to_owned()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

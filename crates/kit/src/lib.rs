@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod page;
 pub mod secret;
 pub mod server;
+pub mod sql;
 pub mod storage;
 pub mod telemetry;
 pub mod time;

@@ -68,12 +68,9 @@ impl Outbox {
         const ROWS_PER_STATEMENT: usize = 1_000;
         let created_at = now_micros();
         for chunk in envelopes.chunks(ROWS_PER_STATEMENT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5))
-                .collect();
             let sql = format!(
                 "INSERT INTO kit_outbox (event_id, topic, partition_key, envelope, created_at) VALUES {}",
-                values.join(", ")
+                crate::sql::values(Dialect::of(tx), chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for envelope in chunk {

@@ -53,6 +53,11 @@ impl std::fmt::Display for Dialect {
 }
 
 impl Dialect {
+    /// The dialect of an open connection (sqlx's `Any` names its backend).
+    pub fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") { Dialect::Sqlite } else { Dialect::Postgres }
+    }
+
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or(url);
         match scheme {

@@ -1,15 +1,7 @@
 //! The council's SQL. Functions take any executor so operations can run them in one transaction.
 
+use jiaxin_kit::sql::{placeholders, subtree_range};
 use sqlx::{Any, Executor};
-
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// The key range of every path under `prefix` (`/a/b/`): from it up to, not including, `/a/b0`.
-fn subtree_range(prefix: &str) -> (String, String) {
-    (prefix.to_owned(), format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix)))
-}
 
 // ---- identity's read model ----
 

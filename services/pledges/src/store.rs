@@ -1,19 +1,9 @@
 //! Pledges' SQL. Functions take any executor so operations can run them in one transaction.
 
+use jiaxin_kit::sql::{placeholders, subtree_range};
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::domain::state::Counts;
-
-/// The key range of every path under `prefix` (`/a/b/`): from it up to, not including, `/a/b0`
-/// ('0' sorts right after '/'), so the path index serves subtree queries.
-fn subtree_range(prefix: &str) -> (String, String) {
-    (prefix.to_owned(), format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix)))
-}
-
-/// `$first, $first+1, …` placeholders for an `IN (…)` list of `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
 
 // ---- org tree (read model) ----
 

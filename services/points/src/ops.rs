@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use jiaxin_kit::{
     auth::{Caller, Role},
-    error::Violations,
+    error::{ItemError, Violations},
     outbox::Outbox,
     page::Page,
     storage::{Database, Tx},
@@ -269,11 +269,9 @@ impl Points {
                     response.accepted += 1;
                 }
                 Err(error) => {
-                    let status = tonic::Status::from(error);
-                    let violation = jiaxin_kit::error::field_violations(&status).into_iter().next();
-                    result.error_code = format!("{:?}", status.code());
-                    result.error_field = violation.as_ref().map(|v| v.field.clone()).unwrap_or_default();
-                    result.error_message = violation.map(|v| v.message).unwrap_or_else(|| status.message().to_owned());
+                    let failed = ItemError::from(tonic::Status::from(error));
+                    (result.error_code, result.error_field, result.error_message) =
+                        (failed.code, failed.field, failed.message);
                     response.failed += 1;
                 }
             }

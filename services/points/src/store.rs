@@ -1,6 +1,11 @@
 //! Points' SQL. Functions take any executor so operations can run them in one transaction.
 
-use jiaxin_kit::{page::Page, time::now_micros};
+use jiaxin_kit::{
+    page::Page,
+    sql::{placeholders, values},
+    storage::Dialect,
+    time::now_micros,
+};
 use sqlx::{Any, Executor};
 
 use crate::domain::catalogue::RuleDef;
@@ -636,16 +641,6 @@ pub async fn release_record<'c, E: Executor<'c, Database = Any>>(
 /// 32,766 and PostgreSQL's 65,535 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// `$first, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `($1, …, $columns), (…)` for `rows` rows.
-fn values(rows: usize, columns: usize) -> String {
-    (0..rows).map(|r| format!("({})", placeholders(r * columns + 1, columns))).collect::<Vec<_>>().join(", ")
-}
-
 /// The caller's records for any of `request_ids`.
 pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
     e: E,
@@ -665,7 +660,8 @@ pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
 
 pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow]) -> sqlx::Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(chunk.len(), 20));
+        let sql =
+            format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(Dialect::of(conn), chunk.len(), 20));
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
@@ -742,7 +738,7 @@ pub async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[LedgerRow]) 
         let sql = format!(
             "INSERT INTO ledger (household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, \
              rule_version, category, serious, reverses_seq, created_at, prev_hash, hash) VALUES {}",
-            values(chunk.len(), 14)
+            values(Dialect::of(conn), chunk.len(), 14)
         );
         let mut query = sqlx::query(&sql);
         for row in chunk {
@@ -780,7 +776,7 @@ pub async fn add_grid_totals(
              bonus_points = grid_totals.bonus_points + excluded.bonus_points, \
              deduction_points = grid_totals.deduction_points + excluded.deduction_points, \
              entries = grid_totals.entries + excluded.entries",
-            values(chunk.len(), 6)
+            values(Dialect::of(conn), chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql);
         for ((grid, category, month), (bonus, deduction, entries)) in chunk {
@@ -827,7 +823,7 @@ pub async fn upsert_balances(conn: &mut sqlx::AnyConnection, rows: &[(String, i6
             "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES {} \
              ON CONFLICT (household_id) DO UPDATE SET score = excluded.score, tier = excluded.tier, \
              redeemable = excluded.redeemable, updated_at = excluded.updated_at",
-            values(chunk.len(), 5)
+            values(Dialect::of(conn), chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
         for (household, score, tier, redeemable) in chunk {

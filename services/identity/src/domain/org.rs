@@ -37,12 +37,7 @@ pub fn path_ids(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// The half-open range `[path, upper)` that holds exactly the paths of a node's subtree: every
-/// descendant's path starts with `path`, and `'0'` is the byte after `'/'`.
-pub fn subtree_range(path: &str) -> (String, String) {
-    let upper = format!("{}0", path.strip_suffix('/').unwrap_or(path));
-    (path.to_owned(), upper)
-}
+pub use jiaxin_kit::sql::subtree_range;
 
 #[cfg(test)]
 mod tests {

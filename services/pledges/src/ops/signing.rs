@@ -3,7 +3,7 @@
 
 use jiaxin_kit::{
     auth::{Caller, Role},
-    error::Violations,
+    error::{ItemError, Violations},
     storage::Tx,
     time::{ADULT_AGE, age_on, china_date, now_micros, parse_date, to_timestamp},
 };
@@ -127,11 +127,9 @@ impl Pledges {
                 Err(error) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT batch_item").execute(&mut *tx).await?;
                     sqlx::query("RELEASE SAVEPOINT batch_item").execute(&mut *tx).await?;
-                    let status = tonic::Status::from(error);
-                    let violation = jiaxin_kit::error::field_violations(&status).into_iter().next();
-                    result.error_code = format!("{:?}", status.code());
-                    result.error_field = violation.as_ref().map(|v| v.field.clone()).unwrap_or_default();
-                    result.error_message = violation.map(|v| v.message).unwrap_or_else(|| status.message().to_owned());
+                    let failed = ItemError::from(tonic::Status::from(error));
+                    (result.error_code, result.error_field, result.error_message) =
+                        (failed.code, failed.field, failed.message);
                     response.failed += 1;
                 }
             }

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use jiaxin_kit::{auth::Caller, storage::Tx};
+use jiaxin_kit::{auth::Caller, sql::placeholders, storage::Tx};
 use jiaxin_proto::points::RecordInput;
 use sqlx::Any;
 
@@ -33,10 +33,6 @@ pub(crate) struct Known {
     pub pledges: HashMap<String, i64>,
 }
 
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 /// Runs `sql` (with `{ids}` standing for the list) over `ids` in chunks, collecting rows.
 async fn in_chunks<T>(tx: &mut Tx, sql: &str, ids: &[&str]) -> sqlx::Result<Vec<T>>
 where
@@ -44,7 +40,7 @@ where
 {
     let mut rows = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let statement = sql.replace("{ids}", &placeholders(chunk.len()));
+        let statement = sql.replace("{ids}", &placeholders(1, chunk.len()));
         let mut query = sqlx::query_as::<Any, T>(&statement);
         for id in chunk {
             query = query.bind(*id);
@@ -66,7 +62,7 @@ impl Known {
         // Lock first, in id order, then read what the checks depend on.
         for chunk in household_ids.chunks(IDS_PER_QUERY) {
             let statement =
-                format!("UPDATE households SET active = active WHERE id IN ({})", placeholders(chunk.len()));
+                format!("UPDATE households SET active = active WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut query = sqlx::query(&statement);
             for id in chunk {
                 query = query.bind(*id);
