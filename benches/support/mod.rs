@@ -82,6 +82,9 @@ impl Bench {
             PASSWORD,
             "--request-timeout-secs",
             "3600",
+            // A county-size run outlasts the default 15 minutes of the admin's access token.
+            "--access-token-minutes",
+            "600",
         ];
         args.extend_from_slice(extra);
         let flags = Flags::parse_from(args);
