@@ -68,6 +68,27 @@ impl Bus for InProcessBus {
         Ok(())
     }
 
+    /// Each consumer takes each topic's run of events in as few transactions as it can
+    /// ([`Consumer::deliver_batch`]), in the relay's order.
+    async fn publish_batch(&self, batch: &[(String, Envelope)]) -> Result<(), BusError> {
+        let mut start = 0;
+        while start < batch.len() {
+            let topic = &batch[start].0;
+            let end = batch[start..].iter().position(|(t, _)| t != topic).map_or(batch.len(), |n| start + n);
+            let run: Vec<Envelope> = batch[start..end].iter().map(|(_, envelope)| envelope.clone()).collect();
+            let consumers = self.subscribers.read().await.get(topic).cloned().unwrap_or_default();
+            for consumer in consumers {
+                consumer.deliver_batch(topic, &run).await.map_err(|error| BusError::Delivery {
+                    consumer: consumer.name().to_owned(),
+                    event_id: run.first().map(|e| e.event_id.clone()).unwrap_or_default(),
+                    reason: error.to_string(),
+                })?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     async fn subscribe(&self, topics: &[String], consumer: Arc<Consumer>) -> Result<(), BusError> {
         let mut subscribers = self.subscribers.write().await;
         for topic in topics {

@@ -84,7 +84,8 @@ fn kafka_bus(_: &str, _: &str, _: &CancellationToken) -> Arc<dyn Bus> {
     panic!("JIAXIN_TEST_BUS is set but jiaxin-kit was built without the kafka feature")
 }
 
-/// Records every event it applies; fails while `failing` is set.
+/// Records every event it applies; fails while `failing` is set, and always on an event labelled
+/// `always-bad`.
 struct Recorder {
     failing: AtomicBool,
 }
@@ -99,6 +100,9 @@ impl EventHandler for Recorder {
             .map_err(|e| HandlerError::new(e.to_string()))?
             .map(|v| v.name)
             .unwrap_or_default();
+        if label == "always-bad" {
+            return Err(HandlerError::new("cannot apply this one"));
+        }
         sqlx::query("INSERT INTO applied (event_id, partition_key, label) VALUES ($1, $2, $3)")
             .bind(&envelope.event_id)
             .bind(&envelope.partition_key)
@@ -231,6 +235,39 @@ async fn a_failing_handler_parks_the_event_and_replay_applies_it_once_fixed() {
     assert_eq!(applied(&consumer_db).await.len(), 2);
     // Replaying again finds nothing to do.
     assert_eq!(consumer.replay_dead_letters().await.unwrap().applied, 0);
+    backend.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_event_in_a_batch_is_parked_alone_and_the_rest_apply_once_in_order() {
+    let backend = Backend::new();
+    let outbox = Outbox::new("producer");
+    let producer = backend.db("producer").await;
+    let consumer_db = backend.db("consumer").await;
+    let bus = backend.bus(&backend.cancel);
+    let (consumer, _) = subscribe(&bus, &consumer_db, false).await;
+
+    // One relay batch: the bad event sits between good ones of the same household.
+    write_events(&producer, &outbox, &[("h1", "a"), ("h1", "always-bad"), ("h1", "b"), ("h2", "c")]).await;
+    let relay = Relay::new(producer.clone(), outbox.clone(), bus.clone());
+    assert_eq!(relay.drain_all().await.unwrap(), 4);
+    let applied = wait_applied(&consumer_db, 3).await;
+    let expected: Vec<(String, String)> =
+        [("h1", "a"), ("h1", "b"), ("h2", "c")].iter().map(|(k, l)| ((*k).into(), (*l).into())).collect();
+    assert_eq!(applied, expected);
+    let mut parked = Vec::new();
+    for _ in 0..600 {
+        parked = consumer.dead_letters().await.unwrap();
+        if !parked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].error, "cannot apply this one");
+    // The bad event's rollback left nothing of it; nothing was applied twice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wait_applied(&consumer_db, 3).await.len(), 3);
     backend.cancel.cancel();
 }
 
