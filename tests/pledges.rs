@@ -326,17 +326,19 @@ async fn a_new_version_asks_for_renewal_and_revocation_stops_points_accrual() {
     assert!(revoked.revoked);
     assert_eq!(v.counts(&grid).await, (2, 0, 1, 1, 0));
     assert_eq!(v.unsigned(&admin, &grid, true).await.len(), 2);
+    // Once points has heard of the revocation, it takes no new record for the household.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match points.submit_record(authed(&worker, record(&format!("after-{}", uuid::Uuid::new_v4()), &first.id))).await
-        {
-            Err(status) if status.code() == Code::FailedPrecondition => break,
-            Ok(_) => {}
-            Err(status) => panic!("unexpected {status:?}"),
+        let request = GetScoreRequest { household_id: first.id.clone(), ..Default::default() };
+        let score = points.get_score(authed(&v.admin, request)).await.unwrap().into_inner().score.unwrap();
+        if score.pledge == PledgeStatus::Revoked as i32 {
+            break;
         }
-        assert!(Instant::now() < deadline, "points kept taking records after the revocation");
+        assert!(Instant::now() < deadline, "points never heard of the revocation");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let refused = points.submit_record(authed(&worker, record("after-revocation", &first.id))).await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
     // Revoking again: nothing in force.
     let again = RevokePledgeRequest { household_id: first.id.clone(), reason: "重复".into() };
     assert_eq!(code(v.pledges.revoke_pledge(authed(&v.admin, again)).await), Code::FailedPrecondition);

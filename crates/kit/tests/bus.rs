@@ -251,10 +251,10 @@ async fn a_bad_event_in_a_batch_is_parked_alone_and_the_rest_apply_once_in_order
     write_events(&producer, &outbox, &[("h1", "a"), ("h1", "always-bad"), ("h1", "b"), ("h2", "c")]).await;
     let relay = Relay::new(producer.clone(), outbox.clone(), bus.clone());
     assert_eq!(relay.drain_all().await.unwrap(), 4);
+    // Order holds per household (Kafka keeps no order across partitions).
     let applied = wait_applied(&consumer_db, 3).await;
-    let expected: Vec<(String, String)> =
-        [("h1", "a"), ("h1", "b"), ("h2", "c")].iter().map(|(k, l)| ((*k).into(), (*l).into())).collect();
-    assert_eq!(applied, expected);
+    let of = |key: &str| applied.iter().filter(|(k, _)| k == key).map(|(_, l)| l.clone()).collect::<Vec<_>>();
+    assert_eq!((of("h1"), of("h2")), (vec!["a".to_owned(), "b".to_owned()], vec!["c".to_owned()]));
     let mut parked = Vec::new();
     for _ in 0..600 {
         parked = consumer.dead_letters().await.unwrap();
