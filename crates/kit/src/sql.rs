@@ -20,6 +20,21 @@ pub fn values(dialect: Dialect, rows: usize, columns: usize) -> String {
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
+/// The ids of a materialised path `/a/b/c/`, root first.
+pub fn path_ids(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// A materialised path from ids, root first: `/a/b/c/`.
+pub fn path_of<S: AsRef<str>>(ids: &[S]) -> String {
+    let mut path = String::from("/");
+    for id in ids {
+        path.push_str(id.as_ref());
+        path.push('/');
+    }
+    path
+}
+
 /// The half-open range `[path, upper)` that holds exactly the materialised paths (`/a/b/`) of a
 /// node's subtree: every descendant's path starts with `path`, and `'0'` is the byte after
 /// `'/'`. A range, not `LIKE`, so a plain index on the path serves it (PostgreSQL columns are
@@ -37,6 +52,12 @@ mod tests {
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
         assert_eq!(values(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
         assert_eq!(values(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn paths_and_their_ids_go_both_ways() {
+        assert_eq!(path_of(&["a", "b"]), "/a/b/");
+        assert_eq!(path_ids("/a/b/"), ["a", "b"]);
     }
 
     #[test]

@@ -10,6 +10,13 @@ pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
 
+pub const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// A protobuf timestamp as the stores keep time (saturating far outside any real date).
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds.saturating_mul(1_000_000).saturating_add(i64::from(ts.nanos) / 1_000)
+}
+
 pub fn to_timestamp(micros: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
@@ -68,5 +75,6 @@ mod tests {
         assert_eq!((ts.seconds, ts.nanos), (-1, 999_999_000));
         let ts = to_timestamp(1_500_000);
         assert_eq!((ts.seconds, ts.nanos), (1, 500_000_000));
+        assert_eq!(from_timestamp(&ts), 1_500_000);
     }
 }

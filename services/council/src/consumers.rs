@@ -106,8 +106,7 @@ async fn pledges(tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> {
         None => events::payload::<PledgeRenewed>(envelope)?.map(|renewed| (renewed.household_id, renewed.signed_at)),
     };
     if let Some((household_id, Some(at))) = signed {
-        let micros = at.seconds.saturating_mul(1_000_000).saturating_add(i64::from(at.nanos) / 1_000);
-        store::set_pledged(&mut **tx, &household_id, micros).await?;
+        store::set_pledged(&mut **tx, &household_id, jiaxin_kit::time::from_timestamp(&at)).await?;
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ fn ok<T>(value: T) -> Answer<T> {
 }
 
 fn micros(ts: Option<prost_types::Timestamp>) -> Option<i64> {
-    ts.map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
+    ts.as_ref().map(jiaxin_kit::time::from_timestamp)
 }
 
 #[tonic::async_trait]

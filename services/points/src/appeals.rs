@@ -30,22 +30,21 @@ impl Points {
 
     /// Cancels the record's live entry from now (or its own start, if later). False when nothing
     /// counts for it (rejected, pending, already cancelled).
-    async fn cancel_live_entry(&self, tx: &mut Tx, record: &RecordRow) -> Result<bool> {
+    async fn cancel_live_entry(&self, tx: &mut Tx, record: &RecordRow, rule: &RuleRow) -> Result<bool> {
         let Some(live) = store::live_entry_of_record(&mut **tx, &record.id).await? else {
             return Ok(false);
         };
-        let (_, rule) = self.record_and_rule(tx, &record.id).await?;
         let from = live.effective_from.max(now_micros());
-        self.append_entry(tx, record, &rule, -live.delta, from, Some(&live)).await?;
+        self.append_entry(tx, record, rule, -live.delta, from, Some(&live)).await?;
         Ok(true)
     }
 
     pub(crate) async fn apply_objection_filed(&self, tx: &mut Tx, filed: &ObjectionFiled) -> Result<()> {
-        let (record, _) = self.record_and_rule(tx, &filed.record_id).await?;
+        let (record, rule) = self.record_and_rule(tx, &filed.record_id).await?;
         if record.frozen == 1 {
             return Ok(());
         }
-        if !self.cancel_live_entry(tx, &record).await? {
+        if !self.cancel_live_entry(tx, &record, &rule).await? {
             tracing::info!(record_id = %record.id, "objection to a record that does not count; nothing to freeze");
             return Ok(());
         }
@@ -108,8 +107,8 @@ impl Points {
 
     /// An approved repair: the deduction stops counting now.
     pub(crate) async fn apply_repair(&self, tx: &mut Tx, repair: &RepairApproved) -> Result<()> {
-        let (mut record, _) = self.record_and_rule(tx, &repair.record_id).await?;
-        if record.frozen == 1 || !self.cancel_live_entry(tx, &record).await? {
+        let (mut record, rule) = self.record_and_rule(tx, &repair.record_id).await?;
+        if record.frozen == 1 || !self.cancel_live_entry(tx, &record, &rule).await? {
             tracing::info!(record_id = %record.id, "repair for a record that does not count; nothing to end");
             return Ok(());
         }

@@ -22,9 +22,7 @@ use crate::{ops::Points, store};
 /// identity's `ORG_NODE_KIND_GRID`.
 const GRID_KIND: i64 = jiaxin_proto::identity::OrgNodeKind::Grid as i64;
 
-fn path_of(ids: &[String]) -> String {
-    format!("/{}/", ids.join("/"))
-}
+use jiaxin_kit::sql::path_of;
 
 fn failed(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::new(error.to_string())

@@ -32,7 +32,7 @@ use crate::{
     store::{self, LedgerRow, RecordRow, RuleRow},
 };
 
-const HOUSEHOLD: &str = "家庭户";
+pub(crate) const HOUSEHOLD: &str = "家庭户";
 const RECORD: &str = "积分记录";
 
 pub struct Points {
@@ -42,9 +42,7 @@ pub struct Points {
     pub(crate) unpledged: UnpledgedRecords,
 }
 
-fn path_ids(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
-}
+pub(crate) use jiaxin_kit::sql::path_ids;
 
 pub(crate) fn rule_proto(r: &RuleRow) -> Rule {
     Rule {
@@ -108,7 +106,7 @@ fn status_now(r: &RecordRow, now: i64) -> RecordStatus {
 }
 
 pub(crate) fn timestamp_micros(ts: &Option<prost_types::Timestamp>) -> Option<i64> {
-    ts.as_ref().map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
+    ts.as_ref().map(jiaxin_kit::time::from_timestamp)
 }
 
 pub(crate) fn entry_of(row: &LedgerRow) -> Entry {

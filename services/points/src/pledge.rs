@@ -39,9 +39,7 @@ pub(crate) fn gate(status: Option<i64>, unpledged: UnpledgedRecords) -> Result<G
 }
 
 fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
-    ts.as_ref()
-        .map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
-        .unwrap_or_else(now_micros)
+    ts.as_ref().map(jiaxin_kit::time::from_timestamp).unwrap_or_else(now_micros)
 }
 
 impl Points {
@@ -85,7 +83,7 @@ impl Points {
         }
         store::lock_household(&mut **tx, household_id).await?;
         let org_path: Vec<String> = match store::household_path(&mut **tx, household_id).await? {
-            Some((path, _)) => path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some((path, _)) => crate::ops::path_ids(&path).into_iter().map(str::to_owned).collect(),
             None => Vec::new(),
         };
         for mut record in held {

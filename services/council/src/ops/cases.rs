@@ -6,7 +6,7 @@ use jiaxin_kit::{
     auth::{Caller, Role},
     error::Violations,
     storage::Tx,
-    time::{now_micros, to_timestamp},
+    time::{DAY_MICROS, now_micros, to_timestamp},
 };
 use jiaxin_proto::{
     council::{
@@ -25,7 +25,6 @@ use crate::{
     store::{self, ObjectionRow, RepairRow, TaskRow, VoteRow},
 };
 
-const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// An objection must be answered within 20 days (the law's limit).
 const OBJECTION_DAYS: i64 = 20;
 const RECORD: &str = "积分记录";

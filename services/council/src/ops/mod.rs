@@ -29,19 +29,7 @@ impl Council {
     }
 }
 
-/// The ids of a stored path `/a/b/c/`, root first.
-pub(crate) fn path_ids(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
-}
-
-pub(crate) fn path_of<S: AsRef<str>>(ids: &[S]) -> String {
-    let mut path = String::from("/");
-    for id in ids {
-        path.push_str(id.as_ref());
-        path.push('/');
-    }
-    path
-}
+pub(crate) use jiaxin_kit::sql::{path_ids, path_of};
 
 /// Appends to the audit log's hash chain, inside the operation's transaction: if the entry
 /// cannot be written, neither can what it records.

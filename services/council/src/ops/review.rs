@@ -7,7 +7,7 @@ use jiaxin_kit::{
     error::Violations,
     page::Page,
     storage::Tx,
-    time::{china_date, now_micros, parse_date, to_timestamp},
+    time::{DAY_MICROS, china_date, now_micros, parse_date, to_timestamp},
 };
 use jiaxin_proto::{
     council::{
@@ -29,7 +29,6 @@ use crate::{
 };
 
 const TASK: &str = "评议事项";
-const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// Review deadline for a village that has not set up its council yet.
 const DEFAULT_REVIEW_DAYS: i64 = 7;
 const HISTORY: i64 = 20;
@@ -174,10 +173,15 @@ impl Council {
                 .await?;
         let next_page_token = page.finish(&mut rows, |t| t.id.clone());
         let mut tasks = Vec::with_capacity(rows.len());
+        // A page is mostly one village's tasks: look each grid's council up once.
+        let mut nodes: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for row in &rows {
             let votes = store::votes(&mut *tx, &row.id).await?;
-            let node = self.task_node(&mut tx, row).await?;
-            tasks.push(task_proto(row, &node, &votes, now));
+            if !nodes.contains_key(&row.path) {
+                let node = self.task_node(&mut tx, row).await?;
+                nodes.insert(row.path.clone(), node);
+            }
+            tasks.push(task_proto(row, &nodes[&row.path], &votes, now));
         }
         Ok(ListTasksResponse { tasks, next_page_token })
     }

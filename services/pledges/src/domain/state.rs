@@ -20,6 +20,15 @@ pub struct Counts {
     pub revoked: i64,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.households += other.households;
+        self.signed += other.signed;
+        self.renewal_due += other.renewal_due;
+        self.revoked += other.revoked;
+    }
+}
+
 impl Counts {
     fn slot(&mut self, state: PledgeState) -> Option<&mut i64> {
         match state {
@@ -88,11 +97,7 @@ impl CoverageDelta {
     /// Adds another operation's changes (a batch item that succeeded).
     pub fn merge(&mut self, other: CoverageDelta) {
         for (node, change) in other.by_node {
-            let counts = self.by_node.entry(node).or_default();
-            counts.households += change.households;
-            counts.signed += change.signed;
-            counts.renewal_due += change.renewal_due;
-            counts.revoked += change.revoked;
+            *self.by_node.entry(node).or_default() += change;
         }
     }
 
@@ -102,20 +107,7 @@ impl CoverageDelta {
     }
 }
 
-/// The ids of a stored path `/a/b/c/`, root first.
-pub fn path_ids(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
-}
-
-/// A stored path from ids, root first.
-pub fn path_of<S: AsRef<str>>(ids: &[S]) -> String {
-    let mut path = String::from("/");
-    for id in ids {
-        path.push_str(id.as_ref());
-        path.push('/');
-    }
-    path
-}
+pub use jiaxin_kit::sql::{path_ids, path_of};
 
 #[cfg(test)]
 mod tests {

@@ -131,11 +131,7 @@ impl Pledges {
         }
         let mut total = Counts::default();
         for (node, _) in &nodes {
-            let counts = store::coverage(&mut *tx, node).await?;
-            total.households += counts.households;
-            total.signed += counts.signed;
-            total.renewal_due += counts.renewal_due;
-            total.revoked += counts.revoked;
+            total += store::coverage(&mut *tx, node).await?;
         }
         let running = china_date(now_micros()).is_some_and(|today| runs_on(&campaign, today));
         Ok(GetCampaignResponse {

@@ -111,7 +111,3 @@ pub(crate) fn signature_proto(s: &SignatureRow) -> Signature {
         revoke_reason: s.revoke_reason.clone(),
     }
 }
-
-fn timestamp_micros(ts: &Option<prost_types::Timestamp>) -> Option<i64> {
-    ts.as_ref().map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
-}

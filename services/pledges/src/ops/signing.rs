@@ -5,7 +5,7 @@ use jiaxin_kit::{
     auth::{Caller, Role},
     error::{ItemError, Violations},
     storage::Tx,
-    time::{ADULT_AGE, age_on, china_date, now_micros, parse_date, to_timestamp},
+    time::{ADULT_AGE, age_on, china_date, from_timestamp, now_micros, parse_date, to_timestamp},
 };
 use jiaxin_proto::pledges::{
     BatchSignPledgesResponse, BatchSignResult, Channel, GetHouseholdPledgeResponse, PledgeRenewed, PledgeRevoked,
@@ -14,7 +14,7 @@ use jiaxin_proto::pledges::{
 
 use super::{
     CLOCK_SKEW_MICROS, HOUSEHOLD, Pledges, household_for, is_own_household, signature_proto, state_of, template_proto,
-    timestamp_micros, write_coverage,
+    write_coverage,
 };
 use crate::{
     domain::{
@@ -75,7 +75,7 @@ fn validate(req: &SignPledgeRequest, now: i64) -> Result<(Channel, i64)> {
     if req.scan_reference.chars().count() > MAX_SCAN_REFERENCE || req.scan_reference.contains('\n') {
         v.add("scan_reference", "一行,不超过256字符 / one line of at most 256 characters");
     }
-    let signed_at = timestamp_micros(&req.signed_at).unwrap_or(now);
+    let signed_at = req.signed_at.as_ref().map(from_timestamp).unwrap_or(now);
     if signed_at > now + CLOCK_SKEW_MICROS {
         v.add("signed_at", "不能晚于现在 / cannot be in the future");
     } else if signed_at <= 0 {

@@ -105,7 +105,7 @@ impl Tiers {
 /// A neighbouring tier and the points between it and a score.
 pub type Boundary = (String, i64);
 
-pub const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
+pub use jiaxin_kit::time::DAY_MICROS;
 
 #[cfg(test)]
 mod tests {

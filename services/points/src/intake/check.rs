@@ -12,13 +12,12 @@ use crate::{
     UnpledgedRecords,
     domain::{access, score::DAY_MICROS},
     error::{PointsError, Result},
-    ops::timestamp_micros,
+    ops::{HOUSEHOLD, path_ids, timestamp_micros},
     pledge::Gate,
     pledge::gate,
     store::RecordRow,
 };
 
-const HOUSEHOLD: &str = "家庭户";
 /// Submissions may be stamped a little ahead of the server's clock (a phone's clock drifts).
 const CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 
@@ -26,10 +25,6 @@ pub(crate) enum Verdict {
     /// A retry: the record this request id made before.
     Earlier(Box<RecordRow>),
     New(Box<Accepted>),
-}
-
-fn path_ids(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
 fn validate_fields(input: &RecordInput, now: i64) -> Result<i64> {
