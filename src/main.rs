@@ -59,11 +59,13 @@ struct ServeArgs {
     identity: IdentityConfig,
     #[command(flatten)]
     points: jiaxin_points::PointsConfig,
+    #[command(flatten)]
+    benefits: jiaxin_benefits::BenefitsConfig,
 }
 
 impl ServeArgs {
     fn into_config(self) -> SystemConfig {
-        SystemConfig { common: self.common, identity: self.identity, points: self.points, services: self.services }
+        SystemConfig { common: self.common, identity: self.identity, points: self.points, benefits: self.benefits, services: self.services }
     }
 }
 

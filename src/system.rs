@@ -23,11 +23,12 @@ pub enum ServiceName {
     Pledges,
     Points,
     Council,
+    Benefits,
 }
 
 impl ServiceName {
     pub const ALL: &'static [ServiceName] =
-        &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points, ServiceName::Council];
+        &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points, ServiceName::Council, ServiceName::Benefits];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +36,7 @@ impl ServiceName {
             ServiceName::Pledges => jiaxin_pledges::SERVICE,
             ServiceName::Points => jiaxin_points::SERVICE,
             ServiceName::Council => jiaxin_council::SERVICE,
+            ServiceName::Benefits => jiaxin_benefits::SERVICE,
         }
     }
 
@@ -44,6 +46,7 @@ impl ServiceName {
             ServiceName::Pledges => &jiaxin_pledges::MIGRATIONS,
             ServiceName::Points => &jiaxin_points::MIGRATIONS,
             ServiceName::Council => &jiaxin_council::MIGRATIONS,
+            ServiceName::Benefits => &jiaxin_benefits::MIGRATIONS,
         }
     }
 }
@@ -53,6 +56,7 @@ pub struct SystemConfig {
     pub common: CommonConfig,
     pub identity: IdentityConfig,
     pub points: jiaxin_points::PointsConfig,
+    pub benefits: jiaxin_benefits::BenefitsConfig,
     /// Empty means all.
     pub services: Vec<ServiceName>,
 }
@@ -71,6 +75,9 @@ impl SystemConfig {
             problems.extend(p);
         }
         if let Err(p) = self.points.validate() {
+            problems.extend(p);
+        }
+        if let Err(p) = self.benefits.validate() {
             problems.extend(p);
         }
         let peers = self.common.peer_map().unwrap_or_default();
@@ -253,6 +260,14 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 tasks.spawn(council.ticker(cancel.clone()));
                 relays.push(Relay::new(db, council.outbox(), bus.clone()));
             }
+            ServiceName::Benefits => {
+                let benefits = jiaxin_benefits::BenefitsService::start(db.clone(), &config.benefits);
+                routes.add_service(benefits.grpc_service());
+                health_names.push(jiaxin_benefits::BenefitsService::grpc_name().to_owned());
+                let (topics, consumer) = benefits.consumer();
+                bus.subscribe(&topics, Arc::new(consumer)).await?;
+                relays.push(Relay::new(db, benefits.outbox(), bus.clone()));
+            }
         }
     }
     for relay in relays {
@@ -319,5 +334,6 @@ pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::
         ServiceName::Pledges => vec![jiaxin_pledges::consumer(db).1],
         ServiceName::Points => vec![jiaxin_points::consumer(db, None).1],
         ServiceName::Council => vec![jiaxin_council::consumer(db, None).1],
+        ServiceName::Benefits => vec![jiaxin_benefits::consumer(db).1],
     }
 }

@@ -32,6 +32,8 @@ struct Flags {
     identity: IdentityConfig,
     #[command(flatten)]
     points: jiaxin_points::PointsConfig,
+    #[command(flatten)]
+    benefits: jiaxin_benefits::BenefitsConfig,
 }
 
 enum Mode {
@@ -97,7 +99,7 @@ impl TestSystem {
         }
         let flags = Flags::parse_from(args);
         let config =
-            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, services: vec![] };
+            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, benefits: flags.benefits, services: vec![] };
         let running = system::start(config.clone()).await.unwrap();
         Self {
             mode: Mode::Embedded { running: Some(running), config: Box::new(config), _temp: temp },

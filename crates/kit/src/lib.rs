@@ -1,6 +1,7 @@
 //! What every jiaxin service shares: configuration, storage, the event bus with its outbox and
 //! inbox, authentication, errors, telemetry and the server stack. Nothing here knows a service.
 
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;
+pub mod tiers;
 pub mod time;
 
 pub use secret::Secret;

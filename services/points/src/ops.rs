@@ -378,6 +378,7 @@ impl Points {
             old_tier,
             new_tier: after.tier.clone(),
             redeemable_points: after.redeemable,
+            at: Some(to_timestamp(at)),
         };
         (true, Some(event))
     }

@@ -13,17 +13,11 @@ pub struct Tiers {
 
 impl Default for Tiers {
     fn default() -> Self {
+        use jiaxin_kit::tiers;
         Self {
-            base: 1000,
-            levels: vec![
-                ("AAA".into(), 1100),
-                ("AA".into(), 1050),
-                ("A".into(), 1000),
-                ("B".into(), 950),
-                ("C".into(), 900),
-                ("D".into(), i64::MIN),
-            ],
-            serious_cap: "B".into(),
+            base: tiers::BASE_SCORE,
+            levels: tiers::LEVELS.iter().map(|(name, min)| ((*name).to_owned(), *min)).collect(),
+            serious_cap: tiers::SERIOUS_CAP.into(),
         }
     }
 }
