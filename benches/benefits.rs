@@ -1,0 +1,318 @@
+//! Benefits at a county's size, in process on SQLite, with baselines from the same run. Prints
+//! its figures; asserts nothing about time.
+//!
+//!     cargo bench --bench benefits -- --households 210000
+//!
+//! 1. Builds benefits' read model of a synthetic county (towns, 250 villages, grids of ~230
+//!    households; most households pledged; one to three score changes each over the year; a few
+//!    serious deductions) by delivering the events identity, pledges and points would publish
+//!    to benefits' own consumer, a relay batch at a time.
+//! 2. Eligibility checks by an agency, one at a time: p50 / p99, each with its audit entry.
+//!    Baseline: reading the same household's standing row with no audit write.
+//! 3. A 5,000-household daily queue in one BatchCheckEligibility.
+//! 4. The annual evaluation of the county (credit households and villages), computed twice.
+//!    Baseline: scanning the rows it reads (households, pledges, score history) with COUNT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
+
+mod support;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use jiaxin_benefits::{BenefitsConfig, BenefitsService};
+use jiaxin_kit::{
+    auth::{Caller, Claims, ISSUER, Role},
+    events,
+    storage::{Database, DatabaseLocation},
+    tiers,
+    time::to_timestamp,
+};
+use jiaxin_proto::{
+    benefits::{
+        BatchCheckEligibilityRequest, Benefit, BenefitKind, CheckEligibilityRequest, EvaluateYearRequest, Provider,
+        ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene, benefits_service_server::BenefitsService as _,
+    },
+    events::Envelope,
+    identity::{HouseholdRegistered, OrgNode, OrgNodeCreated, OrgNodeKind},
+    pledges::PledgeSigned,
+    points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
+};
+use support::{percentile, rate};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    households: usize,
+    #[arg(long, default_value_t = 250)]
+    villages: usize,
+    #[arg(long, default_value_t = 10_000)]
+    checks: usize,
+    #[arg(long, default_value_t = 2026)]
+    year: i32,
+    /// Ignored: cargo bench passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const DAY: i64 = 24 * 3600 * 1_000_000;
+const GRID_SIZE: usize = 230;
+
+/// A small deterministic generator (xorshift), so every run builds the same county.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn caller(account: &str, role: Role) -> Caller {
+    Caller(Arc::new(Claims {
+        iss: ISSUER.into(),
+        sub: account.into(),
+        roles: vec![role],
+        org: "county".into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "bench".into(),
+    }))
+}
+
+fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.extensions_mut().insert(caller.clone());
+    request
+}
+
+fn node(id: &str, kind: OrgNodeKind, path: &[String]) -> Envelope {
+    let node = OrgNode { id: id.into(), kind: kind as i32, path: path.to_vec(), ..Default::default() };
+    events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap()
+}
+
+/// The events of a synthetic county, by topic, in the order their producers would publish them.
+fn county_events(args: &Args, year_start: i64) -> (Vec<Envelope>, Vec<Envelope>, Vec<Envelope>) {
+    let mut rng = Seeded(0x9e37_79b9_7f4a_7c15);
+    let county = "county".to_owned();
+    let mut identity = vec![node(&county, OrgNodeKind::County, std::slice::from_ref(&county))];
+    let towns = args.villages.div_ceil(20);
+    for t in 0..towns {
+        identity.push(node(&format!("town-{t}"), OrgNodeKind::Town, &[county.clone(), format!("town-{t}")]));
+    }
+    let grids = args.households.div_ceil(GRID_SIZE).max(args.villages);
+    for g in 0..grids {
+        let v = g % args.villages;
+        let path = [county.clone(), format!("town-{}", v % towns), format!("village-{v}")];
+        if g < args.villages {
+            identity.push(node(&path[2], OrgNodeKind::Village, &path));
+        }
+        let mut grid_path = path.to_vec();
+        grid_path.push(format!("grid-{g}"));
+        identity.push(node(&format!("grid-{g}"), OrgNodeKind::Grid, &grid_path));
+    }
+    let (mut pledges, mut points) = (Vec::new(), Vec::new());
+    for h in 0..args.households {
+        let household = format!("household-{h}");
+        let g = h % grids;
+        let v = g % args.villages;
+        let path = vec![county.clone(), format!("town-{}", v % towns), format!("village-{v}"), format!("grid-{g}")];
+        let registered = HouseholdRegistered {
+            household_id: household.clone(),
+            grid_id: format!("grid-{g}"),
+            head_resident_id: format!("resident-{h}"),
+            org_path: path,
+            address: format!("{h}号"),
+        };
+        identity.push(events::envelope("identity", &household, &registered).unwrap());
+        // Nineteen in twenty signed, in the year's first campaign.
+        if rng.below(20) != 0 {
+            let signed = PledgeSigned {
+                household_id: household.clone(),
+                signed_at: Some(to_timestamp(year_start + rng.below(60) as i64 * DAY)),
+                ..Default::default()
+            };
+            pledges.push(events::envelope("pledges", &household, &signed).unwrap());
+        }
+        // One to three score changes over the year, mostly bonuses.
+        let (mut score, mut at) = (tiers::BASE_SCORE, year_start + 60 * DAY);
+        for _ in 0..=rng.below(3) {
+            let old = score;
+            score += rng.below(40) as i64 - 8;
+            at += rng.below(90) as i64 * DAY + 1;
+            let changed = ScoreChanged {
+                household_id: household.clone(),
+                old_score: old,
+                new_score: score,
+                old_tier: tiers::of_score(old).into(),
+                new_tier: tiers::of_score(score).into(),
+                redeemable_points: (score - tiers::BASE_SCORE).max(0),
+                at: Some(to_timestamp(at)),
+            };
+            points.push(events::envelope("points", &household, &changed).unwrap());
+        }
+        // Three in a thousand had a serious deduction that counted this year.
+        if rng.below(1000) < 3 {
+            let record = Record {
+                id: format!("record-{h}"),
+                household_id: household.clone(),
+                points: -30,
+                effective_from: Some(to_timestamp(at)),
+                expires_at: Some(to_timestamp(at + 1095 * DAY)),
+                ..Default::default()
+            };
+            let submitted =
+                RecordSubmitted { record: Some(record.clone()), severity: Severity::Serious as i32, ..Default::default() };
+            points.push(events::envelope("points", &household, &submitted).unwrap());
+            points.push(events::envelope("points", &household, &RecordEffective { record: Some(record) }).unwrap());
+        }
+    }
+    (identity, pledges, points)
+}
+
+fn show(label: &str, sorted: &[Duration]) {
+    println!(
+        "  {label:<44} p50 {:>8.3} ms   p99 {:>8.3} ms",
+        percentile(sorted, 0.50).as_secs_f64() * 1e3,
+        percentile(sorted, 0.99).as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "benefits").unwrap()).await.unwrap();
+    db.migrate("benefits", &jiaxin_benefits::MIGRATIONS).await.unwrap();
+    let service = BenefitsService::start(db.clone(), &BenefitsConfig::default());
+    let (_, consumer) = service.consumer();
+    let api = service.api();
+    let year_start = chrono::NaiveDate::from_ymd_opt(args.year, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
+        - 8 * 3600 * 1_000_000;
+    println!("benefits 基准 / benchmark: {} households, {} villages (embedded, SQLite)", args.households, args.villages);
+
+    // 1. The read model, from the events.
+    let (identity, pledges, points) = county_events(&args, year_start);
+    let total = identity.len() + pledges.len() + points.len();
+    let started = Instant::now();
+    for (topic, envelopes) in [("identity", &identity), ("pledges", &pledges), ("points", &points)] {
+        for batch in envelopes.chunks(1_000) {
+            consumer.deliver_batch(&events::topic(topic), batch).await.unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    println!("1. read model: {total} events in {:.1} s — {:.0} events/s", elapsed.as_secs_f64(), rate(total, elapsed));
+
+    // 2. One agency, one benefit for tier A and above; checks one at a time.
+    let admin = caller("admin", Role::CountyAdmin);
+    let agency = caller("agency", Role::Agency);
+    let provider = Provider {
+        name: "县政务服务中心".into(),
+        kind: ProviderKind::Agency as i32,
+        org_node_id: "county".into(),
+        account_ids: vec!["agency".into()],
+        ..Default::default()
+    };
+    let provider = api.save_provider(request(&admin, SaveProviderRequest { provider: Some(provider) })).await.unwrap();
+    let benefit = Benefit {
+        name: "信易批·容缺受理".into(),
+        scene: Scene::Approval as i32,
+        kind: BenefitKind::FastTrack as i32,
+        provider_id: provider.into_inner().provider.unwrap().id,
+        org_node_id: "county".into(),
+        min_tier: "A".into(),
+        policy_basis: "《盱眙县信用户激励办法》".into(),
+        valid_from: "2020-01-01".into(),
+        ..Default::default()
+    };
+    let benefit = api.save_benefit(request(&admin, SaveBenefitRequest { benefit: Some(benefit) })).await.unwrap();
+    let benefit_id = benefit.into_inner().benefit.unwrap().id;
+    let mut rng = Seeded(42);
+    let picks: Vec<String> =
+        (0..args.checks).map(|_| format!("household-{}", rng.below(args.households as u64))).collect();
+
+    let mut baseline = Vec::with_capacity(picks.len());
+    for household in &picks {
+        let started = Instant::now();
+        let row: Option<(i64, String)> = sqlx::query_as("SELECT score, tier FROM standings WHERE household_id = $1")
+            .bind(household)
+            .fetch_optional(db.pool())
+            .await
+            .unwrap();
+        baseline.push(started.elapsed());
+        assert!(row.is_some());
+    }
+    let mut latencies = Vec::with_capacity(picks.len());
+    let started = Instant::now();
+    for household in &picks {
+        let ask = CheckEligibilityRequest { benefit_id: benefit_id.clone(), household_id: household.clone() };
+        let t = Instant::now();
+        api.check_eligibility(request(&agency, ask)).await.unwrap();
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    baseline.sort();
+    latencies.sort();
+    println!("2. eligibility checks, one at a time ({} checks, {:.0}/s):", picks.len(), rate(picks.len(), elapsed));
+    show("CheckEligibility (read + audit entry, 1 tx)", &latencies);
+    show("baseline: read the standing row only", &baseline);
+
+    // 3. A daily queue.
+    let queue: Vec<String> = picks.iter().take(5_000).cloned().collect();
+    let started = Instant::now();
+    let checks = api
+        .batch_check_eligibility(request(&agency, BatchCheckEligibilityRequest { benefit_id: benefit_id.clone(), household_ids: queue.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .checks;
+    let elapsed = started.elapsed();
+    let eligible = checks.iter().filter(|c| c.eligible).count();
+    println!(
+        "3. BatchCheckEligibility of {} households: {:.0} ms ({eligible} eligible), {:.0} checks/s",
+        queue.len(),
+        elapsed.as_secs_f64() * 1e3,
+        rate(queue.len(), elapsed)
+    );
+
+    // 4. The annual evaluation, twice (the second replaces the draft).
+    let started = Instant::now();
+    for table in ["households", "standings", "score_history"] {
+        let _: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(db.pool()).await.unwrap();
+    }
+    let scan = started.elapsed();
+    for run in ["first", "again"] {
+        let started = Instant::now();
+        let evaluation = api
+            .evaluate_year(request(&admin, EvaluateYearRequest { year: args.year, org_node_id: "county".into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .evaluation
+            .unwrap();
+        println!(
+            "4. annual evaluation ({run}): {:.2} s — {} households, {} 信用户; {} villages, {} 信用村居",
+            started.elapsed().as_secs_f64(),
+            evaluation.households,
+            evaluation.credit_households,
+            evaluation.villages,
+            evaluation.credit_villages
+        );
+    }
+    println!("   baseline: COUNT(*) over households, standings, score history: {:.3} s", scan.as_secs_f64());
+}
