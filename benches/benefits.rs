@@ -171,8 +171,11 @@ fn county_events(args: &Args, year_start: i64) -> (Vec<Envelope>, Vec<Envelope>,
                 expires_at: Some(to_timestamp(at + 1095 * DAY)),
                 ..Default::default()
             };
-            let submitted =
-                RecordSubmitted { record: Some(record.clone()), severity: Severity::Serious as i32, ..Default::default() };
+            let submitted = RecordSubmitted {
+                record: Some(record.clone()),
+                severity: Severity::Serious as i32,
+                ..Default::default()
+            };
             points.push(events::envelope("points", &household, &submitted).unwrap());
             points.push(events::envelope("points", &household, &RecordEffective { record: Some(record) }).unwrap());
         }
@@ -204,7 +207,10 @@ async fn main() {
         .and_utc()
         .timestamp_micros()
         - 8 * 3600 * 1_000_000;
-    println!("benefits 基准 / benchmark: {} households, {} villages (embedded, SQLite)", args.households, args.villages);
+    println!(
+        "benefits 基准 / benchmark: {} households, {} villages (embedded, SQLite)",
+        args.households, args.villages
+    );
 
     // 1. The read model, from the events.
     let (identity, pledges, points) = county_events(&args, year_start);
@@ -276,7 +282,10 @@ async fn main() {
     let queue: Vec<String> = picks.iter().take(5_000).cloned().collect();
     let started = Instant::now();
     let checks = api
-        .batch_check_eligibility(request(&agency, BatchCheckEligibilityRequest { benefit_id: benefit_id.clone(), household_ids: queue.clone() }))
+        .batch_check_eligibility(request(
+            &agency,
+            BatchCheckEligibilityRequest { benefit_id: benefit_id.clone(), household_ids: queue.clone() },
+        ))
         .await
         .unwrap()
         .into_inner()

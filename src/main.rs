@@ -65,7 +65,13 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_config(self) -> SystemConfig {
-        SystemConfig { common: self.common, identity: self.identity, points: self.points, benefits: self.benefits, services: self.services }
+        SystemConfig {
+            common: self.common,
+            identity: self.identity,
+            points: self.points,
+            benefits: self.benefits,
+            services: self.services,
+        }
     }
 }
 

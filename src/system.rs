@@ -27,8 +27,13 @@ pub enum ServiceName {
 }
 
 impl ServiceName {
-    pub const ALL: &'static [ServiceName] =
-        &[ServiceName::Identity, ServiceName::Pledges, ServiceName::Points, ServiceName::Council, ServiceName::Benefits];
+    pub const ALL: &'static [ServiceName] = &[
+        ServiceName::Identity,
+        ServiceName::Pledges,
+        ServiceName::Points,
+        ServiceName::Council,
+        ServiceName::Benefits,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

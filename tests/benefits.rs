@@ -14,7 +14,7 @@ use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{
     benefits::{
-        Benefit, BenefitKind, BatchCheckEligibilityRequest, CancelRedemptionRequest, CheckEligibilityRequest,
+        BatchCheckEligibilityRequest, Benefit, BenefitKind, CancelRedemptionRequest, CheckEligibilityRequest,
         EligibilityCheck, EligibilityReason, EvaluateYearRequest, GetHonourStatusRequest, GetStandingRequest,
         HonourKind, ListBenefitsRequest, ListHonoursRequest, ListVillageReportsRequest, Provider, ProviderKind,
         PublishHonoursRequest, RedeemRequest, RedemptionStatus, SaveBenefitRequest, SaveProviderRequest, Scene,
@@ -25,7 +25,9 @@ use jiaxin_proto::{
         identity_service_client::IdentityServiceClient,
     },
     pledges::pledges_service_client::PledgesServiceClient,
-    points::{GetScoreRequest, PledgeStatus, RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
+    points::{
+        GetScoreRequest, PledgeStatus, RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient,
+    },
 };
 use tonic::{Code, transport::Channel};
 
@@ -70,11 +72,25 @@ impl County {
     /// Registers a household; with `pledge`, its head signs and the test waits until points
     /// counts its records and benefits sees the pledge.
     async fn household(&mut self, grid: &str, n: u32, pledge: bool) -> Household {
-        let head = NewResident { name: format!("户主{n}"), id_number: id_number("320830", "19700101", n), phone: String::new() };
-        let request =
-            RegisterHouseholdRequest { grid_id: grid.into(), address: format!("{n}号"), head: Some(head), ..Default::default() };
-        let household =
-            self.identity.register_household(authed(&self.admin, request)).await.unwrap().into_inner().household.unwrap();
+        let head = NewResident {
+            name: format!("户主{n}"),
+            id_number: id_number("320830", "19700101", n),
+            phone: String::new(),
+        };
+        let request = RegisterHouseholdRequest {
+            grid_id: grid.into(),
+            address: format!("{n}号"),
+            head: Some(head),
+            ..Default::default()
+        };
+        let household = self
+            .identity
+            .register_household(authed(&self.admin, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .household
+            .unwrap();
         let id = household.id.clone();
         if pledge {
             common::await_pledges_household(&mut self.pledges, &self.admin, &id).await;
@@ -86,7 +102,10 @@ impl County {
                 let id = id.clone();
                 Box::pin(async move {
                     let request = authed(&c.admin, GetScoreRequest { household_id: id, ..Default::default() });
-                    c.points.get_score(request).await.is_ok_and(|s| s.get_ref().score.as_ref().unwrap().pledge == PledgeStatus::InForce as i32)
+                    c.points
+                        .get_score(request)
+                        .await
+                        .is_ok_and(|s| s.get_ref().score.as_ref().unwrap().pledge == PledgeStatus::InForce as i32)
                 })
             })
             .await;
@@ -136,7 +155,8 @@ impl County {
             resident_id: resident.into(),
             ..Default::default()
         };
-        let id = self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account.unwrap().id;
+        let id =
+            self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account.unwrap().id;
         (id, self.sys.login(&username, "benefits-pass-1").await)
     }
 
@@ -171,7 +191,10 @@ impl County {
                     household_id: household.into(),
                     rule_code: rule.into(),
                     points,
-                    occurred_at: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 }),
+                    occurred_at: Some(prost_types::Timestamp {
+                        seconds: chrono::Utc::now().timestamp() - 3600,
+                        nanos: 0,
+                    }),
                     evidence: vec!["photo:1.jpg".into()],
                     ..Default::default()
                 };
@@ -218,10 +241,16 @@ async fn a_points_record_moves_the_tier_an_agency_check_sees_at_the_boundary() {
     let office = c.provider("县政务服务中心", ProviderKind::Agency, &[&agency_id]).await;
     let hospital = c.provider("县人民医院", ProviderKind::Agency, &[&other_id]).await;
     let fast = c
-        .benefit(Benefit { min_tier: "AA".into(), ..benefit("信易批·容缺受理", &office, &county_node, Scene::Approval, BenefitKind::FastTrack) })
+        .benefit(Benefit {
+            min_tier: "AA".into(),
+            ..benefit("信易批·容缺受理", &office, &county_node, Scene::Approval, BenefitKind::FastTrack)
+        })
         .await;
     let clinic = c
-        .benefit(Benefit { min_score: 1050, ..benefit("信易医·先诊疗后付费", &hospital, &county_node, Scene::Medical, BenefitKind::Priority) })
+        .benefit(Benefit {
+            min_score: 1050,
+            ..benefit("信易医·先诊疗后付费", &hospital, &county_node, Scene::Medical, BenefitKind::Priority)
+        })
         .await;
 
     // At the base (1000, A) the household is below AA.
@@ -239,7 +268,10 @@ async fn a_points_record_moves_the_tier_an_agency_check_sees_at_the_boundary() {
     assert_eq!(c.await_score(&short.id, 1049).await.tier, "A");
 
     let top_check = c.check(&agency, &fast.id, &top.id).await.unwrap();
-    assert_eq!((reason(&top_check), top_check.eligible, top_check.tier.as_str()), (EligibilityReason::Eligible, true, "AA"));
+    assert_eq!(
+        (reason(&top_check), top_check.eligible, top_check.tier.as_str()),
+        (EligibilityReason::Eligible, true, "AA")
+    );
     assert!(top_check.standing_as_of.is_some() && !top_check.id.is_empty());
     let short_check = c.check(&agency, &fast.id, &short.id).await.unwrap();
     assert_eq!(reason(&short_check), EligibilityReason::TierTooLow);
@@ -280,7 +312,10 @@ async fn a_points_record_moves_the_tier_an_agency_check_sees_at_the_boundary() {
     let verified = c.benefits.verify_audit_log(authed(&admin, VerifyAuditLogRequest {})).await.unwrap().into_inner();
     assert!(verified.intact, "{verified:?}");
     assert!(verified.entries_checked >= 9, "{verified:?}");
-    assert_eq!(code(c.benefits.verify_audit_log(authed(&agency, VerifyAuditLogRequest {})).await), Code::PermissionDenied);
+    assert_eq!(
+        code(c.benefits.verify_audit_log(authed(&agency, VerifyAuditLogRequest {})).await),
+        Code::PermissionDenied
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,10 +330,17 @@ async fn concurrent_redemptions_spend_exactly_what_a_household_has() {
     let (shop_id, shopkeeper) = c.account(Role::Agency, &county_node, "").await;
     let shop = c.provider("水冲港村积分超市", ProviderKind::Merchant, &[&shop_id]).await;
     let soap = c
-        .benefit(Benefit { cost_points: 1, ..benefit("洗衣皂一块", &shop, &county_node, Scene::Other, BenefitKind::Redemption) })
+        .benefit(Benefit {
+            cost_points: 1,
+            ..benefit("洗衣皂一块", &shop, &county_node, Scene::Other, BenefitKind::Redemption)
+        })
         .await;
     let oil = c
-        .benefit(Benefit { cost_points: 1, stock: 2, ..benefit("食用油一桶", &shop, &county_node, Scene::Other, BenefitKind::Redemption) })
+        .benefit(Benefit {
+            cost_points: 1,
+            stock: 2,
+            ..benefit("食用油一桶", &shop, &county_node, Scene::Other, BenefitKind::Redemption)
+        })
         .await;
     c.earn(&worker, &home.id, 50).await;
     assert_eq!(c.await_score(&home.id, 1050).await.redeemable_available, 50);
@@ -310,7 +352,14 @@ async fn concurrent_redemptions_spend_exactly_what_a_household_has() {
         quantity,
         client_key: key.into(),
     };
-    let two = c.benefits.redeem(authed(&resident, redeem(&oil.id, 2, "oil-1"))).await.unwrap().into_inner().redemption.unwrap();
+    let two = c
+        .benefits
+        .redeem(authed(&resident, redeem(&oil.id, 2, "oil-1")))
+        .await
+        .unwrap()
+        .into_inner()
+        .redemption
+        .unwrap();
     assert_eq!((two.points, two.status), (2, RedemptionStatus::Redeemed as i32));
     let none_left = c.benefits.redeem(authed(&resident, redeem(&oil.id, 1, "oil-2"))).await.unwrap_err();
     assert_eq!(none_left.code(), Code::FailedPrecondition);
@@ -337,7 +386,14 @@ async fn concurrent_redemptions_spend_exactly_what_a_household_has() {
     assert_eq!(c.points.get_score(request).await.unwrap().into_inner().score.unwrap().score, 1050);
 
     // A retry with the same key is the first result; the key with other content is refused.
-    let first = c.benefits.redeem(authed(&resident, redeem(&oil.id, 2, "oil-1"))).await.unwrap().into_inner().redemption.unwrap();
+    let first = c
+        .benefits
+        .redeem(authed(&resident, redeem(&oil.id, 2, "oil-1")))
+        .await
+        .unwrap()
+        .into_inner()
+        .redemption
+        .unwrap();
     assert_eq!(first.id, two.id);
     let reused = c.benefits.redeem(authed(&resident, redeem(&oil.id, 1, "oil-1"))).await.unwrap_err();
     assert_eq!(reused.code(), Code::InvalidArgument);
@@ -347,7 +403,14 @@ async fn concurrent_redemptions_spend_exactly_what_a_household_has() {
 
     // The shop cancels: points and stock come back, once.
     let cancel = CancelRedemptionRequest { id: two.id.clone(), reason: "顾客退货".into() };
-    let cancelled = c.benefits.cancel_redemption(authed(&shopkeeper, cancel.clone())).await.unwrap().into_inner().redemption.unwrap();
+    let cancelled = c
+        .benefits
+        .cancel_redemption(authed(&shopkeeper, cancel.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .redemption
+        .unwrap();
     assert_eq!(cancelled.status, RedemptionStatus::Cancelled as i32);
     c.benefits.cancel_redemption(authed(&shopkeeper, cancel)).await.unwrap();
     assert_eq!(c.standing(&home.id).await.unwrap().redeemable_available, 2);
@@ -366,21 +429,27 @@ async fn the_annual_evaluation_honours_exactly_what_the_criteria_imply() {
     let unsigned = c.household(&grid_a, 3, false).await;
     let b1 = c.household(&grid_b, 4, true).await;
     let (_, resident) = c.account(Role::Resident, &grid_a, &unsigned.head).await;
-    let year = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()));
+    let year =
+        chrono::Datelike::year(&chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()));
 
     let bad = EvaluateYearRequest { year: 1999, org_node_id: county_node.clone() };
     let status = c.benefits.evaluate_year(authed(&c.admin, bad)).await.unwrap_err();
     assert_eq!(field_violations(&status)[0].field, "year");
     let request = EvaluateYearRequest { year, org_node_id: county_node.clone() };
     assert_eq!(code(c.benefits.evaluate_year(authed(&resident, request.clone())).await), Code::PermissionDenied);
-    let draft = c.benefits.evaluate_year(authed(&c.admin, request.clone())).await.unwrap().into_inner().evaluation.unwrap();
+    let draft =
+        c.benefits.evaluate_year(authed(&c.admin, request.clone())).await.unwrap().into_inner().evaluation.unwrap();
     assert_eq!(
         (draft.households, draft.credit_households, draft.villages, draft.credit_villages),
         (4, 3, 2, 1),
         "{draft:?}"
     );
 
-    let list = |kind: HonourKind| ListHonoursRequest { evaluation_id: draft.id.clone(), kind: kind as i32, ..Default::default() };
+    let list = |kind: HonourKind| ListHonoursRequest {
+        evaluation_id: draft.id.clone(),
+        kind: kind as i32,
+        ..Default::default()
+    };
     let households = c.benefits.list_honours(authed(&c.admin, list(HonourKind::Household))).await.unwrap().into_inner();
     let mut honoured: Vec<String> = households.honours.iter().map(|h| h.subject_id.clone()).collect();
     honoured.sort();
@@ -415,7 +484,10 @@ async fn the_annual_evaluation_honours_exactly_what_the_criteria_imply() {
     let reports = ListVillageReportsRequest { evaluation_id: draft.id.clone(), ..Default::default() };
     let reports = c.benefits.list_village_reports(authed(&c.admin, reports)).await.unwrap().into_inner().reports;
     let report_a = reports.iter().find(|r| r.village_id == c.village_a).unwrap();
-    assert_eq!((report_a.households, report_a.pledged, report_a.coverage_permille, report_a.average_score), (3, 2, 666, 1000));
+    assert_eq!(
+        (report_a.households, report_a.pledged, report_a.coverage_permille, report_a.average_score),
+        (3, 2, 666, 1000)
+    );
 
     // Published results stand.
     let again = c.benefits.evaluate_year(authed(&c.admin, request)).await.unwrap_err();
@@ -434,7 +506,8 @@ async fn bad_catalogue_input_is_refused_by_field_and_writes_nothing() {
         cost_points: 5,
         ..benefit("", &office, &county_node, Scene::Unspecified, BenefitKind::Priority)
     };
-    let status = c.benefits.save_benefit(authed(&c.admin, SaveBenefitRequest { benefit: Some(bad) })).await.unwrap_err();
+    let status =
+        c.benefits.save_benefit(authed(&c.admin, SaveBenefitRequest { benefit: Some(bad) })).await.unwrap_err();
     let mut fields: Vec<String> = field_violations(&status).into_iter().map(|v| v.field).collect();
     fields.sort();
     assert_eq!(
@@ -442,13 +515,16 @@ async fn bad_catalogue_input_is_refused_by_field_and_writes_nothing() {
         ["benefit.cost_points", "benefit.min_tier", "benefit.name", "benefit.scene", "benefit.valid_from"],
         "{status:?}"
     );
-    let unknown = benefit("信易游·景区门票半价", "no-such-provider", &county_node, Scene::Tourism, BenefitKind::Discount);
-    let status = c.benefits.save_benefit(authed(&c.admin, SaveBenefitRequest { benefit: Some(unknown) })).await.unwrap_err();
+    let unknown =
+        benefit("信易游·景区门票半价", "no-such-provider", &county_node, Scene::Tourism, BenefitKind::Discount);
+    let status =
+        c.benefits.save_benefit(authed(&c.admin, SaveBenefitRequest { benefit: Some(unknown) })).await.unwrap_err();
     assert_eq!(field_violations(&status)[0].field, "benefit.provider_id");
     let listed = c.benefits.list_benefits(authed(&c.admin, ListBenefitsRequest::default())).await.unwrap().into_inner();
     assert!(listed.benefits.is_empty(), "nothing was written: {listed:?}");
     // Only county and town admins manage the catalogue.
     let good = benefit("信易游·景区门票半价", &office, &county_node, Scene::Tourism, BenefitKind::Discount);
-    let status = c.benefits.save_benefit(authed(&agency, SaveBenefitRequest { benefit: Some(good) })).await.unwrap_err();
+    let status =
+        c.benefits.save_benefit(authed(&agency, SaveBenefitRequest { benefit: Some(good) })).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }

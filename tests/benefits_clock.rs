@@ -89,8 +89,14 @@ async fn a_deduction_expiring_restores_eligibility_on_that_date() {
     let nodes = [(COUNTY, OrgNodeKind::County, vec![COUNTY]), (GRID, OrgNodeKind::Grid, vec![COUNTY, GRID])];
     let mut upstream = Vec::new();
     for (id, kind, path) in nodes {
-        let node = OrgNode { id: id.into(), kind: kind as i32, path: path.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() };
-        upstream.push(("identity", events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap()));
+        let node = OrgNode {
+            id: id.into(),
+            kind: kind as i32,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        upstream
+            .push(("identity", events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap()));
     }
     let registered = HouseholdRegistered {
         household_id: HOUSEHOLD.into(),
@@ -100,7 +106,11 @@ async fn a_deduction_expiring_restores_eligibility_on_that_date() {
         address: "1号".into(),
     };
     upstream.push(("identity", events::envelope("identity", HOUSEHOLD, &registered).unwrap()));
-    let signed = PledgeSigned { household_id: HOUSEHOLD.into(), signed_at: Some(to_timestamp(now_micros())), ..Default::default() };
+    let signed = PledgeSigned {
+        household_id: HOUSEHOLD.into(),
+        signed_at: Some(to_timestamp(now_micros())),
+        ..Default::default()
+    };
     upstream.push(("pledges", events::envelope("pledges", HOUSEHOLD, &signed).unwrap()));
     for (producer, envelope) in &upstream {
         points_inbox.deliver(&events::topic(producer), envelope).await.unwrap();
@@ -161,7 +171,10 @@ async fn a_deduction_expiring_restores_eligibility_on_that_date() {
         reason: "属实".into(),
         ..Default::default()
     };
-    points_inbox.deliver(&events::topic("council"), &events::envelope("council", HOUSEHOLD, &decision).unwrap()).await.unwrap();
+    points_inbox
+        .deliver(&events::topic("council"), &events::envelope("council", HOUSEHOLD, &decision).unwrap())
+        .await
+        .unwrap();
 
     // The disclosure ends: 996, tier B, below the benefit.
     points.tick_at(now + 8 * DAY).await.unwrap();

@@ -90,8 +90,13 @@ impl Bench {
         ];
         args.extend_from_slice(extra);
         let flags = Flags::parse_from(args);
-        let config =
-            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, benefits: flags.benefits, services: vec![] };
+        let config = SystemConfig {
+            common: flags.common,
+            identity: flags.identity,
+            points: flags.points,
+            benefits: flags.benefits,
+            services: vec![],
+        };
         let running = system::start(config.clone()).await.unwrap();
         let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
         let mut identity = IdentityServiceClient::new(channel.clone());

@@ -98,8 +98,13 @@ impl TestSystem {
             ]);
         }
         let flags = Flags::parse_from(args);
-        let config =
-            SystemConfig { common: flags.common, identity: flags.identity, points: flags.points, benefits: flags.benefits, services: vec![] };
+        let config = SystemConfig {
+            common: flags.common,
+            identity: flags.identity,
+            points: flags.points,
+            benefits: flags.benefits,
+            services: vec![],
+        };
         let running = system::start(config.clone()).await.unwrap();
         Self {
             mode: Mode::Embedded { running: Some(running), config: Box::new(config), _temp: temp },

@@ -117,7 +117,11 @@ pub async fn verify(tx: &mut Tx) -> Result<Verification, sqlx::Error> {
         for (seq, at, actor, action, subject, details, prev_hash, stored) in &page {
             let entry = Entry { at: *at, actor, action, subject, details };
             if *seq != expected_seq || *prev_hash != prev || hash(&prev, &entry) != *stored {
-                return Ok(Verification { intact: false, entries_checked: answer.entries_checked, broken_seq: expected_seq });
+                return Ok(Verification {
+                    intact: false,
+                    entries_checked: answer.entries_checked,
+                    broken_seq: expected_seq,
+                });
             }
             answer.entries_checked += 1;
             prev = stored.clone();

@@ -32,12 +32,16 @@ fn page(size: i32, token: &str) -> Result<Page, BenefitsError> {
 impl BenefitsService for BenefitsApi {
     async fn save_provider(&self, request: Request<SaveProviderRequest>) -> Answer<SaveProviderResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(SaveProviderResponse { provider: Some(self.benefits.save_provider(&caller, request.into_inner().provider).await?) })
+        ok(SaveProviderResponse {
+            provider: Some(self.benefits.save_provider(&caller, request.into_inner().provider).await?),
+        })
     }
 
     async fn save_benefit(&self, request: Request<SaveBenefitRequest>) -> Answer<SaveBenefitResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(SaveBenefitResponse { benefit: Some(self.benefits.save_benefit(&caller, request.into_inner().benefit).await?) })
+        ok(SaveBenefitResponse {
+            benefit: Some(self.benefits.save_benefit(&caller, request.into_inner().benefit).await?),
+        })
     }
 
     async fn get_benefit(&self, request: Request<GetBenefitRequest>) -> Answer<GetBenefitResponse> {
@@ -62,7 +66,9 @@ impl BenefitsService for BenefitsApi {
     async fn check_eligibility(&self, request: Request<CheckEligibilityRequest>) -> Answer<CheckEligibilityResponse> {
         let caller = Caller::from_request(&request)?;
         let r = request.into_inner();
-        ok(CheckEligibilityResponse { check: Some(self.benefits.check(&caller, &r.benefit_id, &r.household_id).await?) })
+        ok(CheckEligibilityResponse {
+            check: Some(self.benefits.check(&caller, &r.benefit_id, &r.household_id).await?),
+        })
     }
 
     async fn batch_check_eligibility(
@@ -71,7 +77,9 @@ impl BenefitsService for BenefitsApi {
     ) -> Answer<BatchCheckEligibilityResponse> {
         let caller = Caller::from_request(&request)?;
         let r = request.into_inner();
-        ok(BatchCheckEligibilityResponse { checks: self.benefits.batch_check(&caller, &r.benefit_id, &r.household_ids).await? })
+        ok(BatchCheckEligibilityResponse {
+            checks: self.benefits.batch_check(&caller, &r.benefit_id, &r.household_ids).await?,
+        })
     }
 
     async fn redeem(&self, request: Request<RedeemRequest>) -> Answer<RedeemResponse> {
@@ -82,7 +90,9 @@ impl BenefitsService for BenefitsApi {
     async fn cancel_redemption(&self, request: Request<CancelRedemptionRequest>) -> Answer<CancelRedemptionResponse> {
         let caller = Caller::from_request(&request)?;
         let r = request.into_inner();
-        ok(CancelRedemptionResponse { redemption: Some(self.benefits.cancel_redemption(&caller, &r.id, &r.reason).await?) })
+        ok(CancelRedemptionResponse {
+            redemption: Some(self.benefits.cancel_redemption(&caller, &r.id, &r.reason).await?),
+        })
     }
 
     async fn list_redemptions(&self, request: Request<ListRedemptionsRequest>) -> Answer<ListRedemptionsResponse> {
@@ -95,7 +105,9 @@ impl BenefitsService for BenefitsApi {
     async fn evaluate_year(&self, request: Request<EvaluateYearRequest>) -> Answer<EvaluateYearResponse> {
         let caller = Caller::from_request(&request)?;
         let r = request.into_inner();
-        ok(EvaluateYearResponse { evaluation: Some(self.benefits.evaluate_year(&caller, r.year, &r.org_node_id).await?) })
+        ok(EvaluateYearResponse {
+            evaluation: Some(self.benefits.evaluate_year(&caller, r.year, &r.org_node_id).await?),
+        })
     }
 
     async fn publish_honours(&self, request: Request<PublishHonoursRequest>) -> Answer<PublishHonoursResponse> {
@@ -117,7 +129,10 @@ impl BenefitsService for BenefitsApi {
         ok(self.benefits.honour_status(&caller, r.year, &r.household_id, &r.village_id).await?)
     }
 
-    async fn list_village_reports(&self, request: Request<ListVillageReportsRequest>) -> Answer<ListVillageReportsResponse> {
+    async fn list_village_reports(
+        &self,
+        request: Request<ListVillageReportsRequest>,
+    ) -> Answer<ListVillageReportsResponse> {
         let caller = Caller::from_request(&request)?;
         let r = request.into_inner();
         let page = page(r.page_size, &r.page_token)?;

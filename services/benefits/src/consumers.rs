@@ -85,8 +85,15 @@ fn serious_deduction(record: &Option<Record>, severity: i32) -> Option<&Record> 
 async fn points(tx: &mut Tx, envelope: &Envelope) -> Result<(), BenefitsError> {
     if let Some(changed) = events::payload::<ScoreChanged>(envelope)? {
         let at = moment(changed.at.as_ref(), envelope);
-        readmodel::apply_score(tx, &changed.household_id, changed.new_score, &changed.new_tier, changed.redeemable_points, at)
-            .await?;
+        readmodel::apply_score(
+            tx,
+            &changed.household_id,
+            changed.new_score,
+            &changed.new_tier,
+            changed.redeemable_points,
+            at,
+        )
+        .await?;
     } else if let Some(submitted) = events::payload::<RecordSubmitted>(envelope)? {
         if let Some(record) = serious_deduction(&submitted.record, submitted.severity) {
             readmodel::note_serious(&mut **tx, &record.id, &record.household_id).await?;

@@ -36,7 +36,9 @@ pub fn decide(terms: &Terms<'_>, score: i64, tier: &str, today: &str) -> Eligibi
 /// The answer as a person reads it, Chinese first.
 pub fn explain(reason: EligibilityReason, terms: &Terms<'_>, score: i64, tier: &str) -> String {
     match reason {
-        EligibilityReason::Eligible => format!("符合条件:信用等级 {tier},积分 {score} / eligible: tier {tier}, score {score}"),
+        EligibilityReason::Eligible => {
+            format!("符合条件:信用等级 {tier},积分 {score} / eligible: tier {tier}, score {score}")
+        }
         EligibilityReason::TierTooLow => format!(
             "信用等级 {tier} 低于要求的 {} / tier {tier} is below the required {}",
             terms.min_tier, terms.min_tier

@@ -22,10 +22,18 @@ pub struct Criteria {
     #[arg(long = "honour-village-min-coverage", env = "JIAXIN_HONOUR_VILLAGE_MIN_COVERAGE", default_value_t = 900)]
     pub village_min_coverage_permille: i64,
     /// A credit village's share of credit households, in ‰.
-    #[arg(long = "honour-village-min-credit-share", env = "JIAXIN_HONOUR_VILLAGE_MIN_CREDIT_SHARE", default_value_t = 700)]
+    #[arg(
+        long = "honour-village-min-credit-share",
+        env = "JIAXIN_HONOUR_VILLAGE_MIN_CREDIT_SHARE",
+        default_value_t = 700
+    )]
     pub village_min_credit_share_permille: i64,
     /// A credit village's average household score at the year's end.
-    #[arg(long = "honour-village-min-average-score", env = "JIAXIN_HONOUR_VILLAGE_MIN_AVERAGE_SCORE", default_value_t = 1000)]
+    #[arg(
+        long = "honour-village-min-average-score",
+        env = "JIAXIN_HONOUR_VILLAGE_MIN_AVERAGE_SCORE",
+        default_value_t = 1000
+    )]
     pub village_min_average_score: i64,
 }
 

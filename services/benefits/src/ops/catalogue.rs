@@ -104,8 +104,17 @@ impl Benefits {
         };
         catalogue::save_provider(&mut tx, &row, &accounts).await?;
         let details = format!("name={} accounts={}", row.name, accounts.join(","));
-        audit(&mut tx, &[Entry { at: row.updated_at, actor: caller.account_id(), action: "provider.save", subject: &row.id, details: &details }])
-            .await?;
+        audit(
+            &mut tx,
+            &[Entry {
+                at: row.updated_at,
+                actor: caller.account_id(),
+                action: "provider.save",
+                subject: &row.id,
+                details: &details,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(provider_proto(&row, accounts))
     }
@@ -162,10 +171,26 @@ impl Benefits {
         catalogue::save_benefit(&mut *tx, &row).await?;
         let details = format!(
             "name={} min_tier={} min_score={} valid={}..{} cost={} stock={} retired={}",
-            row.name, row.min_tier, row.min_score, row.valid_from, row.valid_until, row.cost_points, row.stock, row.retired
+            row.name,
+            row.min_tier,
+            row.min_score,
+            row.valid_from,
+            row.valid_until,
+            row.cost_points,
+            row.stock,
+            row.retired
         );
-        audit(&mut tx, &[Entry { at: row.updated_at, actor: caller.account_id(), action: "benefit.save", subject: &row.id, details: &details }])
-            .await?;
+        audit(
+            &mut tx,
+            &[Entry {
+                at: row.updated_at,
+                actor: caller.account_id(),
+                action: "benefit.save",
+                subject: &row.id,
+                details: &details,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(benefit_proto(&row))
     }
@@ -176,10 +201,20 @@ impl Benefits {
         let row = catalogue::benefit(&mut *tx, id).await?.ok_or(BenefitsError::NotFound(BENEFIT))?;
         let admin = caller.has_any_role(access::CATALOGUE_ADMINS) && caller.covers(&path_ids(&row.path));
         let provider = catalogue::acts_for(&mut *tx, caller.account_id(), &row.provider_id).await?;
-        if admin || provider || row.retired == 0 { Ok(benefit_proto(&row)) } else { Err(BenefitsError::NotFound(BENEFIT)) }
+        if admin || provider || row.retired == 0 {
+            Ok(benefit_proto(&row))
+        } else {
+            Err(BenefitsError::NotFound(BENEFIT))
+        }
     }
 
-    pub async fn list_benefits(&self, caller: &Caller, scene: i32, include_retired: bool, page: Page) -> Result<ListBenefitsResponse> {
+    pub async fn list_benefits(
+        &self,
+        caller: &Caller,
+        scene: i32,
+        include_retired: bool,
+        page: Page,
+    ) -> Result<ListBenefitsResponse> {
         let mut tx = self.db.begin_read().await?;
         let after = page.after.clone().unwrap_or_default();
         let scope_path;
@@ -194,7 +229,8 @@ impl Benefits {
             if providers.is_empty() { Visible::InForce } else { Visible::Providers(&providers) }
         };
         let mut rows =
-            catalogue::list_benefits(&mut tx, &visible, i64::from(scene), include_retired, &after, page.fetch_limit()).await?;
+            catalogue::list_benefits(&mut tx, &visible, i64::from(scene), include_retired, &after, page.fetch_limit())
+                .await?;
         let next_page_token = page.finish(&mut rows, |r| r.id.clone());
         Ok(ListBenefitsResponse { benefits: rows.iter().map(benefit_proto).collect(), next_page_token })
     }
@@ -234,9 +270,11 @@ fn validate_benefit(b: &Benefit) -> Result<()> {
             Some(_) => {}
         }
     }
-    for (field, value) in
-        [("benefit.cost_points", b.cost_points), ("benefit.stock", b.stock), ("benefit.per_household_yearly", b.per_household_yearly)]
-    {
+    for (field, value) in [
+        ("benefit.cost_points", b.cost_points),
+        ("benefit.stock", b.stock),
+        ("benefit.per_household_yearly", b.per_household_yearly),
+    ] {
         if value < 0 {
             v.add(field, "不能为负 / must not be negative");
         }
@@ -245,9 +283,11 @@ fn validate_benefit(b: &Benefit) -> Result<()> {
         v.add("benefit.cost_points", "积分兑换须定价 / a redemption item needs a price in points");
     }
     if kind != BenefitKind::Redemption && kind != BenefitKind::Unspecified {
-        for (field, value) in
-            [("benefit.cost_points", b.cost_points), ("benefit.stock", b.stock), ("benefit.per_household_yearly", b.per_household_yearly)]
-        {
+        for (field, value) in [
+            ("benefit.cost_points", b.cost_points),
+            ("benefit.stock", b.stock),
+            ("benefit.per_household_yearly", b.per_household_yearly),
+        ] {
             if value != 0 {
                 v.add(field, "仅适用于积分兑换 / only for redemption items");
             }

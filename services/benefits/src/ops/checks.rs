@@ -40,7 +40,13 @@ fn terms(b: &BenefitRow) -> Terms<'_> {
 
 /// Decides one household: `None` for a household the benefit does not cover (unknown, dissolved
 /// or outside its area — the answer does not say which).
-fn decide(benefit: &BenefitRow, path: Option<&str>, standing: Option<&StandingRow>, household_id: &str, at: i64) -> EligibilityCheck {
+fn decide(
+    benefit: &BenefitRow,
+    path: Option<&str>,
+    standing: Option<&StandingRow>,
+    household_id: &str,
+    at: i64,
+) -> EligibilityCheck {
     let covered = path.is_some_and(|path| path_ids(path).contains(&benefit.org_node_id.as_str()));
     let mut check = EligibilityCheck {
         id: uuid::Uuid::now_v7().to_string(),
@@ -89,7 +95,8 @@ impl Benefits {
     pub async fn standing(&self, caller: &Caller, household_id: &str, at: Option<i64>) -> Result<Standing> {
         let mut tx = self.db.begin_read().await?;
         self.readable_household(&mut tx, caller, household_id).await?;
-        let current = readmodel::standing(&mut *tx, household_id).await?.unwrap_or_else(|| StandingRow::base(household_id));
+        let current =
+            readmodel::standing(&mut *tx, household_id).await?.unwrap_or_else(|| StandingRow::base(household_id));
         let Some(at) = at else {
             return Ok(standing_proto(&current, current.redeemable_spent, now()));
         };
@@ -106,7 +113,12 @@ impl Benefits {
 
     /// The benefit as its provider sees it: anyone else, and a benefit that is not there, read
     /// the same (not found).
-    async fn provided_benefit(&self, tx: &mut jiaxin_kit::storage::Tx, caller: &Caller, benefit_id: &str) -> Result<BenefitRow> {
+    async fn provided_benefit(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        caller: &Caller,
+        benefit_id: &str,
+    ) -> Result<BenefitRow> {
         if benefit_id.trim().is_empty() {
             return Err(BenefitsError::invalid("benefit_id", "必填 / required"));
         }
@@ -129,19 +141,36 @@ impl Benefits {
         let at = now();
         let check = decide(&benefit, path.as_deref(), standing.as_ref(), household_id, at);
         let details = check_details(&check);
-        audit(&mut tx, &[Entry { at, actor: caller.account_id(), action: "eligibility.check", subject: &check.id, details: &details }])
-            .await?;
+        audit(
+            &mut tx,
+            &[Entry {
+                at,
+                actor: caller.account_id(),
+                action: "eligibility.check",
+                subject: &check.id,
+                details: &details,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(check)
     }
 
     /// Checks a list in one transaction: one audit entry per household, all or none.
-    pub async fn batch_check(&self, caller: &Caller, benefit_id: &str, household_ids: &[String]) -> Result<Vec<EligibilityCheck>> {
+    pub async fn batch_check(
+        &self,
+        caller: &Caller,
+        benefit_id: &str,
+        household_ids: &[String],
+    ) -> Result<Vec<EligibilityCheck>> {
         if household_ids.is_empty() {
             return Err(BenefitsError::invalid("household_ids", "至少一户 / at least one household"));
         }
         if household_ids.len() > MAX_BATCH {
-            return Err(BenefitsError::invalid("household_ids", format!("一次最多 {MAX_BATCH} 户 / at most {MAX_BATCH}")));
+            return Err(BenefitsError::invalid(
+                "household_ids",
+                format!("一次最多 {MAX_BATCH} 户 / at most {MAX_BATCH}"),
+            ));
         }
         if let Some(i) = household_ids.iter().position(|h| h.trim().is_empty()) {
             return Err(BenefitsError::invalid(&format!("household_ids[{i}]"), "不能为空 / must not be empty"));
@@ -159,7 +188,13 @@ impl Benefits {
         let entries: Vec<Entry<'_>> = checks
             .iter()
             .zip(&details)
-            .map(|(check, details)| Entry { at, actor: caller.account_id(), action: "eligibility.check", subject: &check.id, details })
+            .map(|(check, details)| Entry {
+                at,
+                actor: caller.account_id(),
+                action: "eligibility.check",
+                subject: &check.id,
+                details,
+            })
             .collect();
         audit(&mut tx, &entries).await?;
         tx.commit().await?;

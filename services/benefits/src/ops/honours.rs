@@ -62,7 +62,12 @@ fn criterion_proto(j: Judged) -> Criterion {
 }
 
 fn village_report(v: &VillageResult) -> VillageReport {
-    let year = VillageYear { households: v.households, pledged: v.pledged, credit_households: v.credit_households, score_sum: 0 };
+    let year = VillageYear {
+        households: v.households,
+        pledged: v.pledged,
+        credit_households: v.credit_households,
+        score_sum: 0,
+    };
     VillageReport {
         village_id: v.village_id.clone(),
         households: v.households,
@@ -122,8 +127,17 @@ impl Benefits {
             "year={year} households={} credit_households={} villages={} credit_villages={}",
             row.households, row.credit_households, row.villages, row.credit_villages
         );
-        audit(&mut tx, &[Entry { at: row.computed_at, actor: caller.account_id(), action: "honours.evaluate", subject: &row.id, details: &details }])
-            .await?;
+        audit(
+            &mut tx,
+            &[Entry {
+                at: row.computed_at,
+                actor: caller.account_id(),
+                action: "honours.evaluate",
+                subject: &row.id,
+                details: &details,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(evaluation_proto(&row))
     }
@@ -132,8 +146,11 @@ impl Benefits {
     async fn compute(&self, tx: &mut jiaxin_kit::storage::Tx, path: &str, start: i64, end: i64) -> Result<Computed> {
         let (from, to) = subtree_range(path);
         let households = store::households_under(tx, &from, &to).await?;
-        let pledges: HashMap<String, (Option<i64>, Option<i64>)> =
-            store::pledges_under(tx, &from, &to).await?.into_iter().map(|(id, signed, revoked)| (id, (signed, revoked))).collect();
+        let pledges: HashMap<String, (Option<i64>, Option<i64>)> = store::pledges_under(tx, &from, &to)
+            .await?
+            .into_iter()
+            .map(|(id, signed, revoked)| (id, (signed, revoked)))
+            .collect();
         let serious: HashSet<String> = store::serious_under(tx, &from, &to, start, end).await?.into_iter().collect();
         let mut history: HashMap<String, Vec<(i64, i64, String)>> = HashMap::new();
         for (household, at, score, tier) in store::history_under(tx, &from, &to, end).await? {
@@ -142,7 +159,8 @@ impl Benefits {
         let mut villages: BTreeMap<String, (String, VillageYear)> = BTreeMap::new();
         let mut results = Vec::with_capacity(households.len());
         for (id, household_path) in households {
-            let (lowest_tier, score_end) = honours::household_year(history.get(&id).map(Vec::as_slice).unwrap_or(&[]), start);
+            let (lowest_tier, score_end) =
+                honours::household_year(history.get(&id).map(Vec::as_slice).unwrap_or(&[]), start);
             let mut standing = StandingRow::base(&id);
             (standing.pledged_at, standing.revoked_at) = pledges.get(&id).copied().unwrap_or((None, None));
             let year = HouseholdYear {
@@ -153,8 +171,9 @@ impl Benefits {
             };
             let honoured = honours::judge_household(&self.criteria, &year).iter().all(|j| j.met);
             let village_id = village_of(&household_path).to_owned();
-            let (_, village) =
-                villages.entry(village_id.clone()).or_insert_with(|| (village_path(&household_path), VillageYear::default()));
+            let (_, village) = villages
+                .entry(village_id.clone())
+                .or_insert_with(|| (village_path(&household_path), VillageYear::default()));
             village.households += 1;
             village.pledged += i64::from(year.pledged);
             village.credit_households += i64::from(honoured);
@@ -202,8 +221,17 @@ impl Benefits {
                 credit_village_ids: store::honoured_village_ids(&mut *tx, evaluation_id).await?,
             };
             self.outbox.write(&mut tx, evaluation_id, &event).await?;
-            audit(&mut tx, &[Entry { at, actor: caller.account_id(), action: "honours.publish", subject: evaluation_id, details: "" }])
-                .await?;
+            audit(
+                &mut tx,
+                &[Entry {
+                    at,
+                    actor: caller.account_id(),
+                    action: "honours.publish",
+                    subject: evaluation_id,
+                    details: "",
+                }],
+            )
+            .await?;
         }
         let row = store::evaluation(&mut *tx, evaluation_id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
         tx.commit().await?;
@@ -212,7 +240,12 @@ impl Benefits {
     }
 
     /// A published evaluation is public (公示); a draft only for its reviewers in scope.
-    async fn readable_evaluation(&self, tx: &mut jiaxin_kit::storage::Tx, caller: &Caller, id: &str) -> Result<EvaluationRow> {
+    async fn readable_evaluation(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<EvaluationRow> {
         let row = store::evaluation(&mut **tx, id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
         let published = row.status == EvaluationStatus::Published as i64;
         if published || (caller.has_any_role(access::DRAFT_READERS) && caller.covers(&path_ids(&row.path))) {
@@ -224,7 +257,12 @@ impl Benefits {
 
     /// The range to list: the named node's subtree (it must lie inside the evaluation), or the
     /// whole evaluation.
-    async fn listing_range(&self, tx: &mut jiaxin_kit::storage::Tx, evaluation: &EvaluationRow, org_node_id: &str) -> Result<(String, String)> {
+    async fn listing_range(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        evaluation: &EvaluationRow,
+        org_node_id: &str,
+    ) -> Result<(String, String)> {
         if org_node_id.is_empty() {
             return Ok(subtree_range(&evaluation.path));
         }
@@ -254,11 +292,17 @@ impl Benefits {
         let (from, to) = self.listing_range(&mut tx, &evaluation, org_node_id).await?;
         let after = page.after.clone().unwrap_or_default();
         let mut honours: Vec<Honour> = match kind {
-            HonourKind::Household => store::honoured_households(&mut tx, evaluation_id, (&from, &to), &after, page.fetch_limit())
-                .await?
-                .into_iter()
-                .map(|(household, village)| Honour { kind: kind as i32, subject_id: household, village_id: village })
-                .collect(),
+            HonourKind::Household => {
+                store::honoured_households(&mut tx, evaluation_id, (&from, &to), &after, page.fetch_limit())
+                    .await?
+                    .into_iter()
+                    .map(|(household, village)| Honour {
+                        kind: kind as i32,
+                        subject_id: household,
+                        village_id: village,
+                    })
+                    .collect()
+            }
             _ => store::villages(&mut tx, evaluation_id, (&from, &to), true, &after, page.fetch_limit())
                 .await?
                 .into_iter()
@@ -269,7 +313,13 @@ impl Benefits {
         Ok(ListHonoursResponse { honours, next_page_token })
     }
 
-    pub async fn village_reports(&self, caller: &Caller, evaluation_id: &str, org_node_id: &str, page: Page) -> Result<ListVillageReportsResponse> {
+    pub async fn village_reports(
+        &self,
+        caller: &Caller,
+        evaluation_id: &str,
+        org_node_id: &str,
+        page: Page,
+    ) -> Result<ListVillageReportsResponse> {
         let mut tx = self.db.begin_read().await?;
         let evaluation = self.readable_evaluation(&mut tx, caller, evaluation_id).await?;
         let (from, to) = self.listing_range(&mut tx, &evaluation, org_node_id).await?;
@@ -281,9 +331,18 @@ impl Benefits {
 
     /// One household's (its members, or readers in scope) or one village's result, criterion by
     /// criterion, from the year's evaluation that covers it.
-    pub async fn honour_status(&self, caller: &Caller, year: i32, household_id: &str, village_id: &str) -> Result<GetHonourStatusResponse> {
+    pub async fn honour_status(
+        &self,
+        caller: &Caller,
+        year: i32,
+        household_id: &str,
+        village_id: &str,
+    ) -> Result<GetHonourStatusResponse> {
         if household_id.is_empty() == village_id.is_empty() {
-            return Err(BenefitsError::invalid("household_id", "须且只须指定户或村之一 / name exactly one of household_id and village_id"));
+            return Err(BenefitsError::invalid(
+                "household_id",
+                "须且只须指定户或村之一 / name exactly one of household_id and village_id",
+            ));
         }
         let mut tx = self.db.begin_read().await?;
         if !household_id.is_empty() {

@@ -37,7 +37,8 @@ impl Benefits {
     /// A household the caller may read: one of its current members, or a reader whose scope
     /// holds it. Anything else reads as not found. Returns the household's org path.
     pub(crate) async fn readable_household(&self, tx: &mut Tx, caller: &Caller, household_id: &str) -> Result<String> {
-        let path = readmodel::household_path(&mut **tx, household_id).await?.ok_or(BenefitsError::NotFound(HOUSEHOLD))?;
+        let path =
+            readmodel::household_path(&mut **tx, household_id).await?.ok_or(BenefitsError::NotFound(HOUSEHOLD))?;
         let by_role = caller.has_any_role(access::STANDING_READERS) && caller.covers(&path_ids(&path));
         if by_role || self.is_own(tx, caller, household_id).await? {
             Ok(path)
@@ -55,14 +56,24 @@ impl Benefits {
     }
 
     /// The org path of a node the caller's scope holds.
-    pub(crate) async fn scoped_node(&self, tx: &mut Tx, caller: &Caller, org_node_id: &str, field: &str) -> Result<String> {
+    pub(crate) async fn scoped_node(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        org_node_id: &str,
+        field: &str,
+    ) -> Result<String> {
         if org_node_id.trim().is_empty() {
             return Err(BenefitsError::invalid(field, "必填 / required"));
         }
         let path = readmodel::org_path(&mut **tx, org_node_id)
             .await?
             .ok_or_else(|| BenefitsError::invalid(field, "机构不存在 / no such org node"))?;
-        if caller.covers(&path_ids(&path)) { Ok(path) } else { Err(BenefitsError::invalid(field, "不在您的管辖范围内 / outside your scope")) }
+        if caller.covers(&path_ids(&path)) {
+            Ok(path)
+        } else {
+            Err(BenefitsError::invalid(field, "不在您的管辖范围内 / outside your scope"))
+        }
     }
 }
 

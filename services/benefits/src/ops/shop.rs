@@ -10,8 +10,8 @@ use jiaxin_kit::{
     time::{china_date, to_timestamp},
 };
 use jiaxin_proto::benefits::{
-    BenefitKind, EligibilityReason, ListRedemptionsResponse, RedeemRequest, Redeemed, Refunded, Redemption,
-    RedemptionStatus,
+    BenefitKind, EligibilityReason, ListRedemptionsResponse, RedeemRequest, Redeemed, Redemption, RedemptionStatus,
+    Refunded,
 };
 
 use super::{BENEFIT, Benefits, HOUSEHOLD, china_today, now};
@@ -88,9 +88,19 @@ fn refused(message: String) -> BenefitsError {
 impl Benefits {
     /// The household's member (the resident), or an account of the item's provider (at the shop
     /// counter), may redeem. Anyone else reads "not found".
-    async fn may_redeem(&self, tx: &mut jiaxin_kit::storage::Tx, caller: &Caller, benefit: &BenefitRow, household_id: &str) -> Result<()> {
+    async fn may_redeem(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        caller: &Caller,
+        benefit: &BenefitRow,
+        household_id: &str,
+    ) -> Result<()> {
         let provider = catalogue::acts_for(&mut **tx, caller.account_id(), &benefit.provider_id).await?;
-        if provider || self.is_own(tx, caller, household_id).await? { Ok(()) } else { Err(BenefitsError::NotFound(BENEFIT)) }
+        if provider || self.is_own(tx, caller, household_id).await? {
+            Ok(())
+        } else {
+            Err(BenefitsError::NotFound(BENEFIT))
+        }
     }
 
     pub async fn redeem(&self, caller: &Caller, request: RedeemRequest) -> Result<Redemption> {
@@ -115,15 +125,19 @@ impl Benefits {
             same_request(&earlier, request, quantity)?;
             return Ok(redemption_proto(&earlier));
         }
-        let benefit = catalogue::benefit(&mut *tx, &request.benefit_id).await?.ok_or(BenefitsError::NotFound(BENEFIT))?;
+        let benefit =
+            catalogue::benefit(&mut *tx, &request.benefit_id).await?.ok_or(BenefitsError::NotFound(BENEFIT))?;
         self.may_redeem(&mut tx, caller, &benefit, &request.household_id).await?;
-        let path = readmodel::household_path(&mut *tx, &request.household_id).await?.ok_or(BenefitsError::NotFound(HOUSEHOLD))?;
+        let path = readmodel::household_path(&mut *tx, &request.household_id)
+            .await?
+            .ok_or(BenefitsError::NotFound(HOUSEHOLD))?;
         if benefit.kind != BenefitKind::Redemption as i64 {
             return Err(BenefitsError::invalid("benefit_id", "不是积分兑换项目 / not a points-shop item"));
         }
         let at = now();
-        let standing =
-            readmodel::standing(&mut *tx, &request.household_id).await?.unwrap_or_else(|| StandingRow::base(&request.household_id));
+        let standing = readmodel::standing(&mut *tx, &request.household_id)
+            .await?
+            .unwrap_or_else(|| StandingRow::base(&request.household_id));
         let terms = eligibility::Terms {
             min_tier: &benefit.min_tier,
             min_score: benefit.min_score,
@@ -159,7 +173,10 @@ impl Benefits {
             }
         }
         if !catalogue::take_stock(&mut *tx, &benefit.id, quantity).await? {
-            return Err(refused(format!("库存不足:剩余 {} / out of stock: {} left", benefit.stock_left, benefit.stock_left)));
+            return Err(refused(format!(
+                "库存不足:剩余 {} / out of stock: {} left",
+                benefit.stock_left, benefit.stock_left
+            )));
         }
         let row = RedemptionRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -192,7 +209,8 @@ impl Benefits {
         }
         let mut tx = self.db.begin().await?;
         let row = shop::redemption(&mut *tx, id).await?.ok_or(BenefitsError::NotFound("redemption"))?;
-        let benefit = catalogue::benefit(&mut *tx, &row.benefit_id).await?.ok_or(BenefitsError::NotFound("redemption"))?;
+        let benefit =
+            catalogue::benefit(&mut *tx, &row.benefit_id).await?.ok_or(BenefitsError::NotFound("redemption"))?;
         let provider = catalogue::acts_for(&mut *tx, caller.account_id(), &benefit.provider_id).await?;
         let path = readmodel::household_path(&mut *tx, &row.household_id).await?.unwrap_or_default();
         let admin = caller.has_any_role(access::REFUNDERS) && caller.covers(&path_ids(&path));
@@ -215,7 +233,12 @@ impl Benefits {
         Ok(redemption)
     }
 
-    pub async fn list_redemptions(&self, caller: &Caller, household_id: &str, page: Page) -> Result<ListRedemptionsResponse> {
+    pub async fn list_redemptions(
+        &self,
+        caller: &Caller,
+        household_id: &str,
+        page: Page,
+    ) -> Result<ListRedemptionsResponse> {
         let mut tx = self.db.begin_read().await?;
         self.readable_household(&mut tx, caller, household_id).await?;
         let before = page.after.as_deref().and_then(|token| {

@@ -53,7 +53,11 @@ pub async fn providers_of<'c, E: Executor<'c, Database = Any>>(e: E, account_id:
         .await
 }
 
-pub async fn acts_for<'c, E: Executor<'c, Database = Any>>(e: E, account_id: &str, provider_id: &str) -> sqlx::Result<bool> {
+pub async fn acts_for<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    account_id: &str,
+    provider_id: &str,
+) -> sqlx::Result<bool> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM provider_accounts WHERE account_id = $1 AND provider_id = $2")
             .bind(account_id)
@@ -131,7 +135,10 @@ pub async fn save_benefit<'c, E: Executor<'c, Database = Any>>(e: E, b: &Benefit
 
 /// What a list may show: everything (in a subtree), or only one provider set's benefits.
 pub enum Visible<'a> {
-    Subtree { from: &'a str, to: &'a str },
+    Subtree {
+        from: &'a str,
+        to: &'a str,
+    },
     Providers(&'a [String]),
     /// Benefits in force (not retired) anywhere: what residents may browse.
     InForce,

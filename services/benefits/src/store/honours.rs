@@ -90,7 +90,10 @@ const EVALUATION_COLUMNS: &str = "id, year, org_node_id, path, status, household
      credit_villages, criteria, computed_at, published_by, published_at";
 
 pub async fn evaluation<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<EvaluationRow>> {
-    sqlx::query_as(&format!("SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE id = $1")).bind(id).fetch_optional(e).await
+    sqlx::query_as(&format!("SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(e)
+        .await
 }
 
 pub async fn evaluation_of<'c, E: Executor<'c, Database = Any>>(
@@ -246,7 +249,10 @@ pub async fn village_result<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// The evaluations of a year, newest first: a subject is looked up in the one that covers it.
-pub async fn evaluations_of_year<'c, E: Executor<'c, Database = Any>>(e: E, year: i64) -> sqlx::Result<Vec<EvaluationRow>> {
+pub async fn evaluations_of_year<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    year: i64,
+) -> sqlx::Result<Vec<EvaluationRow>> {
     sqlx::query_as(&format!("SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE year = $1 ORDER BY computed_at DESC"))
         .bind(year)
         .fetch_all(e)
@@ -299,9 +305,14 @@ pub async fn villages(
 }
 
 /// The ids of the honoured villages of an evaluation (for the published event).
-pub async fn honoured_village_ids<'c, E: Executor<'c, Database = Any>>(e: E, evaluation_id: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT village_id FROM honour_villages WHERE evaluation_id = $1 AND honoured = 1 ORDER BY village_id")
-        .bind(evaluation_id)
-        .fetch_all(e)
-        .await
+pub async fn honoured_village_ids<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    evaluation_id: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT village_id FROM honour_villages WHERE evaluation_id = $1 AND honoured = 1 ORDER BY village_id",
+    )
+    .bind(evaluation_id)
+    .fetch_all(e)
+    .await
 }

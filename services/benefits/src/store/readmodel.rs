@@ -138,7 +138,10 @@ impl StandingRow {
 const STANDING_COLUMNS: &str =
     "household_id, score, tier, redeemable_earned, redeemable_spent, as_of, pledged_at, revoked_at";
 
-pub async fn standing<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<StandingRow>> {
+pub async fn standing<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Option<StandingRow>> {
     sqlx::query_as(&format!("SELECT {STANDING_COLUMNS} FROM standings WHERE household_id = $1"))
         .bind(household_id)
         .fetch_optional(e)
@@ -270,12 +273,18 @@ pub async fn set_revoked(conn: &mut AnyConnection, household_id: &str, at: i64) 
 }
 
 /// A serious deduction points accepted; it counts once `effective` says when.
-pub async fn note_serious<'c, E: Executor<'c, Database = Any>>(e: E, record_id: &str, household_id: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO serious_deductions (record_id, household_id) VALUES ($1, $2) ON CONFLICT (record_id) DO NOTHING")
-        .bind(record_id)
-        .bind(household_id)
-        .execute(e)
-        .await?;
+pub async fn note_serious<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    record_id: &str,
+    household_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO serious_deductions (record_id, household_id) VALUES ($1, $2) ON CONFLICT (record_id) DO NOTHING",
+    )
+    .bind(record_id)
+    .bind(household_id)
+    .execute(e)
+    .await?;
     Ok(())
 }
 
