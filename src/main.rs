@@ -61,6 +61,8 @@ struct ServeArgs {
     points: jiaxin_points::PointsConfig,
     #[command(flatten)]
     benefits: jiaxin_benefits::BenefitsConfig,
+    #[command(flatten)]
+    bank: jiaxin_bank::BankConfig,
 }
 
 impl ServeArgs {
@@ -70,6 +72,7 @@ impl ServeArgs {
             identity: self.identity,
             points: self.points,
             benefits: self.benefits,
+            bank: self.bank,
             services: self.services,
         }
     }

@@ -24,6 +24,7 @@ pub enum ServiceName {
     Points,
     Council,
     Benefits,
+    Bank,
 }
 
 impl ServiceName {
@@ -33,6 +34,7 @@ impl ServiceName {
         ServiceName::Points,
         ServiceName::Council,
         ServiceName::Benefits,
+        ServiceName::Bank,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl ServiceName {
             ServiceName::Points => jiaxin_points::SERVICE,
             ServiceName::Council => jiaxin_council::SERVICE,
             ServiceName::Benefits => jiaxin_benefits::SERVICE,
+            ServiceName::Bank => jiaxin_bank::SERVICE,
         }
     }
 
@@ -52,6 +55,7 @@ impl ServiceName {
             ServiceName::Points => &jiaxin_points::MIGRATIONS,
             ServiceName::Council => &jiaxin_council::MIGRATIONS,
             ServiceName::Benefits => &jiaxin_benefits::MIGRATIONS,
+            ServiceName::Bank => &jiaxin_bank::MIGRATIONS,
         }
     }
 }
@@ -62,6 +66,7 @@ pub struct SystemConfig {
     pub identity: IdentityConfig,
     pub points: jiaxin_points::PointsConfig,
     pub benefits: jiaxin_benefits::BenefitsConfig,
+    pub bank: jiaxin_bank::BankConfig,
     /// Empty means all.
     pub services: Vec<ServiceName>,
 }
@@ -83,6 +88,9 @@ impl SystemConfig {
             problems.extend(p);
         }
         if let Err(p) = self.benefits.validate() {
+            problems.extend(p);
+        }
+        if let Err(p) = self.bank.validate() {
             problems.extend(p);
         }
         let peers = self.common.peer_map().unwrap_or_default();
@@ -273,6 +281,14 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
                 relays.push(Relay::new(db, benefits.outbox(), bus.clone()));
             }
+            ServiceName::Bank => {
+                let bank = jiaxin_bank::BankService::start(db.clone(), &config.bank);
+                routes.add_service(bank.grpc_service());
+                health_names.push(jiaxin_bank::BankService::grpc_name().to_owned());
+                let (topics, consumer) = bank.consumer();
+                bus.subscribe(&topics, Arc::new(consumer)).await?;
+                relays.push(Relay::new(db, bank.outbox(), bus.clone()));
+            }
         }
     }
     for relay in relays {
@@ -340,5 +356,6 @@ pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::
         ServiceName::Points => vec![jiaxin_points::consumer(db, None).1],
         ServiceName::Council => vec![jiaxin_council::consumer(db, None).1],
         ServiceName::Benefits => vec![jiaxin_benefits::consumer(db).1],
+        ServiceName::Bank => vec![jiaxin_bank::consumer(db).1],
     }
 }

@@ -160,12 +160,12 @@ fn migrate_prepares_every_database_and_exits() {
     let output = jiaxin().args(["migrate", "--data-dir", dir.path().to_str().unwrap()]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("identity"));
-    for service in ["identity", "pledges", "points", "council", "benefits"] {
+    for service in ["identity", "pledges", "points", "council", "benefits", "bank"] {
         assert!(dir.path().join(format!("{service}.db")).exists(), "{service}.db");
     }
     let services = jiaxin().arg("services").output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&services.stdout).lines().collect::<Vec<_>>(),
-        ["identity", "pledges", "points", "council", "benefits"]
+        ["identity", "pledges", "points", "council", "benefits", "bank"]
     );
 }

@@ -65,6 +65,8 @@ struct Flags {
     points: jiaxin_points::PointsConfig,
     #[command(flatten)]
     benefits: jiaxin_benefits::BenefitsConfig,
+    #[command(flatten)]
+    bank: jiaxin_bank::BankConfig,
 }
 
 impl Bench {
@@ -95,6 +97,7 @@ impl Bench {
             identity: flags.identity,
             points: flags.points,
             benefits: flags.benefits,
+            bank: flags.bank,
             services: vec![],
         };
         let running = system::start(config.clone()).await.unwrap();

@@ -34,6 +34,8 @@ struct Flags {
     points: jiaxin_points::PointsConfig,
     #[command(flatten)]
     benefits: jiaxin_benefits::BenefitsConfig,
+    #[command(flatten)]
+    bank: jiaxin_bank::BankConfig,
 }
 
 enum Mode {
@@ -103,6 +105,7 @@ impl TestSystem {
             identity: flags.identity,
             points: flags.points,
             benefits: flags.benefits,
+            bank: flags.bank,
             services: vec![],
         };
         let running = system::start(config.clone()).await.unwrap();

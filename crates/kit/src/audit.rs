@@ -10,7 +10,7 @@
 //! ```sql
 //! CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
 //!     action TEXT NOT NULL, subject TEXT NOT NULL, details TEXT NOT NULL,
-//!     prev_hash TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE);
+//!     prev_hash TEXT NOT NULL UNIQUE, hash TEXT NOT NULL);
 //! CREATE TABLE audit_head (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL);
 //! INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '<GENESIS>');
 //! ```

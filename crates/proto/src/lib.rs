@@ -26,6 +26,11 @@ pub mod jiaxin {
             include!(concat!(env!("OUT_DIR"), "/jiaxin.pledges.v1.rs"));
         }
     }
+    pub mod bank {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/jiaxin.bank.v1.rs"));
+        }
+    }
     pub mod benefits {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/jiaxin.benefits.v1.rs"));
@@ -38,6 +43,7 @@ pub mod jiaxin {
     }
 }
 
+pub use jiaxin::bank::v1 as bank;
 pub use jiaxin::benefits::v1 as benefits;
 pub use jiaxin::council::v1 as council;
 pub use jiaxin::events::v1 as events;

@@ -121,6 +121,7 @@ async fn overdue_tasks_are_reminded_of_and_disclosures_closed_once_each() {
             points_max: 5,
             disclosure_days: 7,
             severity: Severity::Minor as i32,
+            ..Default::default()
         };
         let envelope = events::envelope("points", &format!("household-{n}"), &submitted).unwrap();
         consumer.deliver(&events::topic("points"), &envelope).await.unwrap();
@@ -203,6 +204,7 @@ async fn an_unanswered_objection_escalates_to_the_town_and_a_repair_waits_for_it
         points_max: 5,
         disclosure_days: 7,
         severity: Severity::Minor as i32,
+        ..Default::default()
     };
     consumer
         .deliver(&events::topic("points"), &events::envelope("points", household, &submitted).unwrap())

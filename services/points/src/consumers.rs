@@ -1,6 +1,6 @@
 //! Events points acts on: identity's households, members and org tree (kept as a read model for
-//! scope checks), pledges' signings and revocations, and the council's review decisions,
-//! objections and credit repairs.
+//! scope checks), pledges' signings and revocations, the council's review decisions,
+//! objections and credit repairs, and the bank's loan outcomes.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use jiaxin_kit::{
     storage::Tx,
 };
 use jiaxin_proto::{
+    bank::LoanEventReported,
     council::{ObjectionFiled, ObjectionResolved, RepairApproved, ReviewDecided},
     events::Envelope,
     identity::{HouseholdDissolved, HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
@@ -55,6 +56,12 @@ impl EventHandler for PointsEvents {
                     self.0.apply_objection_resolved(tx, &resolved).await.map_err(failed)?;
                 } else if let Some(repair) = events::payload::<RepairApproved>(envelope).map_err(failed)? {
                     self.0.apply_repair(tx, &repair).await.map_err(failed)?;
+                }
+                Ok(())
+            }
+            "bank" => {
+                if let Some(reported) = events::payload::<LoanEventReported>(envelope).map_err(failed)? {
+                    self.0.apply_loan_event(tx, &reported).await.map_err(failed)?;
                 }
                 Ok(())
             }

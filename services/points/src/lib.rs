@@ -12,6 +12,7 @@ mod consumers;
 pub mod domain;
 mod error;
 mod intake;
+mod loans;
 mod ops;
 mod pledge;
 mod rules;
@@ -136,7 +137,7 @@ impl PointsService {
         GRPC_SERVICE
     }
 
-    /// What points consumes: identity's, pledges' and the council's topics, as one consumer.
+    /// What points consumes: identity's, pledges', the council's and the bank's topics, as one consumer.
     pub fn consumer(&self) -> (Vec<String>, Consumer) {
         consumer(&self.db, Some(self.points.clone()))
     }
@@ -154,6 +155,7 @@ pub fn consumer(db: &Database, points: Option<Arc<ops::Points>>) -> (Vec<String>
             UnpledgedRecords::Hold,
         ))
     });
-    let topics = vec![events::topic("identity"), events::topic("pledges"), events::topic("council")];
+    let topics =
+        vec![events::topic("identity"), events::topic("pledges"), events::topic("council"), events::topic("bank")];
     (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
 }

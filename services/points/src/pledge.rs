@@ -108,6 +108,7 @@ impl Points {
                 points_max: rule.points_max,
                 disclosure_days: rule.disclosure_days as i32,
                 severity: rule.severity as i32,
+                category: rule.category as i32,
             };
             self.outbox.write(tx, household_id, &released).await?;
             if record.needs_review == 0 {

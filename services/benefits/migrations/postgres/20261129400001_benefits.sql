@@ -172,8 +172,9 @@ CREATE TABLE audit_log (
     action TEXT NOT NULL,
     subject TEXT NOT NULL,
     details TEXT NOT NULL,
+    -- One successor per entry: a forked chain cannot be written.
     prev_hash TEXT NOT NULL UNIQUE,
-    hash TEXT NOT NULL UNIQUE
+    hash TEXT NOT NULL
 );
 CREATE TABLE audit_head (
     id BIGINT PRIMARY KEY,

@@ -217,11 +217,13 @@ impl Benefits {
     ) -> Result<ListBenefitsResponse> {
         let mut tx = self.db.begin_read().await?;
         let after = page.after.clone().unwrap_or_default();
-        let scope_path;
         let range;
         let providers;
         let visible = if caller.has_any_role(access::CATALOGUE_ADMINS) {
-            scope_path = crate::store::readmodel::org_path(&mut *tx, caller.scope()).await?.unwrap_or_default();
+            // An admin whose node benefits has not heard of yet has nothing in scope.
+            let Some(scope_path) = crate::store::readmodel::org_path(&mut *tx, caller.scope()).await? else {
+                return Ok(ListBenefitsResponse::default());
+            };
             range = subtree_range(&scope_path);
             Visible::Subtree { from: &range.0, to: &range.1 }
         } else {

@@ -13,7 +13,7 @@ use jiaxin_kit::{
     time::to_timestamp,
 };
 use jiaxin_proto::benefits::{
-    Criterion, Evaluation, EvaluationStatus, GetHonourStatusResponse, Honour, HonourKind, HonoursPublished,
+    Criterion, Evaluation, EvaluationStatus, GetHonourStatusResponse, Honour, HonourKind, HonoursPublished, HouseholdHonoured,
     ListHonoursResponse, ListVillageReportsResponse, VillageReport,
 };
 
@@ -221,6 +221,13 @@ impl Benefits {
                 credit_village_ids: store::honoured_village_ids(&mut *tx, evaluation_id).await?,
             };
             self.outbox.write(&mut tx, evaluation_id, &event).await?;
+            // One event per credit household, keyed by household, for other read models.
+            let mut envelopes = Vec::new();
+            for (household_id, village_id) in store::honoured_household_ids(&mut *tx, evaluation_id).await? {
+                let honoured = HouseholdHonoured { evaluation_id: row.id.clone(), year: row.year as i32, household_id, village_id };
+                envelopes.push(self.outbox.envelope(&honoured.household_id, &honoured)?);
+            }
+            self.outbox.write_all(&mut tx, &envelopes).await?;
             audit(
                 &mut tx,
                 &[Entry {

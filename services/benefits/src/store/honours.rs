@@ -304,6 +304,20 @@ pub async fn villages(
     .await
 }
 
+/// Every honoured household of an evaluation with its village (for the published events).
+pub async fn honoured_household_ids<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    evaluation_id: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT household_id, village_id FROM honour_households WHERE evaluation_id = $1 AND honoured = 1 \
+         ORDER BY household_id",
+    )
+    .bind(evaluation_id)
+    .fetch_all(e)
+    .await
+}
+
 /// The ids of the honoured villages of an evaluation (for the published event).
 pub async fn honoured_village_ids<'c, E: Executor<'c, Database = Any>>(
     e: E,

@@ -35,9 +35,23 @@ impl Points {
     /// Checks and writes `inputs` in one transaction; one answer per input, in order. A storage
     /// failure fails the whole call, which the client may resend: request ids make it safe.
     pub(crate) async fn intake(&self, caller: &Caller, inputs: &[RecordInput]) -> Result<Vec<Result<Record>>> {
-        let now = now_micros();
         let mut tx = self.db.begin().await?;
-        let mut known = known::Known::load(&mut tx, caller, inputs).await?;
+        let answers = self.intake_in(&mut tx, caller, inputs).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(answers)
+    }
+
+    /// The same inside a transaction the caller owns (an event handler's, so the records and
+    /// the event's inbox entry commit together).
+    pub(crate) async fn intake_in(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        caller: &Caller,
+        inputs: &[RecordInput],
+    ) -> Result<Vec<Result<Record>>> {
+        let now = now_micros();
+        let mut known = known::Known::load(tx, caller, inputs).await?;
         let mut answers = Vec::with_capacity(inputs.len());
         let mut accepted = Vec::new();
         for input in inputs {
@@ -51,9 +65,7 @@ impl Points {
                 Err(error) => answers.push(Err(error)),
             }
         }
-        write::write(self, &mut tx, &accepted).await?;
-        tx.commit().await?;
-        self.outbox.wake();
+        write::write(self, tx, &accepted).await?;
         Ok(answers)
     }
 }

@@ -66,6 +66,7 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
             points_max: item.rule.points_max,
             disclosure_days: item.rule.disclosure_days as i32,
             severity: item.rule.severity as i32,
+            category: item.rule.category as i32,
         };
         envelopes.push(points.outbox.envelope(&item.row.household_id, &submitted)?);
         if item.status == RecordStatus::Effective {

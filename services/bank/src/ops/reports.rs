@@ -1,0 +1,248 @@
+//! The credit report under a consent and whole-village pre-approval (整村授信). Each is written
+//! to the audit log and to the consenting households' query lists in the transaction that
+//! produces it: if those writes fail, nothing is returned.
+
+use std::collections::BTreeMap;
+
+use jiaxin_kit::{
+    audit,
+    auth::Caller,
+    sql::path_ids,
+    tiers,
+    time::{DAY_MICROS, to_timestamp},
+};
+use jiaxin_proto::{
+    bank::{
+        ActiveDeduction, CategoryCount, CreditReport, HouseholdLimit, PreApproveVillageRequest, PreApproveVillageResponse,
+        ProductLimit, Purpose, TierCount,
+    },
+    points::{Category, Severity},
+};
+
+use super::{Bank, CONSENT, china_today, now};
+use crate::{
+    domain::{
+        consent::{self, Terms},
+        limits,
+        report::{self, Facts},
+    },
+    error::{BankError, Result},
+    store::{
+        consents::{self as store, QueryRow},
+        readmodel::{self, StandingRow},
+        registry,
+    },
+};
+
+const TREND_MONTHS: u32 = 24;
+const YEAR: i64 = 365 * DAY_MICROS;
+
+fn category_name(code: i64) -> String {
+    Category::try_from(code as i32).map(|c| c.as_str_name().trim_start_matches("CATEGORY_").to_lowercase()).unwrap_or_default()
+}
+
+impl Bank {
+    /// A report for the consent's institution's officer. Every refusal past the officer check —
+    /// no such consent, another bank's, revoked, expired, the wrong purpose, a household no
+    /// longer there — reads the same NOT_FOUND.
+    pub async fn credit_report(&self, caller: &Caller, consent_id: &str) -> Result<CreditReport> {
+        let mut tx = self.db.begin().await?;
+        let institution = self.officer_institution(&mut tx, caller).await?;
+        self.admit(caller, &institution)?;
+        let at = now();
+        let row = store::consent(&mut *tx, consent_id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        let terms = Terms {
+            institution_id: &row.institution_id,
+            purpose: row.purpose,
+            valid_until: &row.valid_until,
+            revoked: row.revoked_at.is_some(),
+        };
+        let wanted = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
+        if !consent::usable(&terms, &institution, &wanted, &china_today(at)) {
+            return Err(BankError::NotFound(CONSENT));
+        }
+        if readmodel::household(&mut *tx, &row.household_id).await?.is_none() {
+            return Err(BankError::NotFound(CONSENT));
+        }
+        let report = self.assemble(&mut tx, &row.household_id, &institution, at).await?;
+        let report = CreditReport { consent_id: row.id.clone(), ..report };
+        let returned = format!("信用报告:{} 级 {} 分 / credit report: tier {}, score {}", report.tier, report.score, report.tier, report.score);
+        let query = QueryRow {
+            id: report.id.clone(),
+            consent_id: row.id.clone(),
+            institution_id: institution.clone(),
+            officer_account_id: caller.account_id().to_owned(),
+            purpose: row.purpose,
+            at,
+            returned,
+        };
+        store::insert_queries(&mut tx, std::slice::from_ref(&query)).await?;
+        let details = format!(
+            "consent={} household={} institution={} tier={} score={} reasons={:?}",
+            row.id, row.household_id, institution, report.tier, report.score, report.reasons
+        );
+        let entry = audit::Entry { at, actor: caller.account_id(), action: "credit.report", subject: &report.id, details: &details };
+        audit::append(&mut tx, &[entry]).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// The report's contents from the read models.
+    async fn assemble(&self, tx: &mut jiaxin_kit::storage::Tx, household_id: &str, institution: &str, at: i64) -> Result<CreditReport> {
+        let standing = readmodel::standing(&mut **tx, household_id).await?.unwrap_or_else(StandingRow::base);
+        let history = readmodel::history(&mut **tx, household_id).await?;
+        let records = readmodel::effective_records(&mut **tx, household_id).await?;
+        let ends = report::month_ends(at, TREND_MONTHS);
+        let trend = report::trend(&history, &ends);
+
+        // Items by category over the trend's window; serious deductions counting now.
+        let window_start = ends.first().map(|(_, end)| end - 31 * DAY_MICROS).unwrap_or(at);
+        let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        let mut serious = Vec::new();
+        let (mut bonuses_last_year, mut deductions_last_year) = (0, 0);
+        for (category, severity, bonus, from, until) in &records {
+            if *from >= window_start && *from <= at {
+                let entry = counts.entry(*category).or_default();
+                if *bonus == 1 { entry.0 += 1 } else { entry.1 += 1 }
+            }
+            if *from > at - YEAR && *from <= at {
+                if *bonus == 1 { bonuses_last_year += 1 } else { deductions_last_year += 1 }
+            }
+            if *bonus == 0 && *severity == Severity::Serious as i64 && *from <= at && at < *until {
+                serious.push(ActiveDeduction { severity: Severity::Serious as i32, counts_until: Some(to_timestamp(*until)) });
+            }
+        }
+        let facts = Facts {
+            score: standing.score,
+            score_a_year_ago: report::score_at(&history, at - YEAR).0,
+            serious_active: !serious.is_empty(),
+            deductions_last_year,
+            bonuses_last_year,
+            pledged: standing.pledged(),
+            credit_household: standing.credit_household_year > 0,
+        };
+        let limits = registry::products_of(&mut **tx, institution)
+            .await?
+            .iter()
+            .map(|p| ProductLimit { product_id: p.id.clone(), limit_fen: limits::at(&p.limits, &standing.tier) })
+            .collect();
+        Ok(CreditReport {
+            id: uuid::Uuid::now_v7().to_string(),
+            consent_id: String::new(),
+            household_id: household_id.to_owned(),
+            generated_at: Some(to_timestamp(at)),
+            score: standing.score,
+            tier: standing.tier.clone(),
+            trend,
+            counts: counts
+                .into_iter()
+                .map(|(category, (bonus, deduction))| CategoryCount {
+                    category: category_name(category),
+                    bonus_items: bonus,
+                    deduction_items: deduction,
+                })
+                .collect(),
+            serious_deductions: serious,
+            credit_household: facts.credit_household,
+            reasons: report::reasons(&facts).into_iter().map(|r| r as i32).collect(),
+            limits,
+        })
+    }
+
+    /// 整村授信: a branch's officer asks for a village the branch serves. Aggregates cover every
+    /// household; suggested limits name only households whose consent covers pre-approval by
+    /// this institution, and each of those sees the query in its list.
+    pub async fn pre_approve(&self, caller: &Caller, request: PreApproveVillageRequest) -> Result<PreApproveVillageResponse> {
+        let mut tx = self.db.begin().await?;
+        let institution = self.officer_institution(&mut tx, caller).await?;
+        let (branch_institution, _) = registry::branch(&mut *tx, &request.branch_id).await?.ok_or(BankError::NotFound("branch"))?;
+        let officers = registry::branch_officers(&mut *tx, &request.branch_id).await?;
+        if branch_institution != institution || !officers.iter().any(|o| o == caller.account_id()) {
+            return Err(BankError::NotFound("branch"));
+        }
+        if !registry::branch_villages(&mut *tx, &request.branch_id).await?.contains(&request.village_id) {
+            return Err(BankError::invalid("village_id", "该网点不服务此村 / the branch does not serve this village"));
+        }
+        let product = registry::product(&mut *tx, &request.product_id)
+            .await?
+            .filter(|p| p.institution_id == institution)
+            .ok_or_else(|| BankError::invalid("product_id", "本机构无此产品 / no such product of your institution"))?;
+        self.admit(caller, &institution)?;
+        let village_path = readmodel::org_path(&mut *tx, &request.village_id)
+            .await?
+            .filter(|path| path_ids(path).last() == Some(&request.village_id.as_str()))
+            .ok_or_else(|| BankError::invalid("village_id", "村不存在 / no such village"))?;
+        let at = now();
+        let households = readmodel::village_standings(&mut tx, &village_path).await?;
+        let range = jiaxin_kit::sql::subtree_range(&village_path);
+        let consents = store::usable_in(&mut tx, &institution, Purpose::VillagePreapproval as i64, &china_today(at), (&range.0, &range.1)).await?;
+
+        let mut tiers_seen: BTreeMap<usize, (String, i64)> = BTreeMap::new();
+        let mut total = 0;
+        let mut by_household = std::collections::HashMap::new();
+        for (id, score, tier) in &households {
+            let rank = tiers::rank(tier).unwrap_or(usize::MAX);
+            tiers_seen.entry(rank).or_insert_with(|| (tier.clone(), 0)).1 += 1;
+            total += limits::at(&product.limits, tier);
+            by_household.insert(id.as_str(), (*score, tier.as_str()));
+        }
+        let answer_id = uuid::Uuid::now_v7().to_string();
+        let mut consented = Vec::new();
+        let mut queries = Vec::new();
+        let mut last_household = None;
+        for (consent_id, household_id) in &consents {
+            let Some((score, tier)) = by_household.get(household_id.as_str()) else { continue };
+            if last_household != Some(household_id.as_str()) {
+                consented.push(HouseholdLimit {
+                    household_id: household_id.clone(),
+                    tier: (*tier).to_owned(),
+                    score: *score,
+                    limit_fen: limits::at(&product.limits, tier),
+                });
+                last_household = Some(household_id.as_str());
+            }
+            queries.push(QueryRow {
+                id: format!("{answer_id}:{consent_id}"),
+                consent_id: consent_id.clone(),
+                institution_id: institution.clone(),
+                officer_account_id: caller.account_id().to_owned(),
+                purpose: Purpose::VillagePreapproval as i64,
+                at,
+                returned: format!("整村授信:{tier} 级,建议额度 {} 元 / pre-approval: tier {tier}", limits::at(&product.limits, tier) / 100),
+            });
+        }
+        store::insert_queries(&mut tx, &queries).await?;
+        let details = format!(
+            "branch={} village={} product={} households={} consented={} total_fen={total}",
+            request.branch_id,
+            request.village_id,
+            product.id,
+            households.len(),
+            consented.len()
+        );
+        let entry = audit::Entry { at, actor: caller.account_id(), action: "village.preapprove", subject: &answer_id, details: &details };
+        audit::append(&mut tx, &[entry]).await?;
+        tx.commit().await?;
+        Ok(PreApproveVillageResponse {
+            id: answer_id,
+            village_id: request.village_id,
+            households: households.len() as i64,
+            tiers: tiers_seen.into_values().map(|(tier, households)| TierCount { tier, households }).collect(),
+            suggested_total_fen: total,
+            consented,
+        })
+    }
+
+    pub async fn verify_audit(&self, caller: &Caller) -> Result<jiaxin_proto::bank::VerifyAuditLogResponse> {
+        if !caller.has_any_role(crate::domain::access::VERIFIERS) {
+            return Err(BankError::PermissionDenied);
+        }
+        let mut tx = self.db.begin_read().await?;
+        let verified = audit::verify(&mut tx).await?;
+        Ok(jiaxin_proto::bank::VerifyAuditLogResponse {
+            intact: verified.intact,
+            entries_checked: verified.entries_checked,
+            broken_seq: verified.broken_seq,
+        })
+    }
+}

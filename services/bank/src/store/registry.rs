@@ -1,0 +1,141 @@
+//! Institutions and their officers, branches and the villages they serve, loan products.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+/// Replaces the rows of `table` keyed by `key_column = key` with one row per value.
+async fn replace_list(conn: &mut AnyConnection, table: &str, key_column: &str, value_column: &str, key: &str, values: &[String]) -> sqlx::Result<()> {
+    sqlx::query(&format!("DELETE FROM {table} WHERE {key_column} = $1")).bind(key).execute(&mut *conn).await?;
+    for value in values {
+        sqlx::query(&format!("INSERT INTO {table} ({key_column}, {value_column}) VALUES ($1, $2)"))
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn list<'c, E: Executor<'c, Database = Any>>(e: E, table: &str, key_column: &str, value_column: &str, key: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(&format!("SELECT {value_column} FROM {table} WHERE {key_column} = $1 ORDER BY {value_column}"))
+        .bind(key)
+        .fetch_all(e)
+        .await
+}
+
+pub async fn institution_name<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT name FROM institutions WHERE id = $1").bind(id).fetch_optional(e).await
+}
+
+pub async fn save_institution(conn: &mut AnyConnection, id: &str, name: &str, officers: &[String], at: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO institutions (id, name, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    replace_list(conn, "officers", "institution_id", "account_id", id, officers).await
+}
+
+pub async fn officers<'c, E: Executor<'c, Database = Any>>(e: E, institution_id: &str) -> sqlx::Result<Vec<String>> {
+    list(e, "officers", "institution_id", "account_id", institution_id).await
+}
+
+/// The institution an officer's account acts for (one per account).
+pub async fn institution_of<'c, E: Executor<'c, Database = Any>>(e: E, account_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT institution_id FROM officers WHERE account_id = $1 ORDER BY institution_id LIMIT 1")
+        .bind(account_id)
+        .fetch_optional(e)
+        .await
+}
+
+/// Another institution already naming this account as an officer, if any.
+pub async fn officer_elsewhere<'c, E: Executor<'c, Database = Any>>(e: E, account_id: &str, institution_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT institution_id FROM officers WHERE account_id = $1 AND institution_id <> $2 LIMIT 1")
+        .bind(account_id)
+        .bind(institution_id)
+        .fetch_optional(e)
+        .await
+}
+
+/// (institution, name) of a branch.
+pub async fn branch<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as("SELECT institution_id, name FROM branches WHERE id = $1").bind(id).fetch_optional(e).await
+}
+
+pub async fn save_branch(
+    conn: &mut AnyConnection,
+    id: &str,
+    institution_id: &str,
+    name: &str,
+    villages: &[String],
+    officers: &[String],
+    at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO branches (id, institution_id, name, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(institution_id)
+    .bind(name)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    replace_list(conn, "branch_villages", "branch_id", "village_id", id, villages).await?;
+    replace_list(conn, "branch_officers", "branch_id", "account_id", id, officers).await
+}
+
+pub async fn branch_villages<'c, E: Executor<'c, Database = Any>>(e: E, branch_id: &str) -> sqlx::Result<Vec<String>> {
+    list(e, "branch_villages", "branch_id", "village_id", branch_id).await
+}
+
+pub async fn branch_officers<'c, E: Executor<'c, Database = Any>>(e: E, branch_id: &str) -> sqlx::Result<Vec<String>> {
+    list(e, "branch_officers", "branch_id", "account_id", branch_id).await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductRow {
+    pub id: String,
+    pub institution_id: String,
+    pub name: String,
+    pub purpose: String,
+    pub limits: String,
+    pub term_months: i64,
+    pub rate_note: String,
+    pub updated_at: i64,
+}
+
+const PRODUCT_COLUMNS: &str = "id, institution_id, name, purpose, limits, term_months, rate_note, updated_at";
+
+pub async fn product<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<ProductRow>> {
+    sqlx::query_as(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1")).bind(id).fetch_optional(e).await
+}
+
+pub async fn products_of<'c, E: Executor<'c, Database = Any>>(e: E, institution_id: &str) -> sqlx::Result<Vec<ProductRow>> {
+    sqlx::query_as(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE institution_id = $1 ORDER BY id"))
+        .bind(institution_id)
+        .fetch_all(e)
+        .await
+}
+
+pub async fn save_product<'c, E: Executor<'c, Database = Any>>(e: E, p: &ProductRow) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+         name = excluded.name, purpose = excluded.purpose, limits = excluded.limits, term_months = excluded.term_months, \
+         rate_note = excluded.rate_note, updated_at = excluded.updated_at"
+    ))
+    .bind(&p.id)
+    .bind(&p.institution_id)
+    .bind(&p.name)
+    .bind(&p.purpose)
+    .bind(&p.limits)
+    .bind(p.term_months)
+    .bind(&p.rate_note)
+    .bind(p.updated_at)
+    .execute(e)
+    .await?;
+    Ok(())
+}
