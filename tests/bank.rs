@@ -16,7 +16,8 @@ use jiaxin_proto::{
     bank::{
         Branch, GetCreditReportRequest, GrantConsentRequest, Institution, ListConsentsRequest, LoanEventKind,
         PreApproveVillageRequest, Product, Purpose, ReportLoanEventRequest, RevokeConsentRequest, SaveBranchRequest,
-        SaveInstitutionRequest, SaveProductRequest, TierLimit, VerifyAuditLogRequest, bank_service_client::BankServiceClient,
+        SaveInstitutionRequest, SaveProductRequest, TierLimit, VerifyAuditLogRequest,
+        bank_service_client::BankServiceClient,
     },
     council::{ReviewDecided, ReviewOutcome},
     identity::{
@@ -24,7 +25,9 @@ use jiaxin_proto::{
         identity_service_client::IdentityServiceClient,
     },
     pledges::pledges_service_client::PledgesServiceClient,
-    points::{GetScoreRequest, ListRecordsRequest, PledgeStatus, RecordStatus, points_service_client::PointsServiceClient},
+    points::{
+        GetScoreRequest, ListRecordsRequest, PledgeStatus, RecordStatus, points_service_client::PointsServiceClient,
+    },
 };
 use tonic::{Code, transport::Channel};
 
@@ -83,21 +86,33 @@ impl County {
             resident_id: resident.into(),
             ..Default::default()
         };
-        let id = self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account.unwrap().id;
+        let id =
+            self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account.unwrap().id;
         (id, self.sys.login(&username, "bank-pass-1").await)
     }
 
     /// A pledged household whose head has a resident account; waits until points counts its
     /// records and the bank knows it.
     async fn household(&mut self, n: u32) -> (Household, String) {
-        let head = NewResident { name: format!("户主{n}"), id_number: id_number("320830", "19750101", n), phone: String::new() };
+        let head = NewResident {
+            name: format!("户主{n}"),
+            id_number: id_number("320830", "19750101", n),
+            phone: String::new(),
+        };
         let request = RegisterHouseholdRequest {
             grid_id: self.grid.clone(),
             address: format!("万山村{n}号"),
             head: Some(head),
             ..Default::default()
         };
-        let household = self.identity.register_household(authed(&self.admin, request)).await.unwrap().into_inner().household.unwrap();
+        let household = self
+            .identity
+            .register_household(authed(&self.admin, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .household
+            .unwrap();
         common::await_pledges_household(&mut self.pledges, &self.admin, &household.id).await;
         self.pledges
             .sign_pledge(authed(&self.admin, common::paper_pledge(&household.id, &household.head_resident_id, 1)))
@@ -107,15 +122,26 @@ impl County {
         let (_, head) = self.account(Role::Resident, &grid, &household.head_resident_id).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let score = authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), ..Default::default() });
-            let pledged =
-                self.points.get_score(score).await.is_ok_and(|s| s.get_ref().score.as_ref().unwrap().pledge == PledgeStatus::InForce as i32);
-            let known = self.bank.list_consents(authed(&head, ListConsentsRequest { household_id: household.id.clone() })).await.is_ok();
+            let score =
+                authed(&self.admin, GetScoreRequest { household_id: household.id.clone(), ..Default::default() });
+            let pledged = self
+                .points
+                .get_score(score)
+                .await
+                .is_ok_and(|s| s.get_ref().score.as_ref().unwrap().pledge == PledgeStatus::InForce as i32);
+            let known = self
+                .bank
+                .list_consents(authed(&head, ListConsentsRequest { household_id: household.id.clone() }))
+                .await
+                .is_ok();
             if pledged && known {
                 break;
             }
             if Instant::now() >= deadline {
-                let listed = self.bank.list_consents(authed(&head, ListConsentsRequest { household_id: household.id.clone() })).await;
+                let listed = self
+                    .bank
+                    .list_consents(authed(&head, ListConsentsRequest { household_id: household.id.clone() }))
+                    .await;
                 panic!("points ({pledged}) and the bank ({listed:?}) never learned of household {}", household.id);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -145,7 +171,8 @@ impl County {
             rate_note: "LPR + 0.5%".into(),
             ..Default::default()
         };
-        let product = self.bank.save_product(authed(&tokens[0], SaveProductRequest { product: Some(product) })).await.unwrap();
+        let product =
+            self.bank.save_product(authed(&tokens[0], SaveProductRequest { product: Some(product) })).await.unwrap();
         // The branch serving the village waits until the bank knows the village.
         let deadline = Instant::now() + Duration::from_secs(60);
         let branch = loop {
@@ -179,7 +206,11 @@ impl County {
         self.bank.grant_consent(authed(&household.head, request)).await.unwrap().into_inner().consent.unwrap().id
     }
 
-    async fn report(&mut self, officer: &str, consent: &str) -> Result<jiaxin_proto::bank::CreditReport, tonic::Status> {
+    async fn report(
+        &mut self,
+        officer: &str,
+        consent: &str,
+    ) -> Result<jiaxin_proto::bank::CreditReport, tonic::Status> {
         let request = authed(officer, GetCreditReportRequest { consent_id: consent.into() });
         self.bank.get_credit_report(request).await.map(|r| r.into_inner().report.unwrap())
     }
@@ -208,7 +239,11 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     let wrong_purpose = c.report(&officer, &preapproval_only).await.unwrap_err();
     let lapsing = c.consent(&home, &ours.id, Purpose::PostLoanMonitoring).await;
     let db = c.sys.database(ServiceName::Bank).await;
-    sqlx::query("UPDATE consents SET valid_until = '2020-01-01' WHERE id = $1").bind(&lapsing).execute(db.pool()).await.unwrap();
+    sqlx::query("UPDATE consents SET valid_until = '2020-01-01' WHERE id = $1")
+        .bind(&lapsing)
+        .execute(db.pool())
+        .await
+        .unwrap();
     let expired = c.report(&officer, &lapsing).await.unwrap_err();
     for denial in [&other_bank, &wrong_purpose, &expired] {
         assert_eq!((denial.code(), denial.message()), (missing.code(), missing.message()));
@@ -224,7 +259,8 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     assert_eq!((revoked.code(), revoked.message()), (missing.code(), missing.message()));
 
     // The household sees the one report that was given, and who asked.
-    let listed = c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
+    let listed =
+        c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
     let consents = listed.into_inner().consents;
     let loan_consent = consents.iter().find(|k| k.id == loan).unwrap();
     assert_eq!(loan_consent.queries.len(), 1);
@@ -232,12 +268,18 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     assert!(loan_consent.queries[0].returned.contains("A 级"), "{:?}", loan_consent.queries[0]);
     assert!(consents.iter().filter(|k| k.id != loan).all(|k| k.queries.is_empty()));
     let stranger = theirs.officers[0].clone();
-    assert_eq!(code(c.bank.list_consents(authed(&stranger, ListConsentsRequest { household_id: home.id.clone() })).await), Code::NotFound);
+    assert_eq!(
+        code(c.bank.list_consents(authed(&stranger, ListConsentsRequest { household_id: home.id.clone() })).await),
+        Code::NotFound
+    );
 
     let verified = c.bank.verify_audit_log(authed(&admin, VerifyAuditLogRequest {})).await.unwrap().into_inner();
     assert!(verified.intact, "{verified:?}");
     let entries: Vec<(String, String)> =
-        sqlx::query_as("SELECT action, subject FROM audit_log WHERE action = 'credit.report'").fetch_all(db.pool()).await.unwrap();
+        sqlx::query_as("SELECT action, subject FROM audit_log WHERE action = 'credit.report'")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
     assert!(entries.iter().any(|(_, subject)| *subject == report.id));
 }
 
@@ -261,7 +303,8 @@ async fn the_officer_rate_limit_holds_under_a_burst_and_every_answer_is_listed()
     // A minute's allowance (120), plus what refills at 2 a second while the burst runs.
     assert!((120..=126).contains(&answered), "{answered} answered: {outcomes:?}");
     assert!(outcomes.iter().all(|o| matches!(o, Ok(()) | Err(Code::ResourceExhausted))), "{outcomes:?}");
-    let listed = c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
+    let listed =
+        c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
     assert_eq!(listed.into_inner().consents[0].queries.len(), answered);
 }
 
@@ -290,9 +333,17 @@ async fn pre_approval_names_only_households_that_consented_to_it() {
     assert_eq!(answer.consented[0].limit_fen, 20_000_000);
 
     // The household sees the pre-approval among its queries; the others saw nothing.
-    let listed = c.bank.list_consents(authed(&willing.head, ListConsentsRequest { household_id: willing.id.clone() })).await.unwrap();
+    let listed = c
+        .bank
+        .list_consents(authed(&willing.head, ListConsentsRequest { household_id: willing.id.clone() }))
+        .await
+        .unwrap();
     assert_eq!(listed.into_inner().consents[0].queries.len(), 1);
-    let listed = c.bank.list_consents(authed(&silent.head, ListConsentsRequest { household_id: silent.id.clone() })).await.unwrap();
+    let listed = c
+        .bank
+        .list_consents(authed(&silent.head, ListConsentsRequest { household_id: silent.id.clone() }))
+        .await
+        .unwrap();
     assert!(listed.into_inner().consents[0].queries.is_empty());
 
     // Another bank's officer, and a village the branch does not serve.

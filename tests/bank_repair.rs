@@ -75,8 +75,15 @@ async fn a_repair_in_points_changes_the_next_report() {
     };
 
     // identity: a county, a grid, the household and its head.
-    for (id, kind, path) in [("county-1", OrgNodeKind::County, vec!["county-1"]), ("grid-1", OrgNodeKind::Grid, vec!["county-1", "grid-1"])] {
-        let node = OrgNode { id: id.into(), kind: kind as i32, path: path.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() };
+    for (id, kind, path) in
+        [("county-1", OrgNodeKind::County, vec!["county-1"]), ("grid-1", OrgNodeKind::Grid, vec!["county-1", "grid-1"])]
+    {
+        let node = OrgNode {
+            id: id.into(),
+            kind: kind as i32,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
         deliver("identity", events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap()).await;
     }
     let registered = HouseholdRegistered {
@@ -108,15 +115,24 @@ async fn a_repair_in_points_changes_the_next_report() {
         ..Default::default()
     };
     deliver("points", events::envelope("points", HOUSEHOLD, &submitted).unwrap()).await;
-    deliver("points", events::envelope("points", HOUSEHOLD, &RecordEffective { record: Some(record.clone()) }).unwrap()).await;
+    deliver(
+        "points",
+        events::envelope("points", HOUSEHOLD, &RecordEffective { record: Some(record.clone()) }).unwrap(),
+    )
+    .await;
     let capped = score_changed((1000, "A"), (970, "B"), now - 45 * DAY_MICROS);
     deliver("points", events::envelope("points", HOUSEHOLD, &capped).unwrap()).await;
 
     // A bank, an officer, and the head's consent.
     let api = bank.api();
     let admin = caller("admin", Role::CountyAdmin, None);
-    let institution = Institution { name: "盱眙农商银行".into(), officer_account_ids: vec!["officer-1".into()], ..Default::default() };
-    let institution = api.save_institution(request(&admin, SaveInstitutionRequest { institution: Some(institution) })).await.unwrap();
+    let institution = Institution {
+        name: "盱眙农商银行".into(),
+        officer_account_ids: vec!["officer-1".into()],
+        ..Default::default()
+    };
+    let institution =
+        api.save_institution(request(&admin, SaveInstitutionRequest { institution: Some(institution) })).await.unwrap();
     let institution_id = institution.into_inner().institution.unwrap().id;
     let head = caller("head", Role::Resident, Some(HEAD));
     let grant = GrantConsentRequest {

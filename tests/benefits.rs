@@ -13,6 +13,10 @@ use common::{TestSystem, authed, code, id_number};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{
+    bank::{
+        GrantConsentRequest, Institution, LoanEventKind, Purpose, ReportLoanEventRequest, SaveInstitutionRequest,
+        bank_service_client::BankServiceClient,
+    },
     benefits::{
         BatchCheckEligibilityRequest, Benefit, BenefitKind, CancelRedemptionRequest, CheckEligibilityRequest,
         EligibilityCheck, EligibilityReason, EvaluateYearRequest, GetHonourStatusRequest, GetStandingRequest,
@@ -203,6 +207,67 @@ impl County {
             }
         }
         assert_eq!(total, 0, "the rules' caps cover the points asked for");
+    }
+
+    /// A bank lends to the household (its head consents in the app) and reports the loan
+    /// overdue; waits until benefits has counted it.
+    async fn overdue_loan(&mut self, household: &Household) {
+        let county = self.county.clone();
+        let grid = self.grid_a.clone();
+        let (officer_id, officer) = self.account(Role::BankOfficer, &county, "").await;
+        let (_, head) = self.account(Role::Resident, &grid, &household.head).await;
+        let mut bank = BankServiceClient::new(self.sys.channel_to(ServiceName::Bank).await);
+        let institution =
+            Institution {
+                name: "盱眙农商银行".into(), officer_account_ids: vec![officer_id], ..Default::default()
+            };
+        let request = authed(&self.admin, SaveInstitutionRequest { institution: Some(institution) });
+        let institution = bank.save_institution(request).await.unwrap().into_inner().institution.unwrap().id;
+        let until = (chrono::Utc::now() + chrono::Duration::days(90)).format("%Y-%m-%d").to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let grant = GrantConsentRequest {
+                household_id: household.id.clone(),
+                institution_id: institution.clone(),
+                purpose: Purpose::PostLoanMonitoring as i32,
+                valid_until: until.clone(),
+                ..Default::default()
+            };
+            match bank.grant_consent(authed(&head, grant)).await {
+                Ok(_) => break,
+                Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("the head could not consent: {status:?}"),
+            }
+        }
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        for (kind, key, amount) in [(LoanEventKind::Disbursed, "d", 20_000_000), (LoanEventKind::Overdue, "o", 0)] {
+            let event = ReportLoanEventRequest {
+                household_id: household.id.clone(),
+                loan_ref: "XY-0001".into(),
+                kind: kind as i32,
+                amount_fen: amount,
+                occurred_on: today.clone(),
+                client_key: key.into(),
+                ..Default::default()
+            };
+            bank.report_loan_event(authed(&officer, event)).await.unwrap();
+        }
+        let db = self.sys.database(ServiceName::Benefits).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let bad: Option<i64> = sqlx::query_scalar("SELECT bad FROM loans WHERE household_id = $1")
+                .bind(&household.id)
+                .fetch_optional(db.pool())
+                .await
+                .unwrap();
+            if bad == Some(1) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "benefits never heard of the overdue loan");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn check(&mut self, token: &str, benefit: &str, household: &str) -> Result<EligibilityCheck, tonic::Status> {
@@ -429,6 +494,9 @@ async fn the_annual_evaluation_honours_exactly_what_the_criteria_imply() {
     let unsigned = c.household(&grid_a, 3, false).await;
     let b1 = c.household(&grid_b, 4, true).await;
     let (_, resident) = c.account(Role::Resident, &grid_a, &unsigned.head).await;
+    // A bank lent to a household of village A, and the loan went overdue: A's non-performing
+    // ratio is 1000‰ (B has no loans, which meets the criterion).
+    c.overdue_loan(&a1).await;
     let year =
         chrono::Datelike::year(&chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()));
 
@@ -480,7 +548,7 @@ async fn the_annual_evaluation_honours_exactly_what_the_criteria_imply() {
     let village = GetHonourStatusRequest { year, household_id: String::new(), village_id: c.village_a.clone() };
     let village = c.benefits.get_honour_status(authed(&resident, village)).await.unwrap().into_inner();
     let missing: Vec<&str> = village.criteria.iter().filter(|k| !k.met).map(|k| k.name.as_str()).collect();
-    assert_eq!(missing, ["village.coverage", "village.credit_share"]);
+    assert_eq!(missing, ["village.coverage", "village.credit_share", "village.npl"]);
     let reports = ListVillageReportsRequest { evaluation_id: draft.id.clone(), ..Default::default() };
     let reports = c.benefits.list_village_reports(authed(&c.admin, reports)).await.unwrap().into_inner().reports;
     let report_a = reports.iter().find(|r| r.village_id == c.village_a).unwrap();

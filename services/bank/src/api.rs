@@ -44,7 +44,9 @@ impl BankService for BankApi {
 
     async fn list_products(&self, request: Request<ListProductsRequest>) -> Answer<ListProductsResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(ListProductsResponse { products: self.bank.list_products(&caller, &request.into_inner().institution_id).await? })
+        ok(ListProductsResponse {
+            products: self.bank.list_products(&caller, &request.into_inner().institution_id).await?,
+        })
     }
 
     async fn grant_consent(&self, request: Request<GrantConsentRequest>) -> Answer<GrantConsentResponse> {
@@ -59,15 +61,22 @@ impl BankService for BankApi {
 
     async fn list_consents(&self, request: Request<ListConsentsRequest>) -> Answer<ListConsentsResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(ListConsentsResponse { consents: self.bank.list_consents(&caller, &request.into_inner().household_id).await? })
+        ok(ListConsentsResponse {
+            consents: self.bank.list_consents(&caller, &request.into_inner().household_id).await?,
+        })
     }
 
     async fn get_credit_report(&self, request: Request<GetCreditReportRequest>) -> Answer<GetCreditReportResponse> {
         let caller = Caller::from_request(&request)?;
-        ok(GetCreditReportResponse { report: Some(self.bank.credit_report(&caller, &request.into_inner().consent_id).await?) })
+        ok(GetCreditReportResponse {
+            report: Some(self.bank.credit_report(&caller, &request.into_inner().consent_id).await?),
+        })
     }
 
-    async fn pre_approve_village(&self, request: Request<PreApproveVillageRequest>) -> Answer<PreApproveVillageResponse> {
+    async fn pre_approve_village(
+        &self,
+        request: Request<PreApproveVillageRequest>,
+    ) -> Answer<PreApproveVillageResponse> {
         let caller = Caller::from_request(&request)?;
         ok(self.bank.pre_approve(&caller, request.into_inner()).await?)
     }

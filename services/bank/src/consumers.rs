@@ -94,7 +94,15 @@ async fn pledges(tx: &mut Tx, envelope: &Envelope) -> Result<(), BankError> {
 
 async fn note(tx: &mut Tx, record: Option<&Record>, category: i32, severity: i32) -> Result<(), BankError> {
     if let Some(r) = record {
-        readmodel::note_record(&mut **tx, &r.id, &r.household_id, i64::from(category), i64::from(severity), r.points > 0).await?;
+        readmodel::note_record(
+            &mut **tx,
+            &r.id,
+            &r.household_id,
+            i64::from(category),
+            i64::from(severity),
+            r.points > 0,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -57,9 +57,9 @@ impl From<BankError> for Status {
             BankError::NotFound(what) => error::not_found(what),
             BankError::PermissionDenied => Status::permission_denied("无权执行此操作 / not permitted"),
             BankError::Precondition(message) => Status::failed_precondition(message),
-            BankError::RateLimited(who) => {
-                Status::resource_exhausted(format!("查询过于频繁,请稍后再试 / too many queries by this {who}; try later"))
-            }
+            BankError::RateLimited(who) => Status::resource_exhausted(format!(
+                "查询过于频繁,请稍后再试 / too many queries by this {who}; try later"
+            )),
             BankError::Storage(e) => error::storage(&e),
             BankError::Outbox(e) => error::internal(&e),
             BankError::Envelope(e) => error::internal(&e),

@@ -1,7 +1,8 @@
 //! Events benefits keeps read models of: identity's org tree, households and members (scope,
 //! villages, who is a household's member); pledges' signings and revocations (the honours'
 //! pledge criterion); points' score changes (the standing every check reads) and serious
-//! deductions (the honours' criterion).
+//! deductions (the honours' criterion); the bank's loan outcomes (a village's non-performing
+//! ratio).
 
 use async_trait::async_trait;
 use jiaxin_kit::{
@@ -12,13 +13,17 @@ use jiaxin_kit::{
     time::from_timestamp,
 };
 use jiaxin_proto::{
+    bank::{LoanEventKind, LoanEventReported},
     events::Envelope,
     identity::{HouseholdDissolved, HouseholdRegistered, MemberJoined, MemberLeft, OrgNodeCreated, OrgNodeMoved},
     pledges::{PledgeRenewed, PledgeRevoked, PledgeSigned},
     points::{Record, RecordEffective, RecordReleased, RecordReversed, RecordSubmitted, ScoreChanged, Severity},
 };
 
-use crate::{error::BenefitsError, store::readmodel};
+use crate::{
+    error::BenefitsError,
+    store::readmodel::{self, LoanChange},
+};
 
 fn failed(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::new(error.to_string())
@@ -34,6 +39,7 @@ impl EventHandler for BenefitsEvents {
             "identity" => identity(tx, envelope).await.map_err(failed),
             "pledges" => pledges(tx, envelope).await.map_err(failed),
             "points" => points(tx, envelope).await.map_err(failed),
+            "bank" => bank(tx, envelope).await.map_err(failed),
             _ => Ok(()),
         }
     }
@@ -112,6 +118,23 @@ async fn points(tx: &mut Tx, envelope: &Envelope) -> Result<(), BenefitsError> {
         && let Some(record) = reversed.record
     {
         readmodel::serious_reversed(&mut **tx, &record.id, moment(None, envelope)).await?;
+    }
+    Ok(())
+}
+
+/// Loans and their outcomes, for a village's non-performing ratio.
+async fn bank(tx: &mut Tx, envelope: &Envelope) -> Result<(), BenefitsError> {
+    if let Some(reported) = events::payload::<LoanEventReported>(envelope)?
+        && let Some(event) = reported.event
+    {
+        let change = match LoanEventKind::try_from(event.kind).unwrap_or(LoanEventKind::Unspecified) {
+            LoanEventKind::Disbursed => LoanChange::Disbursed,
+            LoanEventKind::Overdue | LoanEventKind::WrittenOff => LoanChange::Bad,
+            LoanEventKind::RepaidOnTime => LoanChange::Repaid,
+            LoanEventKind::LineGranted | LoanEventKind::Unspecified => return Ok(()),
+        };
+        readmodel::apply_loan_event(&mut **tx, &event.institution_id, &event.loan_ref, &event.household_id, change)
+            .await?;
     }
     Ok(())
 }

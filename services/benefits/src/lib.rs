@@ -82,7 +82,7 @@ impl BenefitsService {
         GRPC_SERVICE
     }
 
-    /// What benefits consumes: identity's, pledges' and points' topics.
+    /// What benefits consumes: identity's, pledges', points' and the bank's topics.
     pub fn consumer(&self) -> (Vec<String>, Consumer) {
         consumer(&self.db)
     }
@@ -90,6 +90,7 @@ impl BenefitsService {
 
 /// Benefits' consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database) -> (Vec<String>, Consumer) {
-    let topics = vec![events::topic("identity"), events::topic("pledges"), events::topic("points")];
+    let topics =
+        vec![events::topic("identity"), events::topic("pledges"), events::topic("points"), events::topic("bank")];
     (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BenefitsEvents)))
 }

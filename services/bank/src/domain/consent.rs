@@ -30,7 +30,12 @@ mod tests {
 
     #[test]
     fn a_consent_serves_its_bank_its_purpose_and_its_dates_only() {
-        let terms = Terms { institution_id: "b1", purpose: Purpose::LoanApplication as i64, valid_until: "2026-12-31", revoked: false };
+        let terms = Terms {
+            institution_id: "b1",
+            purpose: Purpose::LoanApplication as i64,
+            valid_until: "2026-12-31",
+            revoked: false,
+        };
         let report = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
         assert!(usable(&terms, "b1", &report, "2026-12-31"));
         assert!(!usable(&terms, "b1", &report, "2027-01-01"), "expired");

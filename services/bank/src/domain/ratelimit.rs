@@ -2,11 +2,7 @@
 //! allowance, refilled continuously. With several replicas each enforces its own share (the
 //! Deployment's replica count divides the configured rate; see docs/operations.md).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 pub struct Limiter {
     per_minute: f64,

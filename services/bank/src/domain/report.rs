@@ -114,16 +114,16 @@ mod tests {
 
     #[test]
     fn reasons_explain_the_tier() {
-        let facts = Facts {
-            score: 1045,
-            score_a_year_ago: 1000,
-            bonuses_last_year: 4,
-            pledged: true,
-            ..Default::default()
-        };
+        let facts =
+            Facts { score: 1045, score_a_year_ago: 1000, bonuses_last_year: 4, pledged: true, ..Default::default() };
         assert_eq!(
             reasons(&facts),
-            [ReasonCode::SustainedBonuses, ReasonCode::ScoreRising, ReasonCode::PledgeInForce, ReasonCode::NearNextTier]
+            [
+                ReasonCode::SustainedBonuses,
+                ReasonCode::ScoreRising,
+                ReasonCode::PledgeInForce,
+                ReasonCode::NearNextTier
+            ]
         );
     }
 }

@@ -75,7 +75,8 @@ impl Bank {
         let at = now();
         validate(&request, &china_today(at))?;
         let mut tx = self.db.begin().await?;
-        let (_, head) = readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
+        let (_, head) =
+            readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
         // In the app the head grants as themselves; on paper an officer of the institution enters
         // the head's signed form.
         let (channel, granted_by) = if caller.has_role(Role::Resident) {
@@ -126,13 +127,17 @@ impl Bank {
         let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
         let head = readmodel::household(&mut *tx, &row.household_id).await?.map(|(_, head)| head);
         let rid = caller.0.rid.as_deref();
-        let household_side = caller.has_role(Role::Resident) && rid.is_some() && (rid == head.as_deref() || rid == Some(row.granted_by.as_str()));
+        let household_side = caller.has_role(Role::Resident)
+            && rid.is_some()
+            && (rid == head.as_deref() || rid == Some(row.granted_by.as_str()));
         if !household_side && caller.account_id() != row.entered_by {
             return Err(BankError::NotFound(CONSENT));
         }
         if store::revoke(&mut *tx, id, now()).await? {
             let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
-            self.outbox.write(&mut tx, &row.household_id, &ConsentRevoked { consent: Some(consent_proto(&row, &[])) }).await?;
+            self.outbox
+                .write(&mut tx, &row.household_id, &ConsentRevoked { consent: Some(consent_proto(&row, &[])) })
+                .await?;
         }
         let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
         tx.commit().await?;

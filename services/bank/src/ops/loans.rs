@@ -48,7 +48,9 @@ fn validate(request: &ReportLoanEventRequest, today: &str) -> Result<LoanEventKi
     }
     match parse_date(&request.occurred_on) {
         None => v.add("occurred_on", "须为 YYYY-MM-DD / must be YYYY-MM-DD"),
-        Some(day) if parse_date(today).is_some_and(|today| day > today) => v.add("occurred_on", "不能是将来 / must not be in the future"),
+        Some(day) if parse_date(today).is_some_and(|today| day > today) => {
+            v.add("occurred_on", "不能是将来 / must not be in the future")
+        }
         Some(_) => {}
     }
     v.into_result()?;
@@ -78,7 +80,8 @@ impl Bank {
                 Err(BankError::invalid("client_key", "该请求号已用于另一事件 / reused with different content"))
             };
         }
-        let (path, _) = readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
+        let (path, _) =
+            readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
         if !store::any_usable(&mut *tx, &institution, &request.household_id, &china_today(at)).await? {
             return Err(BankError::NotFound(HOUSEHOLD));
         }

@@ -52,7 +52,13 @@ impl Bank {
         let at = now();
         store::save_institution(&mut tx, &id, i.name.trim(), &officers, at).await?;
         let details = format!("name={} officers={}", i.name.trim(), officers.join(","));
-        let entry = audit::Entry { at, actor: caller.account_id(), action: "institution.save", subject: &id, details: &details };
+        let entry = audit::Entry {
+            at,
+            actor: caller.account_id(),
+            action: "institution.save",
+            subject: &id,
+            details: &details,
+        };
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(Institution { id, name: i.name.trim().to_owned(), officer_account_ids: officers })
@@ -83,7 +89,10 @@ impl Bank {
         for village in &villages {
             let path = readmodel::org_path(&mut *tx, village).await?;
             if path.is_none_or(|path| !caller.covers(&jiaxin_kit::sql::path_ids(&path))) {
-                return Err(BankError::invalid("branch.village_ids", format!("{village}: 不在您的辖区 / not in your scope")));
+                return Err(BankError::invalid(
+                    "branch.village_ids",
+                    format!("{village}: 不在您的辖区 / not in your scope"),
+                ));
             }
         }
         let id = if b.id.is_empty() {
@@ -91,17 +100,30 @@ impl Bank {
         } else {
             match store::branch(&mut *tx, &b.id).await? {
                 Some((institution, _)) if institution == b.institution_id => b.id.clone(),
-                Some(_) => return Err(BankError::invalid("branch.institution_id", "网点不能换机构 / a branch keeps its institution")),
+                Some(_) => {
+                    return Err(BankError::invalid(
+                        "branch.institution_id",
+                        "网点不能换机构 / a branch keeps its institution",
+                    ));
+                }
                 None => return Err(BankError::NotFound("branch")),
             }
         };
         let at = now();
         store::save_branch(&mut tx, &id, &b.institution_id, b.name.trim(), &villages, &officers, at).await?;
-        let details = format!("institution={} villages={} officers={}", b.institution_id, villages.join(","), officers.join(","));
-        let entry = audit::Entry { at, actor: caller.account_id(), action: "branch.save", subject: &id, details: &details };
+        let details =
+            format!("institution={} villages={} officers={}", b.institution_id, villages.join(","), officers.join(","));
+        let entry =
+            audit::Entry { at, actor: caller.account_id(), action: "branch.save", subject: &id, details: &details };
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
-        Ok(Branch { id, institution_id: b.institution_id, name: b.name.trim().to_owned(), village_ids: villages, officer_account_ids: officers })
+        Ok(Branch {
+            id,
+            institution_id: b.institution_id,
+            name: b.name.trim().to_owned(),
+            village_ids: villages,
+            officer_account_ids: officers,
+        })
     }
 
     /// Products are the institution's own: its officers write them.
@@ -147,7 +169,11 @@ impl Bank {
 
     pub async fn list_products(&self, caller: &Caller, institution_id: &str) -> Result<Vec<Product>> {
         let mut tx = self.db.begin_read().await?;
-        let institution = if institution_id.is_empty() { self.officer_institution(&mut tx, caller).await? } else { institution_id.to_owned() };
+        let institution = if institution_id.is_empty() {
+            self.officer_institution(&mut tx, caller).await?
+        } else {
+            institution_id.to_owned()
+        };
         Ok(store::products_of(&mut *tx, &institution).await?.iter().map(product_proto).collect())
     }
 }

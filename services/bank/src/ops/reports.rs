@@ -13,8 +13,8 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     bank::{
-        ActiveDeduction, CategoryCount, CreditReport, HouseholdLimit, PreApproveVillageRequest, PreApproveVillageResponse,
-        ProductLimit, Purpose, TierCount,
+        ActiveDeduction, CategoryCount, CreditReport, HouseholdLimit, PreApproveVillageRequest,
+        PreApproveVillageResponse, ProductLimit, Purpose, TierCount,
     },
     points::{Category, Severity},
 };
@@ -38,7 +38,9 @@ const TREND_MONTHS: u32 = 24;
 const YEAR: i64 = 365 * DAY_MICROS;
 
 fn category_name(code: i64) -> String {
-    Category::try_from(code as i32).map(|c| c.as_str_name().trim_start_matches("CATEGORY_").to_lowercase()).unwrap_or_default()
+    Category::try_from(code as i32)
+        .map(|c| c.as_str_name().trim_start_matches("CATEGORY_").to_lowercase())
+        .unwrap_or_default()
 }
 
 impl Bank {
@@ -66,7 +68,10 @@ impl Bank {
         }
         let report = self.assemble(&mut tx, &row.household_id, &institution, at).await?;
         let report = CreditReport { consent_id: row.id.clone(), ..report };
-        let returned = format!("信用报告:{} 级 {} 分 / credit report: tier {}, score {}", report.tier, report.score, report.tier, report.score);
+        let returned = format!(
+            "信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
+            report.tier, report.score, report.tier, report.score
+        );
         let query = QueryRow {
             id: report.id.clone(),
             consent_id: row.id.clone(),
@@ -81,14 +86,26 @@ impl Bank {
             "consent={} household={} institution={} tier={} score={} reasons={:?}",
             row.id, row.household_id, institution, report.tier, report.score, report.reasons
         );
-        let entry = audit::Entry { at, actor: caller.account_id(), action: "credit.report", subject: &report.id, details: &details };
+        let entry = audit::Entry {
+            at,
+            actor: caller.account_id(),
+            action: "credit.report",
+            subject: &report.id,
+            details: &details,
+        };
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(report)
     }
 
     /// The report's contents from the read models.
-    async fn assemble(&self, tx: &mut jiaxin_kit::storage::Tx, household_id: &str, institution: &str, at: i64) -> Result<CreditReport> {
+    async fn assemble(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        household_id: &str,
+        institution: &str,
+        at: i64,
+    ) -> Result<CreditReport> {
         let standing = readmodel::standing(&mut **tx, household_id).await?.unwrap_or_else(StandingRow::base);
         let history = readmodel::history(&mut **tx, household_id).await?;
         let records = readmodel::effective_records(&mut **tx, household_id).await?;
@@ -109,7 +126,10 @@ impl Bank {
                 if *bonus == 1 { bonuses_last_year += 1 } else { deductions_last_year += 1 }
             }
             if *bonus == 0 && *severity == Severity::Serious as i64 && *from <= at && at < *until {
-                serious.push(ActiveDeduction { severity: Severity::Serious as i32, counts_until: Some(to_timestamp(*until)) });
+                serious.push(ActiveDeduction {
+                    severity: Severity::Serious as i32,
+                    counts_until: Some(to_timestamp(*until)),
+                });
             }
         }
         let facts = Facts {
@@ -152,10 +172,15 @@ impl Bank {
     /// 整村授信: a branch's officer asks for a village the branch serves. Aggregates cover every
     /// household; suggested limits name only households whose consent covers pre-approval by
     /// this institution, and each of those sees the query in its list.
-    pub async fn pre_approve(&self, caller: &Caller, request: PreApproveVillageRequest) -> Result<PreApproveVillageResponse> {
+    pub async fn pre_approve(
+        &self,
+        caller: &Caller,
+        request: PreApproveVillageRequest,
+    ) -> Result<PreApproveVillageResponse> {
         let mut tx = self.db.begin().await?;
         let institution = self.officer_institution(&mut tx, caller).await?;
-        let (branch_institution, _) = registry::branch(&mut *tx, &request.branch_id).await?.ok_or(BankError::NotFound("branch"))?;
+        let (branch_institution, _) =
+            registry::branch(&mut *tx, &request.branch_id).await?.ok_or(BankError::NotFound("branch"))?;
         let officers = registry::branch_officers(&mut *tx, &request.branch_id).await?;
         if branch_institution != institution || !officers.iter().any(|o| o == caller.account_id()) {
             return Err(BankError::NotFound("branch"));
@@ -175,7 +200,14 @@ impl Bank {
         let at = now();
         let households = readmodel::village_standings(&mut tx, &village_path).await?;
         let range = jiaxin_kit::sql::subtree_range(&village_path);
-        let consents = store::usable_in(&mut tx, &institution, Purpose::VillagePreapproval as i64, &china_today(at), (&range.0, &range.1)).await?;
+        let consents = store::usable_in(
+            &mut tx,
+            &institution,
+            Purpose::VillagePreapproval as i64,
+            &china_today(at),
+            (&range.0, &range.1),
+        )
+        .await?;
 
         let mut tiers_seen: BTreeMap<usize, (String, i64)> = BTreeMap::new();
         let mut total = 0;
@@ -208,7 +240,10 @@ impl Bank {
                 officer_account_id: caller.account_id().to_owned(),
                 purpose: Purpose::VillagePreapproval as i64,
                 at,
-                returned: format!("整村授信:{tier} 级,建议额度 {} 元 / pre-approval: tier {tier}", limits::at(&product.limits, tier) / 100),
+                returned: format!(
+                    "整村授信:{tier} 级,建议额度 {} 元 / pre-approval: tier {tier}",
+                    limits::at(&product.limits, tier) / 100
+                ),
             });
         }
         store::insert_queries(&mut tx, &queries).await?;
@@ -220,7 +255,13 @@ impl Bank {
             households.len(),
             consented.len()
         );
-        let entry = audit::Entry { at, actor: caller.account_id(), action: "village.preapprove", subject: &answer_id, details: &details };
+        let entry = audit::Entry {
+            at,
+            actor: caller.account_id(),
+            action: "village.preapprove",
+            subject: &answer_id,
+            details: &details,
+        };
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(PreApproveVillageResponse {

@@ -54,11 +54,16 @@ pub async fn revoke<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, at: i64
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn consents_of<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Vec<ConsentRow>> {
-    sqlx::query_as(&format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE household_id = $1 ORDER BY granted_at DESC, id"))
-        .bind(household_id)
-        .fetch_all(e)
-        .await
+pub async fn consents_of<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Vec<ConsentRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {CONSENT_COLUMNS} FROM consents WHERE household_id = $1 ORDER BY granted_at DESC, id"
+    ))
+    .bind(household_id)
+    .fetch_all(e)
+    .await
 }
 
 /// Consents of an institution for a purpose, not revoked and not past `today`, of households
@@ -85,7 +90,12 @@ pub async fn usable_in(
 }
 
 /// Whether a household has a consent in force to an institution, for any purpose.
-pub async fn any_usable<'c, E: Executor<'c, Database = Any>>(e: E, institution_id: &str, household_id: &str, today: &str) -> sqlx::Result<bool> {
+pub async fn any_usable<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    institution_id: &str,
+    household_id: &str,
+    today: &str,
+) -> sqlx::Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM consents WHERE institution_id = $1 AND household_id = $2 AND revoked_at IS NULL \
          AND valid_until >= $3 LIMIT 1",
@@ -160,7 +170,11 @@ pub struct LoanEventRow {
 const LOAN_COLUMNS: &str =
     "id, institution_id, household_id, loan_ref, kind, amount_fen, occurred_on, reported_by, reported_at, client_key";
 
-pub async fn loan_event_by_key<'c, E: Executor<'c, Database = Any>>(e: E, reported_by: &str, client_key: &str) -> sqlx::Result<Option<LoanEventRow>> {
+pub async fn loan_event_by_key<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    reported_by: &str,
+    client_key: &str,
+) -> sqlx::Result<Option<LoanEventRow>> {
     sqlx::query_as(&format!("SELECT {LOAN_COLUMNS} FROM loan_events WHERE reported_by = $1 AND client_key = $2"))
         .bind(reported_by)
         .bind(client_key)

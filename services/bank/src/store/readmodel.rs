@@ -5,7 +5,12 @@
 use jiaxin_kit::sql::subtree_range;
 use sqlx::{Any, AnyConnection, Executor};
 
-pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, path: &str, kind: i64) -> sqlx::Result<()> {
+pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    path: &str,
+    kind: i64,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
          path = excluded.path, kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
@@ -39,7 +44,12 @@ pub async fn move_subtree(conn: &mut AnyConnection, old_path: &str, new_path: &s
     Ok(())
 }
 
-pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, path: &str, head: &str) -> sqlx::Result<()> {
+pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    path: &str,
+    head: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO households (id, path, head_resident_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
          path = excluded.path, head_resident_id = excluded.head_resident_id, dissolved = 0",
@@ -88,7 +98,11 @@ pub async fn set_membership<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub async fn is_member<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str, resident_id: &str) -> sqlx::Result<bool> {
+pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<bool> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM memberships WHERE household_id = $1 AND resident_id = $2 AND current = 1")
             .bind(household_id)
@@ -128,7 +142,10 @@ impl StandingRow {
     }
 }
 
-pub async fn standing<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<StandingRow>> {
+pub async fn standing<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Option<StandingRow>> {
     sqlx::query_as(
         "SELECT score, tier, pledged_at, revoked_at, credit_household_year FROM standings WHERE household_id = $1",
     )
@@ -139,17 +156,25 @@ pub async fn standing<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &
 
 async fn ensure_standing(conn: &mut AnyConnection, household_id: &str) -> sqlx::Result<()> {
     let base = StandingRow::base();
-    sqlx::query("INSERT INTO standings (household_id, score, tier) VALUES ($1, $2, $3) ON CONFLICT (household_id) DO NOTHING")
-        .bind(household_id)
-        .bind(base.score)
-        .bind(&base.tier)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO standings (household_id, score, tier) VALUES ($1, $2, $3) ON CONFLICT (household_id) DO NOTHING",
+    )
+    .bind(household_id)
+    .bind(base.score)
+    .bind(&base.tier)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Applies points' `ScoreChanged`: the standing, and a line of history at `at`.
-pub async fn apply_score(conn: &mut AnyConnection, household_id: &str, score: i64, tier: &str, at: i64) -> sqlx::Result<()> {
+pub async fn apply_score(
+    conn: &mut AnyConnection,
+    household_id: &str,
+    score: i64,
+    tier: &str,
+    at: i64,
+) -> sqlx::Result<()> {
     ensure_standing(conn, household_id).await?;
     sqlx::query("UPDATE standings SET score = $2, tier = $3, as_of = $4 WHERE household_id = $1")
         .bind(household_id)
@@ -172,7 +197,10 @@ pub async fn apply_score(conn: &mut AnyConnection, household_id: &str, score: i6
 }
 
 /// A household's score changes, oldest first: (at, score, tier).
-pub async fn history<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Vec<(i64, i64, String)>> {
+pub async fn history<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+) -> sqlx::Result<Vec<(i64, i64, String)>> {
     sqlx::query_as("SELECT at, score, tier FROM score_history WHERE household_id = $1 ORDER BY at")
         .bind(household_id)
         .fetch_all(e)
@@ -180,7 +208,12 @@ pub async fn history<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &s
 }
 
 /// Sets a pledge moment: `pledged_at` on signing, `revoked_at` on revocation.
-pub async fn set_pledge_moment(conn: &mut AnyConnection, household_id: &str, column: PledgeMoment, at: i64) -> sqlx::Result<()> {
+pub async fn set_pledge_moment(
+    conn: &mut AnyConnection,
+    household_id: &str,
+    column: PledgeMoment,
+    at: i64,
+) -> sqlx::Result<()> {
     ensure_standing(conn, household_id).await?;
     let column = match column {
         PledgeMoment::Signed => "pledged_at",
@@ -235,7 +268,12 @@ pub async fn note_record<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub async fn record_effective<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, from: i64, until: i64) -> sqlx::Result<()> {
+pub async fn record_effective<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    from: i64,
+    until: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE records SET effective_from = $2, expires_at = $3 WHERE id = $1")
         .bind(id)
         .bind(from)
@@ -267,7 +305,10 @@ pub async fn effective_records<'c, E: Executor<'c, Database = Any>>(
 
 /// The current households of a village and their standing: (id, score, tier); the base for a
 /// household no change has reached.
-pub async fn village_standings(conn: &mut AnyConnection, village_path: &str) -> sqlx::Result<Vec<(String, i64, String)>> {
+pub async fn village_standings(
+    conn: &mut AnyConnection,
+    village_path: &str,
+) -> sqlx::Result<Vec<(String, i64, String)>> {
     let (from, to) = subtree_range(village_path);
     let base = StandingRow::base();
     sqlx::query_as(

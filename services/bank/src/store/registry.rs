@@ -3,7 +3,14 @@
 use sqlx::{Any, AnyConnection, Executor};
 
 /// Replaces the rows of `table` keyed by `key_column = key` with one row per value.
-async fn replace_list(conn: &mut AnyConnection, table: &str, key_column: &str, value_column: &str, key: &str, values: &[String]) -> sqlx::Result<()> {
+async fn replace_list(
+    conn: &mut AnyConnection,
+    table: &str,
+    key_column: &str,
+    value_column: &str,
+    key: &str,
+    values: &[String],
+) -> sqlx::Result<()> {
     sqlx::query(&format!("DELETE FROM {table} WHERE {key_column} = $1")).bind(key).execute(&mut *conn).await?;
     for value in values {
         sqlx::query(&format!("INSERT INTO {table} ({key_column}, {value_column}) VALUES ($1, $2)"))
@@ -15,7 +22,13 @@ async fn replace_list(conn: &mut AnyConnection, table: &str, key_column: &str, v
     Ok(())
 }
 
-async fn list<'c, E: Executor<'c, Database = Any>>(e: E, table: &str, key_column: &str, value_column: &str, key: &str) -> sqlx::Result<Vec<String>> {
+async fn list<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    table: &str,
+    key_column: &str,
+    value_column: &str,
+    key: &str,
+) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(&format!("SELECT {value_column} FROM {table} WHERE {key_column} = $1 ORDER BY {value_column}"))
         .bind(key)
         .fetch_all(e)
@@ -26,7 +39,13 @@ pub async fn institution_name<'c, E: Executor<'c, Database = Any>>(e: E, id: &st
     sqlx::query_scalar("SELECT name FROM institutions WHERE id = $1").bind(id).fetch_optional(e).await
 }
 
-pub async fn save_institution(conn: &mut AnyConnection, id: &str, name: &str, officers: &[String], at: i64) -> sqlx::Result<()> {
+pub async fn save_institution(
+    conn: &mut AnyConnection,
+    id: &str,
+    name: &str,
+    officers: &[String],
+    at: i64,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO institutions (id, name, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
@@ -44,7 +63,10 @@ pub async fn officers<'c, E: Executor<'c, Database = Any>>(e: E, institution_id:
 }
 
 /// The institution an officer's account acts for (one per account).
-pub async fn institution_of<'c, E: Executor<'c, Database = Any>>(e: E, account_id: &str) -> sqlx::Result<Option<String>> {
+pub async fn institution_of<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    account_id: &str,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT institution_id FROM officers WHERE account_id = $1 ORDER BY institution_id LIMIT 1")
         .bind(account_id)
         .fetch_optional(e)
@@ -52,7 +74,11 @@ pub async fn institution_of<'c, E: Executor<'c, Database = Any>>(e: E, account_i
 }
 
 /// Another institution already naming this account as an officer, if any.
-pub async fn officer_elsewhere<'c, E: Executor<'c, Database = Any>>(e: E, account_id: &str, institution_id: &str) -> sqlx::Result<Option<String>> {
+pub async fn officer_elsewhere<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    account_id: &str,
+    institution_id: &str,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT institution_id FROM officers WHERE account_id = $1 AND institution_id <> $2 LIMIT 1")
         .bind(account_id)
         .bind(institution_id)
@@ -114,7 +140,10 @@ pub async fn product<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sql
     sqlx::query_as(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
-pub async fn products_of<'c, E: Executor<'c, Database = Any>>(e: E, institution_id: &str) -> sqlx::Result<Vec<ProductRow>> {
+pub async fn products_of<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    institution_id: &str,
+) -> sqlx::Result<Vec<ProductRow>> {
     sqlx::query_as(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE institution_id = $1 ORDER BY id"))
         .bind(institution_id)
         .fetch_all(e)

@@ -57,6 +57,18 @@ CREATE TABLE serious_deductions (
 );
 CREATE INDEX serious_deductions_household ON serious_deductions (household_id);
 
+-- Loans the bank reported (from its events), for a village's non-performing ratio: disbursed,
+-- and whether the latest outcome is overdue or written off.
+CREATE TABLE loans (
+    institution_id TEXT NOT NULL,
+    loan_ref TEXT NOT NULL,
+    household_id TEXT NOT NULL,
+    disbursed BIGINT NOT NULL DEFAULT 0,
+    bad BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (institution_id, loan_ref)
+);
+CREATE INDEX loans_household ON loans (household_id);
+
 CREATE TABLE providers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -159,6 +171,8 @@ CREATE TABLE honour_villages (
     pledged BIGINT NOT NULL,
     credit_households BIGINT NOT NULL,
     average_score BIGINT NOT NULL,
+    loans BIGINT NOT NULL,
+    bad_loans BIGINT NOT NULL,
     honoured BIGINT NOT NULL,
     PRIMARY KEY (evaluation_id, village_id)
 );

@@ -35,6 +35,10 @@ pub struct Criteria {
         default_value_t = 1000
     )]
     pub village_min_average_score: i64,
+    /// A credit village's non-performing loans (overdue or written off, of those disbursed, as
+    /// the bank reported them), in ‰; a village without loans meets it.
+    #[arg(long = "honour-village-max-npl", env = "JIAXIN_HONOUR_VILLAGE_MAX_NPL", default_value_t = 50)]
+    pub village_max_npl_permille: i64,
 }
 
 impl Default for Criteria {
@@ -46,6 +50,7 @@ impl Default for Criteria {
             village_min_coverage_permille: 900,
             village_min_credit_share_permille: 700,
             village_min_average_score: 1000,
+            village_max_npl_permille: 50,
         }
     }
 }
@@ -59,6 +64,7 @@ impl Criteria {
         for (flag, value) in [
             ("--honour-village-min-coverage", self.village_min_coverage_permille),
             ("--honour-village-min-credit-share", self.village_min_credit_share_permille),
+            ("--honour-village-max-npl", self.village_max_npl_permille),
         ] {
             if !(0..=1000).contains(&value) {
                 problems.push(format!("{flag} {value}: a share in ‰ between 0 and 1000"));
@@ -90,6 +96,10 @@ impl Criteria {
         lines.push(format!(
             "信用村居:户均积分不低于 {} / credit village: average score at least {}",
             self.village_min_average_score, self.village_min_average_score
+        ));
+        lines.push(format!(
+            "信用村居:不良贷款率不高于 {}‰ / credit village: non-performing loans at most {}‰",
+            self.village_max_npl_permille, self.village_max_npl_permille
         ));
         lines
     }
@@ -154,6 +164,9 @@ pub struct VillageYear {
     pub pledged: i64,
     pub credit_households: i64,
     pub score_sum: i64,
+    /// Loans disbursed to its households, and of those the ones overdue or written off.
+    pub loans: i64,
+    pub bad_loans: i64,
 }
 
 impl VillageYear {
@@ -163,6 +176,11 @@ impl VillageYear {
 
     pub fn credit_share_permille(&self) -> i64 {
         permille(self.credit_households, self.households)
+    }
+
+    /// Rounded up, so a ratio just over a ceiling never rounds down under it; 0 without loans.
+    pub fn npl_permille(&self) -> i64 {
+        if self.loans == 0 { 0 } else { (self.bad_loans * 1000 + self.loans - 1) / self.loans }
     }
 
     /// Rounded to the nearest point; 0 for a village without households.
@@ -216,6 +234,21 @@ pub fn judge_village(criteria: &Criteria, village: &VillageYear) -> Vec<Judged> 
                 criteria.village_min_average_score
             ),
         },
+        Judged {
+            name: "village.npl",
+            met: village.npl_permille() <= criteria.village_max_npl_permille,
+            detail: format!(
+                "不良贷款率 {}‰({}/{} 笔),上限 {}‰ / non-performing {}‰ ({} of {} loans), at most {}‰",
+                village.npl_permille(),
+                village.bad_loans,
+                village.loans,
+                criteria.village_max_npl_permille,
+                village.npl_permille(),
+                village.bad_loans,
+                village.loans,
+                criteria.village_max_npl_permille
+            ),
+        },
     ]
 }
 
@@ -252,12 +285,28 @@ mod tests {
 
     #[test]
     fn village_shares_round_down_at_the_threshold() {
-        let village = VillageYear { households: 10, pledged: 9, credit_households: 7, score_sum: 10_004 };
+        let village = VillageYear {
+            households: 10,
+            pledged: 9,
+            credit_households: 7,
+            score_sum: 10_004,
+            loans: 20,
+            bad_loans: 1,
+        };
         let criteria = Criteria::default();
         assert!(judge_village(&criteria, &village).iter().all(|j| j.met));
-        let short = VillageYear { households: 1000, pledged: 1000, credit_households: 699, score_sum: 1_000_000 };
+        let short = VillageYear {
+            households: 1000,
+            pledged: 1000,
+            credit_households: 699,
+            score_sum: 1_000_000,
+            loans: 1000,
+            bad_loans: 51,
+        };
         let judged = judge_village(&criteria, &short);
         assert!(!judged.iter().find(|j| j.name == "village.credit_share").unwrap().met);
+        // 51 of 1,000 is 5.1%: over the 5% ceiling.
+        assert!(!judged.iter().find(|j| j.name == "village.npl").unwrap().met);
         assert!(!judge_village(&criteria, &VillageYear::default())[0].met);
     }
 }

@@ -13,8 +13,8 @@ use jiaxin_kit::{
     time::to_timestamp,
 };
 use jiaxin_proto::benefits::{
-    Criterion, Evaluation, EvaluationStatus, GetHonourStatusResponse, Honour, HonourKind, HonoursPublished, HouseholdHonoured,
-    ListHonoursResponse, ListVillageReportsResponse, VillageReport,
+    Criterion, Evaluation, EvaluationStatus, GetHonourStatusResponse, Honour, HonourKind, HonoursPublished,
+    HouseholdHonoured, ListHonoursResponse, ListVillageReportsResponse, VillageReport,
 };
 
 use super::{Benefits, audit, now, village_of, village_path};
@@ -67,6 +67,8 @@ fn village_report(v: &VillageResult) -> VillageReport {
         pledged: v.pledged,
         credit_households: v.credit_households,
         score_sum: 0,
+        loans: v.loans,
+        bad_loans: v.bad_loans,
     };
     VillageReport {
         village_id: v.village_id.clone(),
@@ -77,6 +79,9 @@ fn village_report(v: &VillageResult) -> VillageReport {
         credit_share_permille: year.credit_share_permille(),
         average_score: v.average_score,
         honoured: v.honoured != 0,
+        loans: v.loans,
+        bad_loans: v.bad_loans,
+        npl_permille: year.npl_permille(),
     }
 }
 
@@ -152,6 +157,7 @@ impl Benefits {
             .map(|(id, signed, revoked)| (id, (signed, revoked)))
             .collect();
         let serious: HashSet<String> = store::serious_under(tx, &from, &to, start, end).await?.into_iter().collect();
+        let loans = store::loans_under(tx, &from, &to).await?;
         let mut history: HashMap<String, Vec<(i64, i64, String)>> = HashMap::new();
         for (household, at, score, tier) in store::history_under(tx, &from, &to, end).await? {
             history.entry(household).or_default().push((at, score, tier));
@@ -189,6 +195,12 @@ impl Benefits {
                 score_end: year.score_end,
             });
         }
+        for (household_path, bad) in loans {
+            if let Some((_, village)) = villages.get_mut(village_of(&household_path)) {
+                village.loans += 1;
+                village.bad_loans += i64::from(bad != 0);
+            }
+        }
         let villages = villages
             .into_iter()
             .map(|(village_id, (path, year))| VillageResult {
@@ -199,6 +211,8 @@ impl Benefits {
                 pledged: year.pledged,
                 credit_households: year.credit_households,
                 average_score: year.average_score(),
+                loans: year.loans,
+                bad_loans: year.bad_loans,
             })
             .collect();
         Ok(Computed { households: results, villages })
@@ -224,7 +238,12 @@ impl Benefits {
             // One event per credit household, keyed by household, for other read models.
             let mut envelopes = Vec::new();
             for (household_id, village_id) in store::honoured_household_ids(&mut *tx, evaluation_id).await? {
-                let honoured = HouseholdHonoured { evaluation_id: row.id.clone(), year: row.year as i32, household_id, village_id };
+                let honoured = HouseholdHonoured {
+                    evaluation_id: row.id.clone(),
+                    year: row.year as i32,
+                    household_id,
+                    village_id,
+                };
                 envelopes.push(self.outbox.envelope(&honoured.household_id, &honoured)?);
             }
             self.outbox.write_all(&mut tx, &envelopes).await?;
@@ -369,6 +388,8 @@ impl Benefits {
                     pledged: v.pledged,
                     credit_households: v.credit_households,
                     score_sum: v.average_score * v.households,
+                    loans: v.loans,
+                    bad_loans: v.bad_loans,
                 };
                 (HonourKind::Village, village_id, honours::judge_village(&criteria, &year), v.honoured != 0)
             } else {

@@ -47,6 +47,18 @@ pub async fn history_under(
     .await
 }
 
+/// Loans disbursed to current households under a path: (household path, bad).
+pub async fn loans_under(conn: &mut AnyConnection, from: &str, to: &str) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT h.path, l.bad FROM loans l JOIN households h ON h.id = l.household_id \
+         WHERE l.disbursed = 1 AND h.dissolved = 0 AND h.path >= $1 AND h.path < $2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await
+}
+
 /// Households under a path with a serious deduction counting at some moment of [start, end),
 /// not reversed.
 pub async fn serious_under(
@@ -162,8 +174,8 @@ pub async fn replace_evaluation(
     for chunk in villages.chunks(500) {
         let sql = format!(
             "INSERT INTO honour_villages (evaluation_id, village_id, path, households, pledged, credit_households, \
-             average_score, honoured) VALUES {}",
-            values(dialect, chunk.len(), 8)
+             average_score, loans, bad_loans, honoured) VALUES {}",
+            values(dialect, chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for v in chunk {
@@ -175,6 +187,8 @@ pub async fn replace_evaluation(
                 .bind(v.pledged)
                 .bind(v.credit_households)
                 .bind(v.average_score)
+                .bind(v.loans)
+                .bind(v.bad_loans)
                 .bind(v.honoured);
         }
         query.execute(&mut *conn).await?;
@@ -215,6 +229,8 @@ pub struct VillageResult {
     pub pledged: i64,
     pub credit_households: i64,
     pub average_score: i64,
+    pub loans: i64,
+    pub bad_loans: i64,
     pub honoured: i64,
 }
 
@@ -239,7 +255,7 @@ pub async fn village_result<'c, E: Executor<'c, Database = Any>>(
     village_id: &str,
 ) -> sqlx::Result<Option<VillageResult>> {
     sqlx::query_as(
-        "SELECT village_id, path, households, pledged, credit_households, average_score, honoured \
+        "SELECT village_id, path, households, pledged, credit_households, average_score, loans, bad_loans, honoured \
          FROM honour_villages WHERE evaluation_id = $1 AND village_id = $2",
     )
     .bind(evaluation_id)
@@ -290,7 +306,7 @@ pub async fn villages(
     limit: i64,
 ) -> sqlx::Result<Vec<VillageResult>> {
     sqlx::query_as(
-        "SELECT village_id, path, households, pledged, credit_households, average_score, honoured \
+        "SELECT village_id, path, households, pledged, credit_households, average_score, loans, bad_loans, honoured \
          FROM honour_villages WHERE evaluation_id = $1 AND ($2 = 0 OR honoured = 1) \
          AND path >= $3 AND path < $4 AND village_id > $5 ORDER BY village_id LIMIT $6",
     )

@@ -312,3 +312,37 @@ pub async fn serious_reversed<'c, E: Executor<'c, Database = Any>>(e: E, record_
         .await?;
     Ok(())
 }
+
+/// A loan outcome the bank reported: disbursal marks it counted; overdue or written off marks
+/// it bad, repaid on time good again.
+pub async fn apply_loan_event<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    institution_id: &str,
+    loan_ref: &str,
+    household_id: &str,
+    change: LoanChange,
+) -> sqlx::Result<()> {
+    let (disbursed, bad) = match change {
+        LoanChange::Disbursed => ("1", "loans.bad"),
+        LoanChange::Bad => ("loans.disbursed", "1"),
+        LoanChange::Repaid => ("loans.disbursed", "0"),
+    };
+    sqlx::query(&format!(
+        "INSERT INTO loans (institution_id, loan_ref, household_id, disbursed, bad) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (institution_id, loan_ref) DO UPDATE SET disbursed = {disbursed}, bad = {bad}"
+    ))
+    .bind(institution_id)
+    .bind(loan_ref)
+    .bind(household_id)
+    .bind(i64::from(matches!(change, LoanChange::Disbursed)))
+    .bind(i64::from(matches!(change, LoanChange::Bad)))
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub enum LoanChange {
+    Disbursed,
+    Bad,
+    Repaid,
+}
