@@ -1,0 +1,484 @@
+//! The bank's credit report and whole-village pre-approval at a county's size, over real gRPC on
+//! this machine, with a baseline from the same run. Prints its figures; asserts nothing about
+//! time.
+//!
+//!     cargo bench --bench bank -- --households 210000
+//!
+//! 1. Builds the bank's read model of a synthetic county (250 villages, one of them 5,000
+//!    households; one to three score changes and a few records per household) by delivering the
+//!    events identity, pledges and points would publish to the bank's own consumer; households
+//!    consent (loan application; pre-approval in the large village).
+//! 2. Credit reports over gRPC on 127.0.0.1 from concurrent clients: peak requests/s and p50/p99;
+//!    then p50/p99 at half that rate. Each report reads the household's rows and writes its
+//!    query record and audit entry in one transaction. The caller is put in the request by an
+//!    interceptor: token verification (one EdDSA signature check per call) is not measured.
+//!    Baseline: a tonic server on the same machine answering a fixed report of the same size —
+//!    the gRPC stack's own limit.
+//! 3. Pre-approval of the 5,000-household village: time per answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
+
+mod support;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use jiaxin_bank::{BankConfig, BankService};
+use jiaxin_kit::{
+    auth::{Caller, Claims, ISSUER, Role},
+    events,
+    storage::{Database, DatabaseLocation},
+    tiers,
+    time::{DAY_MICROS, now_micros, to_timestamp},
+};
+use jiaxin_proto::{
+    bank::{
+        Branch, CreditReport, GetCreditReportRequest, GetCreditReportResponse, GrantConsentRequest, Institution,
+        PreApproveVillageRequest, Product, Purpose, SaveBranchRequest, SaveInstitutionRequest, SaveProductRequest,
+        TierLimit,
+        bank_service_client::BankServiceClient,
+        bank_service_server::{BankService as _, BankServiceServer},
+    },
+    events::Envelope,
+    identity::{HouseholdRegistered, MemberJoined, OrgNode, OrgNodeCreated, OrgNodeKind},
+    pledges::PledgeSigned,
+    points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
+};
+use support::{percentile, rate};
+use tonic::{Request, Response, Status, transport::Channel};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    households: usize,
+    #[arg(long, default_value_t = 250)]
+    villages: usize,
+    /// Households of the largest village.
+    #[arg(long, default_value_t = 5_000)]
+    large_village: usize,
+    /// Households with a loan-application consent (the ones reports are asked for).
+    #[arg(long, default_value_t = 10_000)]
+    consents: usize,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Ignored: cargo bench passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const GRID_SIZE: usize = 230;
+
+/// A small deterministic generator (xorshift), so every run builds the same county.
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn claims(account: &str, role: Role, rid: Option<String>) -> Caller {
+    Caller(Arc::new(Claims {
+        iss: ISSUER.into(),
+        sub: account.into(),
+        roles: vec![role],
+        org: "county".into(),
+        rid,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "bench".into(),
+    }))
+}
+
+fn request<T>(caller: &Caller, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(caller.clone());
+    request
+}
+
+fn node(id: &str, kind: OrgNodeKind, path: &[String]) -> Envelope {
+    let node = OrgNode { id: id.into(), kind: kind as i32, path: path.to_vec(), ..Default::default() };
+    events::envelope("identity", id, &OrgNodeCreated { org_node: Some(node) }).unwrap()
+}
+
+/// The county's events: village 0 is the large one, the rest share the other households.
+fn county_events(args: &Args) -> Vec<(&'static str, Envelope)> {
+    let mut rng = Seeded(0x2545_f491_4f6c_dd1d);
+    let county = "county".to_owned();
+    let mut out = vec![("identity", node(&county, OrgNodeKind::County, std::slice::from_ref(&county)))];
+    let grids_large = args.large_village.div_ceil(GRID_SIZE);
+    let rest = args.households - args.large_village;
+    let grids_rest = rest.div_ceil(GRID_SIZE).max(args.villages - 1);
+    let mut grid_paths = Vec::new();
+    for v in 0..args.villages {
+        let path = vec![county.clone(), format!("village-{v}")];
+        out.push(("identity", node(&path[1], OrgNodeKind::Village, &path)));
+    }
+    for g in 0..grids_large + grids_rest {
+        let village = if g < grids_large { 0 } else { 1 + (g - grids_large) % (args.villages - 1) };
+        let path = vec![county.clone(), format!("village-{village}"), format!("grid-{g}")];
+        out.push(("identity", node(&path[2], OrgNodeKind::Grid, &path)));
+        grid_paths.push(path);
+    }
+    let now = now_micros();
+    for h in 0..args.households {
+        let household = format!("household-{h}");
+        let grid =
+            if h < args.large_village { h / GRID_SIZE } else { grids_large + (h - args.large_village) % grids_rest };
+        let registered = HouseholdRegistered {
+            household_id: household.clone(),
+            grid_id: grid_paths[grid][2].clone(),
+            head_resident_id: format!("resident-{h}"),
+            org_path: grid_paths[grid].clone(),
+            address: format!("{h}号"),
+        };
+        out.push(("identity", events::envelope("identity", &household, &registered).unwrap()));
+        let joined = MemberJoined {
+            household_id: household.clone(),
+            resident_id: format!("resident-{h}"),
+            ..Default::default()
+        };
+        out.push(("identity", events::envelope("identity", &household, &joined).unwrap()));
+        let signed = PledgeSigned {
+            household_id: household.clone(),
+            signed_at: Some(to_timestamp(now - 400 * DAY_MICROS)),
+            ..Default::default()
+        };
+        out.push(("pledges", events::envelope("pledges", &household, &signed).unwrap()));
+        let mut score = tiers::BASE_SCORE;
+        for i in 0..=rng.below(3) {
+            let old = score;
+            score += rng.below(60) as i64 - 10;
+            let at = now - (700 - 200 * i as i64) * DAY_MICROS;
+            let changed = ScoreChanged {
+                household_id: household.clone(),
+                old_score: old,
+                new_score: score,
+                old_tier: tiers::of_score(old).into(),
+                new_tier: tiers::of_score(score).into(),
+                redeemable_points: 0,
+                at: Some(to_timestamp(at)),
+            };
+            out.push(("points", events::envelope("points", &household, &changed).unwrap()));
+            let record = Record {
+                id: format!("record-{h}-{i}"),
+                household_id: household.clone(),
+                points: score - old,
+                effective_from: Some(to_timestamp(at)),
+                expires_at: Some(to_timestamp(at + 1095 * DAY_MICROS)),
+                ..Default::default()
+            };
+            let submitted = RecordSubmitted {
+                record: Some(record.clone()),
+                severity: if score < old { Severity::General as i32 } else { Severity::Unspecified as i32 },
+                category: 1 + rng.below(5) as i32,
+                ..Default::default()
+            };
+            out.push(("points", events::envelope("points", &household, &submitted).unwrap()));
+            out.push((
+                "points",
+                events::envelope("points", &household, &RecordEffective { record: Some(record) }).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// The baseline: answers every report request with the same prebuilt report.
+struct Fixed(CreditReport);
+
+#[tonic::async_trait]
+impl jiaxin_proto::bank::bank_service_server::BankService for Fixed {
+    async fn get_credit_report(
+        &self,
+        _: Request<GetCreditReportRequest>,
+    ) -> Result<Response<GetCreditReportResponse>, Status> {
+        Ok(Response::new(GetCreditReportResponse { report: Some(self.0.clone()) }))
+    }
+    async fn save_institution(
+        &self,
+        _: Request<SaveInstitutionRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::SaveInstitutionResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn save_branch(
+        &self,
+        _: Request<SaveBranchRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::SaveBranchResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn save_product(
+        &self,
+        _: Request<SaveProductRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::SaveProductResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn list_products(
+        &self,
+        _: Request<jiaxin_proto::bank::ListProductsRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::ListProductsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn grant_consent(
+        &self,
+        _: Request<GrantConsentRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::GrantConsentResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn revoke_consent(
+        &self,
+        _: Request<jiaxin_proto::bank::RevokeConsentRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::RevokeConsentResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn list_consents(
+        &self,
+        _: Request<jiaxin_proto::bank::ListConsentsRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::ListConsentsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn pre_approve_village(
+        &self,
+        _: Request<PreApproveVillageRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::PreApproveVillageResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn report_loan_event(
+        &self,
+        _: Request<jiaxin_proto::bank::ReportLoanEventRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::ReportLoanEventResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn verify_audit_log(
+        &self,
+        _: Request<jiaxin_proto::bank::VerifyAuditLogRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::VerifyAuditLogResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+}
+
+/// Serves `service` on 127.0.0.1 with the officer put into every request; returns a channel.
+async fn serve<S>(service: S, officer: Caller) -> Channel
+where
+    S: jiaxin_proto::bank::bank_service_server::BankService,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = BankServiceServer::with_interceptor(service, move |mut request: Request<()>| {
+        request.extensions_mut().insert(officer.clone());
+        Ok(request)
+    });
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+struct Load {
+    answered: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `clients` tasks ask for reports for `seconds`, each waiting `pause` between requests
+/// (zero: as fast as answers come).
+async fn load(channel: &Channel, consents: &[String], clients: usize, seconds: u64, pause: Duration) -> Load {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let mut client = BankServiceClient::new(channel.clone());
+        let consents = consents.to_vec();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                let asked = Instant::now();
+                let request = GetCreditReportRequest { consent_id: consents[i % consents.len()].clone() };
+                client.get_credit_report(request).await.unwrap();
+                latencies.push(asked.elapsed());
+                i += clients;
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause.saturating_sub(asked.elapsed())).await;
+                }
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.unwrap());
+    }
+    latencies.sort();
+    Load { answered: latencies.len(), elapsed: started.elapsed(), latencies }
+}
+
+fn show(label: &str, load: &Load) {
+    println!(
+        "  {label:<46} {:>8.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
+        rate(load.answered, load.elapsed),
+        percentile(&load.latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&load.latencies, 0.99).as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "bank").unwrap()).await.unwrap();
+    db.migrate("bank", &jiaxin_bank::MIGRATIONS).await.unwrap();
+    let unlimited = BankConfig { bank_officer_rate: u32::MAX / 2, bank_institution_rate: u32::MAX / 2 };
+    let bank = BankService::start(db.clone(), &unlimited);
+    let (_, consumer) = bank.consumer();
+    let api = bank.api();
+    println!(
+        "bank 基准 / benchmark: {} households, {} villages (largest {}), embedded SQLite, gRPC on 127.0.0.1",
+        args.households, args.villages, args.large_village
+    );
+
+    // 1. The read model, then the institution and the households' consents.
+    let events = county_events(&args);
+    let started = Instant::now();
+    for producer in ["identity", "pledges", "points"] {
+        let batch: Vec<Envelope> = events.iter().filter(|(p, _)| *p == producer).map(|(_, e)| e.clone()).collect();
+        for chunk in batch.chunks(1_000) {
+            consumer.deliver_batch(&events::topic(producer), chunk).await.unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "1. read model: {} events in {:.1} s — {:.0} events/s",
+        events.len(),
+        elapsed.as_secs_f64(),
+        rate(events.len(), elapsed)
+    );
+    let admin = claims("admin", Role::CountyAdmin, None);
+    let officer = claims("officer", Role::BankOfficer, None);
+    let institution =
+        Institution {
+            name: "盱眙农商银行".into(), officer_account_ids: vec!["officer".into()], ..Default::default()
+        };
+    let institution =
+        api.save_institution(request(&admin, SaveInstitutionRequest { institution: Some(institution) })).await.unwrap();
+    let institution = institution.into_inner().institution.unwrap().id;
+    let branch = Branch {
+        institution_id: institution.clone(),
+        name: "马坝支行".into(),
+        village_ids: vec!["village-0".into()],
+        officer_account_ids: vec!["officer".into()],
+        ..Default::default()
+    };
+    let branch = api
+        .save_branch(request(&admin, SaveBranchRequest { branch: Some(branch) }))
+        .await
+        .unwrap()
+        .into_inner()
+        .branch
+        .unwrap()
+        .id;
+    let product = Product {
+        name: "信易贷".into(),
+        limits: [("AAA", 50_000_000), ("AA", 30_000_000), ("A", 20_000_000), ("B", 5_000_000)]
+            .map(|(tier, fen)| TierLimit { tier: tier.into(), limit_fen: fen })
+            .to_vec(),
+        term_months: 12,
+        ..Default::default()
+    };
+    let product = api.save_product(request(&officer, SaveProductRequest { product: Some(product) })).await.unwrap();
+    let product = product.into_inner().product.unwrap().id;
+    let until = (chrono::Utc::now() + chrono::Duration::days(365)).format("%Y-%m-%d").to_string();
+    let mut loan_consents = Vec::new();
+    let started = Instant::now();
+    for h in 0..args.households {
+        let purpose = if h < args.large_village && h % 2 == 0 {
+            Purpose::VillagePreapproval
+        } else if loan_consents.len() < args.consents && h % 7 == 3 {
+            Purpose::LoanApplication
+        } else {
+            continue;
+        };
+        let head = claims(&format!("head-{h}"), Role::Resident, Some(format!("resident-{h}")));
+        let grant = GrantConsentRequest {
+            household_id: format!("household-{h}"),
+            institution_id: institution.clone(),
+            purpose: purpose as i32,
+            valid_until: until.clone(),
+            ..Default::default()
+        };
+        let consent = api.grant_consent(request(&head, grant)).await.unwrap().into_inner().consent.unwrap();
+        if purpose == Purpose::LoanApplication {
+            loan_consents.push(consent.id);
+        }
+    }
+    println!(
+        "   consents granted in {:.1} s ({} for loan applications)",
+        started.elapsed().as_secs_f64(),
+        loan_consents.len()
+    );
+
+    // 2. Reports over gRPC against the fixed-answer baseline, same clients, same duration.
+    let sample = api
+        .get_credit_report(request(&officer, GetCreditReportRequest { consent_id: loan_consents[0].clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .report
+        .unwrap();
+    let baseline_channel = serve(Fixed(sample.clone()), officer.clone()).await;
+    let bank_channel = serve(bank.api(), officer.clone()).await;
+    println!(
+        "2. credit reports ({} clients, {} s each; a report is {} bytes):",
+        args.clients,
+        args.seconds,
+        prost::Message::encoded_len(&sample)
+    );
+    let baseline = load(&baseline_channel, &loan_consents, args.clients, args.seconds, Duration::ZERO).await;
+    show("baseline: tonic answering a fixed report", &baseline);
+    let peak = load(&bank_channel, &loan_consents, args.clients, args.seconds, Duration::ZERO).await;
+    show("GetCreditReport at peak", &peak);
+    let half = rate(peak.answered, peak.elapsed) / 2.0;
+    let pause = Duration::from_secs_f64(args.clients as f64 / half);
+    let halved = load(&bank_channel, &loan_consents, args.clients, args.seconds, pause).await;
+    show("GetCreditReport at half the peak rate", &halved);
+    println!(
+        "   peak is {:.0}% of the baseline",
+        100.0 * rate(peak.answered, peak.elapsed) / rate(baseline.answered, baseline.elapsed)
+    );
+
+    // 3. Pre-approval of the largest village.
+    let mut times = Vec::new();
+    let mut consented = 0;
+    for _ in 0..10 {
+        let ask = PreApproveVillageRequest {
+            branch_id: branch.clone(),
+            village_id: "village-0".into(),
+            product_id: product.clone(),
+        };
+        let started = Instant::now();
+        let answer = api.pre_approve_village(request(&officer, ask)).await.unwrap().into_inner();
+        times.push(started.elapsed());
+        consented = answer.consented.len();
+        assert_eq!(answer.households as usize, args.large_village);
+    }
+    times.sort();
+    println!(
+        "3. PreApproveVillage, {} households ({consented} consented): p50 {:.1} ms, max {:.1} ms over {} answers",
+        args.large_village,
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        times.last().unwrap().as_secs_f64() * 1e3,
+        times.len()
+    );
+}
