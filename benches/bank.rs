@@ -257,6 +257,18 @@ impl jiaxin_proto::bank::bank_service_server::BankService for Fixed {
     ) -> Result<Response<jiaxin_proto::bank::ReportLoanEventResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn save_business(
+        &self,
+        _: Request<jiaxin_proto::bank::SaveBusinessRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::SaveBusinessResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn get_business_report(
+        &self,
+        _: Request<jiaxin_proto::bank::GetBusinessReportRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::GetBusinessReportResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn verify_audit_log(
         &self,
         _: Request<jiaxin_proto::bank::VerifyAuditLogRequest>,

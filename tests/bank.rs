@@ -14,10 +14,10 @@ use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{
     bank::{
-        Branch, GetCreditReportRequest, GrantConsentRequest, Institution, ListConsentsRequest, LoanEventKind,
-        PreApproveVillageRequest, Product, Purpose, ReportLoanEventRequest, RevokeConsentRequest, SaveBranchRequest,
-        SaveInstitutionRequest, SaveProductRequest, TierLimit, VerifyAuditLogRequest,
-        bank_service_client::BankServiceClient,
+        Branch, Business, BusinessKind, GetBusinessReportRequest, GetCreditReportRequest, GrantConsentRequest,
+        Institution, ListConsentsRequest, LoanEventKind, PreApproveVillageRequest, Product, Purpose,
+        ReportLoanEventRequest, RevokeConsentRequest, SaveBranchRequest, SaveBusinessRequest, SaveInstitutionRequest,
+        SaveProductRequest, TierLimit, VerifyAuditLogRequest, bank_service_client::BankServiceClient,
     },
     council::{ReviewDecided, ReviewOutcome},
     identity::{
@@ -252,6 +252,41 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     let admin = c.admin.clone();
     assert_eq!(code(c.report(&admin, &loan).await), Code::PermissionDenied);
 
+    // A family farm registered to the household borrows on the household's score, under its
+    // consent; a business of another household does not ride on this consent.
+    let farm = Business {
+        name: "万山家庭农场".into(),
+        kind: BusinessKind::FamilyFarm as i32,
+        household_id: home.id.clone(),
+        credit_code: "92320830MA1XY2345K".into(),
+        scale_mu: 320,
+        ..Default::default()
+    };
+    let bad = Business { credit_code: "12345".into(), ..farm.clone() };
+    let status = c.bank.save_business(authed(&admin, SaveBusinessRequest { business: Some(bad) })).await.unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "business.credit_code");
+    let farm = c.bank.save_business(authed(&admin, SaveBusinessRequest { business: Some(farm) })).await.unwrap();
+    let farm = farm.into_inner().business.unwrap();
+    let ask = GetBusinessReportRequest { consent_id: loan.clone(), business_id: farm.id.clone() };
+    let farm_report = c.bank.get_business_report(authed(&officer, ask)).await.unwrap().into_inner();
+    assert_eq!(farm_report.business.unwrap().scale_mu, 320);
+    assert_eq!(farm_report.report.unwrap().household_id, home.id);
+    let (neighbour, _) = c.household(2).await;
+    let other_farm = Business {
+        name: "仁和种粮大户".into(),
+        kind: BusinessKind::GrainGrower as i32,
+        household_id: neighbour.id.clone(),
+        ..Default::default()
+    };
+    let other_farm =
+        c.bank.save_business(authed(&admin, SaveBusinessRequest { business: Some(other_farm) })).await.unwrap();
+    let ask = GetBusinessReportRequest {
+        consent_id: loan.clone(),
+        business_id: other_farm.into_inner().business.unwrap().id,
+    };
+    let denied = c.bank.get_business_report(authed(&officer, ask)).await.unwrap_err();
+    assert_eq!((denied.code(), denied.message()), (missing.code(), missing.message()));
+
     // The head revokes: the very next query is refused, alike.
     let request = authed(&home.head, RevokeConsentRequest { id: loan.clone() });
     assert!(c.bank.revoke_consent(request).await.unwrap().into_inner().consent.unwrap().revoked_at.is_some());
@@ -263,8 +298,9 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
         c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
     let consents = listed.into_inner().consents;
     let loan_consent = consents.iter().find(|k| k.id == loan).unwrap();
-    assert_eq!(loan_consent.queries.len(), 1);
+    assert_eq!(loan_consent.queries.len(), 2, "the household's report and the farm's");
     assert_eq!(loan_consent.queries[0].id, report.id);
+    assert!(loan_consent.queries[1].returned.contains("万山家庭农场"), "{:?}", loan_consent.queries);
     assert!(loan_consent.queries[0].returned.contains("A 级"), "{:?}", loan_consent.queries[0]);
     assert!(consents.iter().filter(|k| k.id != loan).all(|k| k.queries.is_empty()));
     let stranger = theirs.officers[0].clone();

@@ -86,6 +86,22 @@ impl BankService for BankApi {
         ok(ReportLoanEventResponse { event: Some(self.bank.report_loan_event(&caller, request.into_inner()).await?) })
     }
 
+    async fn save_business(&self, request: Request<SaveBusinessRequest>) -> Answer<SaveBusinessResponse> {
+        let caller = Caller::from_request(&request)?;
+        ok(SaveBusinessResponse {
+            business: Some(self.bank.save_business(&caller, request.into_inner().business).await?),
+        })
+    }
+
+    async fn get_business_report(
+        &self,
+        request: Request<GetBusinessReportRequest>,
+    ) -> Answer<GetBusinessReportResponse> {
+        let caller = Caller::from_request(&request)?;
+        let r = request.into_inner();
+        ok(self.bank.business_report(&caller, &r.consent_id, &r.business_id).await?)
+    }
+
     async fn verify_audit_log(&self, request: Request<VerifyAuditLogRequest>) -> Answer<VerifyAuditLogResponse> {
         let caller = Caller::from_request(&request)?;
         ok(self.bank.verify_audit(&caller).await?)

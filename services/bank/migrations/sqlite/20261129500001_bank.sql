@@ -130,6 +130,19 @@ CREATE TABLE consent_queries (
 );
 CREATE INDEX consent_queries_consent ON consent_queries (consent_id, at);
 
+-- Agricultural businesses (新型农业经营主体) linked to households.
+CREATE TABLE businesses (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind BIGINT NOT NULL CHECK (kind BETWEEN 1 AND 3),
+    household_id TEXT NOT NULL,
+    credit_code TEXT NOT NULL,
+    scale_mu BIGINT NOT NULL CHECK (scale_mu >= 0),
+    registered_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX businesses_household ON businesses (household_id);
+
 CREATE TABLE loan_events (
     id TEXT PRIMARY KEY,
     institution_id TEXT NOT NULL,
@@ -141,6 +154,8 @@ CREATE TABLE loan_events (
     reported_by TEXT NOT NULL,
     reported_at BIGINT NOT NULL,
     client_key TEXT NOT NULL,
+    -- '' for the household's own line; a business's id for the business's.
+    business_id TEXT NOT NULL DEFAULT '',
     UNIQUE (reported_by, client_key)
 );
 CREATE INDEX loan_events_household ON loan_events (household_id);

@@ -15,7 +15,7 @@ use crate::{
     error::{BankError, Result},
     store::{
         consents::{self as store, LoanEventRow},
-        readmodel,
+        readmodel, registry,
     },
 };
 
@@ -30,6 +30,7 @@ fn loan_proto(l: &LoanEventRow) -> LoanEvent {
         occurred_on: l.occurred_on.clone(),
         reported_by: l.reported_by.clone(),
         reported_at: Some(to_timestamp(l.reported_at)),
+        business_id: l.business_id.clone(),
     }
 }
 
@@ -73,7 +74,8 @@ impl Bank {
                 && earlier.loan_ref == request.loan_ref
                 && earlier.kind == i64::from(request.kind)
                 && earlier.amount_fen == request.amount_fen
-                && earlier.occurred_on == request.occurred_on;
+                && earlier.occurred_on == request.occurred_on
+                && earlier.business_id == request.business_id;
             return if same {
                 Ok(loan_proto(&earlier))
             } else {
@@ -84,6 +86,13 @@ impl Bank {
             readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
         if !store::any_usable(&mut *tx, &institution, &request.household_id, &china_today(at)).await? {
             return Err(BankError::NotFound(HOUSEHOLD));
+        }
+        if !request.business_id.is_empty()
+            && registry::business(&mut *tx, &request.business_id)
+                .await?
+                .is_none_or(|b| b.household_id != request.household_id)
+        {
+            return Err(BankError::invalid("business_id", "该户无此经营主体 / no such business of the household"));
         }
         let row = LoanEventRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -96,6 +105,7 @@ impl Bank {
             reported_by: caller.account_id().to_owned(),
             reported_at: at,
             client_key: request.client_key.clone(),
+            business_id: request.business_id.clone(),
         };
         store::insert_loan_event(&mut *tx, &row).await?;
         let event = loan_proto(&row);

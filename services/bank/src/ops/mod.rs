@@ -2,6 +2,7 @@
 //! current state, writes (with its audit entries and query records) and adds its events to the
 //! outbox.
 
+mod businesses;
 mod consents;
 mod loans;
 mod registry;

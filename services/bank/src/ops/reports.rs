@@ -30,7 +30,7 @@ use crate::{
     store::{
         consents::{self as store, QueryRow},
         readmodel::{self, StandingRow},
-        registry,
+        registry::{self, BusinessRow},
     },
 };
 
@@ -48,6 +48,16 @@ impl Bank {
     /// no such consent, another bank's, revoked, expired, the wrong purpose, a household no
     /// longer there — reads the same NOT_FOUND.
     pub async fn credit_report(&self, caller: &Caller, consent_id: &str) -> Result<CreditReport> {
+        self.credit_report_for(caller, consent_id, None).await
+    }
+
+    /// A report under a consent, for the household or for one of its businesses.
+    pub(crate) async fn credit_report_for(
+        &self,
+        caller: &Caller,
+        consent_id: &str,
+        business: Option<&BusinessRow>,
+    ) -> Result<CreditReport> {
         let mut tx = self.db.begin().await?;
         let institution = self.officer_institution(&mut tx, caller).await?;
         self.admit(caller, &institution)?;
@@ -63,13 +73,17 @@ impl Bank {
         if !consent::usable(&terms, &institution, &wanted, &china_today(at)) {
             return Err(BankError::NotFound(CONSENT));
         }
-        if readmodel::household(&mut *tx, &row.household_id).await?.is_none() {
+        if readmodel::household(&mut *tx, &row.household_id).await?.is_none()
+            || business.is_some_and(|b| b.household_id != row.household_id)
+        {
             return Err(BankError::NotFound(CONSENT));
         }
         let report = self.assemble(&mut tx, &row.household_id, &institution, at).await?;
         let report = CreditReport { consent_id: row.id.clone(), ..report };
+        // What the household reads in its query list: whose report, and what it said.
+        let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
         let returned = format!(
-            "信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
+            "{subject}信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
             report.tier, report.score, report.tier, report.score
         );
         let query = QueryRow {
@@ -83,16 +97,17 @@ impl Bank {
         };
         store::insert_queries(&mut tx, std::slice::from_ref(&query)).await?;
         let details = format!(
-            "consent={} household={} institution={} tier={} score={} reasons={:?}",
-            row.id, row.household_id, institution, report.tier, report.score, report.reasons
+            "consent={} household={} business={} institution={} tier={} score={} reasons={:?}",
+            row.id,
+            row.household_id,
+            business.map(|b| b.id.as_str()).unwrap_or(""),
+            institution,
+            report.tier,
+            report.score,
+            report.reasons
         );
-        let entry = audit::Entry {
-            at,
-            actor: caller.account_id(),
-            action: "credit.report",
-            subject: &report.id,
-            details: &details,
-        };
+        let action = if business.is_some() { "business.report" } else { "credit.report" };
+        let entry = audit::Entry { at, actor: caller.account_id(), action, subject: &report.id, details: &details };
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(report)

@@ -165,10 +165,11 @@ pub struct LoanEventRow {
     pub reported_by: String,
     pub reported_at: i64,
     pub client_key: String,
+    pub business_id: String,
 }
 
-const LOAN_COLUMNS: &str =
-    "id, institution_id, household_id, loan_ref, kind, amount_fen, occurred_on, reported_by, reported_at, client_key";
+const LOAN_COLUMNS: &str = "id, institution_id, household_id, loan_ref, kind, amount_fen, occurred_on, reported_by, \
+     reported_at, client_key, business_id";
 
 pub async fn loan_event_by_key<'c, E: Executor<'c, Database = Any>>(
     e: E,
@@ -183,18 +184,21 @@ pub async fn loan_event_by_key<'c, E: Executor<'c, Database = Any>>(
 }
 
 pub async fn insert_loan_event<'c, E: Executor<'c, Database = Any>>(e: E, l: &LoanEventRow) -> sqlx::Result<()> {
-    sqlx::query(&format!("INSERT INTO loan_events ({LOAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-        .bind(&l.id)
-        .bind(&l.institution_id)
-        .bind(&l.household_id)
-        .bind(&l.loan_ref)
-        .bind(l.kind)
-        .bind(l.amount_fen)
-        .bind(&l.occurred_on)
-        .bind(&l.reported_by)
-        .bind(l.reported_at)
-        .bind(&l.client_key)
-        .execute(e)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO loan_events ({LOAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&l.id)
+    .bind(&l.institution_id)
+    .bind(&l.household_id)
+    .bind(&l.loan_ref)
+    .bind(l.kind)
+    .bind(l.amount_fen)
+    .bind(&l.occurred_on)
+    .bind(&l.reported_by)
+    .bind(l.reported_at)
+    .bind(&l.client_key)
+    .bind(&l.business_id)
+    .execute(e)
+    .await?;
     Ok(())
 }

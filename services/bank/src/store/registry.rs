@@ -168,3 +168,41 @@ pub async fn save_product<'c, E: Executor<'c, Database = Any>>(e: E, p: &Product
     .await?;
     Ok(())
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BusinessRow {
+    pub id: String,
+    pub name: String,
+    pub kind: i64,
+    pub household_id: String,
+    pub credit_code: String,
+    pub scale_mu: i64,
+    pub registered_by: String,
+    pub updated_at: i64,
+}
+
+const BUSINESS_COLUMNS: &str = "id, name, kind, household_id, credit_code, scale_mu, registered_by, updated_at";
+
+pub async fn business<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<BusinessRow>> {
+    sqlx::query_as(&format!("SELECT {BUSINESS_COLUMNS} FROM businesses WHERE id = $1")).bind(id).fetch_optional(e).await
+}
+
+pub async fn save_business<'c, E: Executor<'c, Database = Any>>(e: E, b: &BusinessRow) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO businesses ({BUSINESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+         name = excluded.name, kind = excluded.kind, household_id = excluded.household_id, \
+         credit_code = excluded.credit_code, scale_mu = excluded.scale_mu, registered_by = excluded.registered_by, \
+         updated_at = excluded.updated_at"
+    ))
+    .bind(&b.id)
+    .bind(&b.name)
+    .bind(b.kind)
+    .bind(&b.household_id)
+    .bind(&b.credit_code)
+    .bind(b.scale_mu)
+    .bind(&b.registered_by)
+    .bind(b.updated_at)
+    .execute(e)
+    .await?;
+    Ok(())
+}

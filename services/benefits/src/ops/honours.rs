@@ -111,7 +111,9 @@ impl Benefits {
                 "{year} 年评定已公布,不能重算 / the {year} evaluation is published and cannot be recomputed"
             )));
         }
+        let started = std::time::Instant::now();
         let computed = self.compute(&mut tx, &path, start, end).await?;
+        let computed_in = started.elapsed();
         let row = EvaluationRow {
             id: existing.map(|e| e.id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             year: i64::from(year),
@@ -128,6 +130,13 @@ impl Benefits {
             published_at: None,
         };
         store::replace_evaluation(&mut tx, &row, &computed.households, &computed.villages).await?;
+        tracing::info!(
+            year,
+            households = row.households,
+            read_and_judged_ms = computed_in.as_millis() as u64,
+            written_ms = (started.elapsed() - computed_in).as_millis() as u64,
+            "annual evaluation computed"
+        );
         let details = format!(
             "year={year} households={} credit_households={} villages={} credit_villages={}",
             row.households, row.credit_households, row.villages, row.credit_villages
@@ -161,6 +170,9 @@ impl Benefits {
         let mut history: HashMap<String, Vec<(i64, i64, String)>> = HashMap::new();
         for (household, at, score, tier) in store::history_under(tx, &from, &to, end).await? {
             history.entry(household).or_default().push((at, score, tier));
+        }
+        for changes in history.values_mut() {
+            changes.sort_unstable_by_key(|(at, _, _)| *at);
         }
         let mut villages: BTreeMap<String, (String, VillageYear)> = BTreeMap::new();
         let mut results = Vec::with_capacity(households.len());
