@@ -57,7 +57,7 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<i64, sqlx::Err
             .fetch_one(&mut **tx)
             .await?;
     let first = last_seq + 1;
-    let dialect = Dialect::of(&**tx);
+    let dialect = Dialect::of(tx);
     let mut rows = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let hash = hash(&prev, entry);

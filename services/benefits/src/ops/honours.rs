@@ -389,7 +389,8 @@ impl Benefits {
         let reviewer = caller.has_any_role(access::DRAFT_READERS);
         for evaluation in store::evaluations_of_year(&mut *tx, i64::from(year)).await? {
             let published = evaluation.status == EvaluationStatus::Published as i64;
-            if !published && !(reviewer && caller.covers(&path_ids(&evaluation.path))) {
+            let visible = published || (reviewer && caller.covers(&path_ids(&evaluation.path)));
+            if !visible {
                 continue;
             }
             let criteria: Criteria = serde_json::from_str(&evaluation.criteria).unwrap_or_default();
