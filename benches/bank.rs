@@ -291,7 +291,7 @@ where
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(server)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
             .await
             .unwrap();
     });

@@ -11,7 +11,6 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{Router, extract::State, routing::get};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
@@ -76,9 +75,16 @@ pub async fn serve_grpc(
         .load_shed(true)
         .layer(stack)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with TCP_NODELAY: tonic sets it only on listeners it binds itself, and
+/// without it a small response can wait for the client's delayed ACK — about 40 ms a call
+/// (measured: a fixed 650-byte answer at p50 1 ms but p99 45 ms, before this).
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Serves `/metrics` (Prometheus text format) and `/healthz` until `cancel` fires.
