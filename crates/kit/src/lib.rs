@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbox;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod orgmodel;
 pub mod outbox;
 pub mod page;
 pub mod secret;

@@ -53,11 +53,8 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), BankError> {
             readmodel::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path), i64::from(node.kind)).await?;
         }
     } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope)? {
-        let new_path = path_of(&moved.path);
-        match readmodel::org_path(&mut **tx, &moved.org_node_id).await? {
-            Some(old_path) => readmodel::move_subtree(tx, &old_path, &new_path).await?,
-            None => readmodel::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path, 0).await?,
-        }
+        jiaxin_kit::orgmodel::apply_move(tx, readmodel::PLACED_TABLES, &moved.org_node_id, &path_of(&moved.path))
+            .await?;
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope)? {
         let path = path_of(&registered.org_path);
         readmodel::upsert_household(&mut **tx, &registered.household_id, &path, &registered.head_resident_id).await?;

@@ -1,47 +1,7 @@
 //! The read models benefits keeps of other services' events: identity's org tree, households and
 //! members; pledges' signatures; points' scores and serious deductions.
 
-use jiaxin_kit::sql::subtree_range;
 use sqlx::{Any, AnyConnection, Executor};
-
-pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    id: &str,
-    path: &str,
-    kind: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
-         path = excluded.path, kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
-    )
-    .bind(id)
-    .bind(path)
-    .bind(kind)
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-pub async fn org_path<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT path FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
-}
-
-/// Re-roots every path under `old_path`: org nodes, households, and the catalogue's areas.
-pub async fn move_subtree(conn: &mut AnyConnection, old_path: &str, new_path: &str) -> sqlx::Result<()> {
-    let (from, to) = subtree_range(old_path);
-    for table in ["org_nodes", "households", "providers", "benefits"] {
-        sqlx::query(&format!(
-            "UPDATE {table} SET path = $1 || substr(path, CAST($2 AS INTEGER)) WHERE path >= $3 AND path < $4"
-        ))
-        .bind(new_path)
-        .bind(old_path.len() as i64 + 1)
-        .bind(&from)
-        .bind(&to)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
 
 pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, path: &str) -> sqlx::Result<()> {
     sqlx::query(
@@ -62,38 +22,6 @@ pub async fn dissolve_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &
 /// A current household's org path (dissolved households are no longer served).
 pub async fn household_path<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT path FROM households WHERE id = $1 AND dissolved = 0").bind(id).fetch_optional(e).await
-}
-
-pub async fn set_membership<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-    resident_id: &str,
-    current: bool,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO memberships (household_id, resident_id, current) VALUES ($1, $2, $3) \
-         ON CONFLICT (household_id, resident_id) DO UPDATE SET current = excluded.current",
-    )
-    .bind(household_id)
-    .bind(resident_id)
-    .bind(i64::from(current))
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-    resident_id: &str,
-) -> sqlx::Result<bool> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM memberships WHERE household_id = $1 AND resident_id = $2 AND current = 1")
-            .bind(household_id)
-            .bind(resident_id)
-            .fetch_optional(e)
-            .await?;
-    Ok(found.is_some())
 }
 
 /// A household's standing as maintained here.
@@ -346,3 +274,8 @@ pub enum LoanChange {
     Bad,
     Repaid,
 }
+
+pub use jiaxin_kit::orgmodel::{is_member, org_path, set_membership, upsert_org_node};
+
+/// This service's tables that carry an org path, for `OrgNodeMoved`.
+pub const PLACED_TABLES: &[&str] = &["org_nodes", "households", "providers", "benefits"];
