@@ -114,11 +114,6 @@ impl DatabaseLocation {
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
-    /// SQLite: a pool of one connection that every read-write transaction goes through. SQLite
-    /// has one writer at a time anyway; queueing for this connection is fair and wakes at once,
-    /// where waiting on the file lock polls with sleeps of up to 100 ms (the busy handler) —
-    /// measured as a 100 ms p99 under 16 concurrent writers. PostgreSQL: none.
-    writer: Option<AnyPool>,
     dialect: Dialect,
 }
 
@@ -152,7 +147,7 @@ impl Database {
         let mut attempt = 0u32;
         loop {
             match Self::try_connect(dialect, &options, location.max_connections, schema.clone()).await {
-                Ok((pool, writer)) => return Ok(Self { pool, writer, dialect }),
+                Ok(pool) => return Ok(Self { pool, dialect }),
                 Err(error) if is_transient(&error) && attempt < 10 => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "database not reachable yet; retrying");
@@ -168,7 +163,7 @@ impl Database {
         options: &AnyConnectOptions,
         max_connections: u32,
         schema: Option<String>,
-    ) -> Result<(AnyPool, Option<AnyPool>), sqlx::Error> {
+    ) -> Result<AnyPool, sqlx::Error> {
         if let Some(schema) = &schema {
             let mut conn = sqlx::AnyConnection::connect_with(options).await?;
             // Two replicas may race here; IF NOT EXISTS can still fail on the catalog's unique
@@ -178,22 +173,8 @@ impl Database {
             }
             conn.close().await?;
         }
-        let pool = Self::open_pool(dialect, options, max_connections.max(1), schema).await?;
-        let writer = match dialect {
-            Dialect::Sqlite => Some(Self::open_pool(dialect, options, 1, None).await?),
-            Dialect::Postgres => None,
-        };
-        Ok((pool, writer))
-    }
-
-    async fn open_pool(
-        dialect: Dialect,
-        options: &AnyConnectOptions,
-        max_connections: u32,
-        schema: Option<String>,
-    ) -> Result<AnyPool, sqlx::Error> {
         AnyPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.max(1))
             // Short: during a database outage a request should answer UNAVAILABLE well inside a
             // client deadline rather than wait for a connection.
             .acquire_timeout(Duration::from_secs(5))
@@ -254,10 +235,9 @@ impl Database {
     /// first and then writes fails with SQLITE_BUSY when another writer committed in between,
     /// whatever the busy timeout; taking the lock up front makes it wait instead.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match (self.dialect, &self.writer) {
-            (Dialect::Sqlite, Some(writer)) => writer.begin_with("BEGIN IMMEDIATE").await,
-            (Dialect::Sqlite, None) => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            (Dialect::Postgres, _) => self.pool.begin().await,
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
         }
     }
 
@@ -267,9 +247,6 @@ impl Database {
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
         self.pool.close().await;
     }
 }
