@@ -83,11 +83,7 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), CouncilError> 
             store::upsert_org_node(&mut **tx, &node.id, &path_of(&node.path), i64::from(node.kind)).await?;
         }
     } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope)? {
-        let new_path = path_of(&moved.path);
-        match store::org_node(&mut **tx, &moved.org_node_id).await? {
-            Some((old_path, _)) => store::move_subtree(tx, &old_path, &new_path).await?,
-            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path, 0).await?,
-        }
+        jiaxin_kit::orgmodel::apply_move(tx, store::PLACED_TABLES, &moved.org_node_id, &path_of(&moved.path)).await?;
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope)? {
         store::upsert_household(&mut **tx, &registered.household_id, &registered.address).await?;
     } else if let Some(joined) = events::payload::<MemberJoined>(envelope)? {

@@ -5,43 +5,13 @@ use sqlx::{Any, Executor};
 
 // ---- identity's read model ----
 
-pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    id: &str,
-    path: &str,
-    kind: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
-         path = excluded.path, kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
-    )
-    .bind(id)
-    .bind(path)
-    .bind(kind)
-    .execute(e)
-    .await?;
-    Ok(())
-}
+pub use jiaxin_kit::orgmodel::upsert_org_node;
+
+/// The council's tables that carry an org path, for `OrgNodeMoved`.
+pub const PLACED_TABLES: &[&str] = &["org_nodes", "tasks"];
 
 pub async fn org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, i64)>> {
     sqlx::query_as("SELECT path, kind FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
-}
-
-/// Re-roots every node and task path under `old_path`.
-pub async fn move_subtree(conn: &mut sqlx::AnyConnection, old_path: &str, new_path: &str) -> sqlx::Result<()> {
-    let (from, to) = subtree_range(old_path);
-    for table in ["org_nodes", "tasks"] {
-        sqlx::query(&format!(
-            "UPDATE {table} SET path = $1 || substr(path, CAST($2 AS INTEGER)) WHERE path >= $3 AND path < $4"
-        ))
-        .bind(new_path)
-        .bind(old_path.len() as i64 + 1)
-        .bind(&from)
-        .bind(&to)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, address: &str) -> sqlx::Result<()> {

@@ -79,11 +79,10 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> 
                 .map_err(failed)?;
         }
     } else if let Some(moved) = events::payload::<OrgNodeMoved>(envelope).map_err(failed)? {
-        let new_path = path_of(&moved.path);
-        match store::org_node_path(&mut **tx, &moved.org_node_id).await.map_err(failed)? {
-            Some(old_path) => store::move_org_subtree(&mut **tx, &old_path, &new_path).await.map_err(failed)?,
-            None => store::upsert_org_node(&mut **tx, &moved.org_node_id, &new_path, 0).await.map_err(failed)?,
-        }
+        // Points keeps households by grid id, so only the nodes' own paths move.
+        jiaxin_kit::orgmodel::apply_move(tx, &["org_nodes"], &moved.org_node_id, &path_of(&moved.path))
+            .await
+            .map_err(failed)?;
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope).map_err(failed)? {
         // The grid's path comes with the event, so the household is usable even if its grid's
         // own event was missed.

@@ -180,49 +180,11 @@ pub async fn rule_version<'c, E: Executor<'c, Database = Any>>(
 
 // ---- read models of identity ----
 
-/// Records an org node's path, and its kind when known (0 keeps the kind already recorded).
-pub async fn upsert_org_node<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    id: &str,
-    path: &str,
-    kind: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO org_nodes (id, path, kind) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET path = excluded.path, \
-         kind = CASE WHEN excluded.kind = 0 THEN org_nodes.kind ELSE excluded.kind END",
-    )
-    .bind(id)
-    .bind(path)
-    .bind(kind)
-    .execute(e)
-    .await?;
-    Ok(())
-}
+pub use jiaxin_kit::orgmodel::{org_path as org_node_path, upsert_org_node};
 
 /// An org node's path and kind.
 pub async fn org_node<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, i64)>> {
     sqlx::query_as("SELECT path, kind FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
-}
-
-pub async fn org_node_path<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT path FROM org_nodes WHERE id = $1").bind(id).fetch_optional(e).await
-}
-
-/// Re-roots a subtree: every path starting with `old_path` gets `new_path` instead.
-pub async fn move_org_subtree<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    old_path: &str,
-    new_path: &str,
-) -> sqlx::Result<()> {
-    let upper = format!("{}0", old_path.strip_suffix('/').unwrap_or(old_path));
-    sqlx::query("UPDATE org_nodes SET path = $1 || substr(path, CAST($2 AS INTEGER)) WHERE path >= $3 AND path < $4")
-        .bind(new_path)
-        .bind(old_path.len() as i64 + 1)
-        .bind(old_path)
-        .bind(upper)
-        .execute(e)
-        .await?;
-    Ok(())
 }
 
 pub async fn upsert_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, grid_id: &str) -> sqlx::Result<()> {
