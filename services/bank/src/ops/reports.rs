@@ -52,33 +52,26 @@ impl Bank {
     }
 
     /// A report under a consent, for the household or for one of its businesses.
+    ///
+    /// Two transactions: the report is read from a snapshot (on SQLite, beside other readers and
+    /// without the write lock), then one short write transaction checks the consent again —
+    /// a revocation committed in between refuses the report — and writes the household's query
+    /// record and the audit entry. The report is returned only once that commits.
     pub(crate) async fn credit_report_for(
         &self,
         caller: &Caller,
         consent_id: &str,
         business: Option<&BusinessRow>,
     ) -> Result<CreditReport> {
-        let mut tx = self.db.begin().await?;
-        let institution = self.officer_institution(&mut tx, caller).await?;
+        let mut read = self.db.begin_read().await?;
+        let institution = self.officer_institution(&mut read, caller).await?;
         self.admit(caller, &institution)?;
         let at = now();
-        let row = store::consent(&mut *tx, consent_id).await?.ok_or(BankError::NotFound(CONSENT))?;
-        let terms = Terms {
-            institution_id: &row.institution_id,
-            purpose: row.purpose,
-            valid_until: &row.valid_until,
-            revoked: row.revoked_at.is_some(),
-        };
-        let wanted = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
-        if !consent::usable(&terms, &institution, &wanted, &china_today(at)) {
-            return Err(BankError::NotFound(CONSENT));
-        }
-        if readmodel::household(&mut *tx, &row.household_id).await?.is_none()
-            || business.is_some_and(|b| b.household_id != row.household_id)
-        {
-            return Err(BankError::NotFound(CONSENT));
-        }
-        let report = self.assemble(&mut tx, &row.household_id, &institution, at).await?;
+        let row = self.usable_consent(&mut read, consent_id, &institution, business, at).await?;
+        let report = self.assemble(&mut read, &row.household_id, &institution, at).await?;
+        read.rollback().await?;
+        let mut tx = self.db.begin().await?;
+        let row = self.usable_consent(&mut tx, consent_id, &institution, business, at).await?;
         let report = CreditReport { consent_id: row.id.clone(), ..report };
         // What the household reads in its query list: whose report, and what it said.
         let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
@@ -111,6 +104,33 @@ impl Bank {
         audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    /// The consent, if the caller's institution may use it now for a report (of the household,
+    /// or of one of its businesses); every other case is the same NOT_FOUND.
+    async fn usable_consent(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        consent_id: &str,
+        institution: &str,
+        business: Option<&BusinessRow>,
+        at: i64,
+    ) -> Result<store::ConsentRow> {
+        let row = store::consent(&mut **tx, consent_id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        let terms = Terms {
+            institution_id: &row.institution_id,
+            purpose: row.purpose,
+            valid_until: &row.valid_until,
+            revoked: row.revoked_at.is_some(),
+        };
+        let wanted = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
+        if !consent::usable(&terms, institution, &wanted, &china_today(at))
+            || readmodel::household(&mut **tx, &row.household_id).await?.is_none()
+            || business.is_some_and(|b| b.household_id != row.household_id)
+        {
+            return Err(BankError::NotFound(CONSENT));
+        }
+        Ok(row)
     }
 
     /// The report's contents from the read models.
