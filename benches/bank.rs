@@ -257,6 +257,12 @@ impl jiaxin_proto::bank::bank_service_server::BankService for Fixed {
     ) -> Result<Response<jiaxin_proto::bank::ReportLoanEventResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn authorise_member(
+        &self,
+        _: Request<jiaxin_proto::bank::AuthoriseMemberRequest>,
+    ) -> Result<Response<jiaxin_proto::bank::AuthoriseMemberResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn save_business(
         &self,
         _: Request<jiaxin_proto::bank::SaveBusinessRequest>,

@@ -14,14 +14,15 @@ use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{
     bank::{
-        Branch, Business, BusinessKind, GetBusinessReportRequest, GetCreditReportRequest, GrantConsentRequest,
-        Institution, ListConsentsRequest, LoanEventKind, PreApproveVillageRequest, Product, Purpose,
-        ReportLoanEventRequest, RevokeConsentRequest, SaveBranchRequest, SaveBusinessRequest, SaveInstitutionRequest,
-        SaveProductRequest, TierLimit, VerifyAuditLogRequest, bank_service_client::BankServiceClient,
+        AuthoriseMemberRequest, Branch, Business, BusinessKind, GetBusinessReportRequest, GetCreditReportRequest,
+        GrantConsentRequest, Institution, ListConsentsRequest, LoanEventKind, PreApproveVillageRequest, Product,
+        Purpose, ReportLoanEventRequest, RevokeConsentRequest, SaveBranchRequest, SaveBusinessRequest,
+        SaveInstitutionRequest, SaveProductRequest, TierLimit, VerifyAuditLogRequest,
+        bank_service_client::BankServiceClient,
     },
     council::{ReviewDecided, ReviewOutcome},
     identity::{
-        CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
+        AddMemberRequest, CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Relation, Role,
         identity_service_client::IdentityServiceClient,
     },
     pledges::pledges_service_client::PledgesServiceClient,
@@ -149,6 +150,33 @@ impl County {
         (Household { id: household.id, head }, household.head_resident_id)
     }
 
+    /// Adds a member born on `birth` (YYYY-MMDD digits as in an ID number) and gives them a
+    /// resident account; waits until the bank knows the membership.
+    async fn member(&mut self, household: &str, n: u32, birth: &str) -> (String, String) {
+        let resident =
+            NewResident { name: format!("成员{n}"), id_number: id_number("320830", birth, n), phone: String::new() };
+        let add = AddMemberRequest {
+            household_id: household.into(),
+            resident: Some(resident),
+            relation: Relation::Child as i32,
+        };
+        let resident_id =
+            self.identity.add_member(authed(&self.admin, add)).await.unwrap().into_inner().resident.unwrap().id;
+        let grid = self.grid.clone();
+        let (_, token) = self.account(Role::Resident, &grid, &resident_id).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .bank
+            .list_consents(authed(&token, ListConsentsRequest { household_id: household.into() }))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the bank never learned of the member");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (resident_id, token)
+    }
+
     async fn lender(&mut self, name: &str, officers: usize) -> Lender {
         let county = self.county.clone();
         let mut ids = Vec::new();
@@ -230,6 +258,34 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     assert_eq!(report.trend.len(), 24);
     assert_eq!(report.limits.iter().map(|l| l.limit_fen).collect::<Vec<_>>(), [20_000_000]);
     assert!(report.reasons.contains(&(jiaxin_proto::bank::ReasonCode::PledgeInForce as i32)));
+
+    // An adult son may consent once the head authorises him; a minor cannot be authorised.
+    let (son, son_token) = c.member(&home.id, 11, "19980303").await;
+    let (minor, _) = c.member(&home.id, 12, "20150505").await;
+    let until = (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+    let by_son = GrantConsentRequest {
+        household_id: home.id.clone(),
+        institution_id: ours.id.clone(),
+        purpose: Purpose::LoanApplication as i32,
+        valid_until: until,
+        ..Default::default()
+    };
+    assert_eq!(code(c.bank.grant_consent(authed(&son_token, by_son.clone())).await), Code::NotFound);
+    let authorise = |resident: &str| AuthoriseMemberRequest {
+        household_id: home.id.clone(),
+        resident_id: resident.into(),
+        withdraw: false,
+    };
+    let status = c.bank.authorise_member(authed(&home.head, authorise(&minor))).await.unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "resident_id");
+    assert_eq!(
+        code(c.bank.authorise_member(authed(&son_token, authorise(&son))).await),
+        Code::NotFound,
+        "only the head authorises"
+    );
+    c.bank.authorise_member(authed(&home.head, authorise(&son))).await.unwrap();
+    let granted = c.bank.grant_consent(authed(&son_token, by_son)).await.unwrap().into_inner().consent.unwrap();
+    assert_eq!(granted.granted_by, son);
 
     // Every refusal reads like a consent that does not exist.
     let missing = c.report(&officer, "no-such-consent").await.unwrap_err();

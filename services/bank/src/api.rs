@@ -54,6 +54,12 @@ impl BankService for BankApi {
         ok(GrantConsentResponse { consent: Some(self.bank.grant_consent(&caller, request.into_inner()).await?) })
     }
 
+    async fn authorise_member(&self, request: Request<AuthoriseMemberRequest>) -> Answer<AuthoriseMemberResponse> {
+        let caller = Caller::from_request(&request)?;
+        self.bank.authorise_member(&caller, request.into_inner()).await?;
+        ok(AuthoriseMemberResponse {})
+    }
+
     async fn revoke_consent(&self, request: Request<RevokeConsentRequest>) -> Answer<RevokeConsentResponse> {
         let caller = Caller::from_request(&request)?;
         ok(RevokeConsentResponse { consent: Some(self.bank.revoke_consent(&caller, &request.into_inner().id).await?) })

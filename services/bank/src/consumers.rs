@@ -64,8 +64,11 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), BankError> {
         readmodel::dissolve_household(&mut **tx, &dissolved.household_id).await?;
     } else if let Some(joined) = events::payload::<MemberJoined>(envelope)? {
         readmodel::set_membership(&mut **tx, &joined.household_id, &joined.resident_id, true).await?;
+        readmodel::set_birth_date(&mut **tx, &joined.household_id, &joined.resident_id, &joined.birth_date).await?;
     } else if let Some(left) = events::payload::<MemberLeft>(envelope)? {
         readmodel::set_membership(&mut **tx, &left.household_id, &left.resident_id, false).await?;
+        // An authorisation ends with the membership.
+        readmodel::set_authorised(&mut **tx, &left.household_id, &left.resident_id, false).await?;
     }
     Ok(())
 }

@@ -21,6 +21,10 @@ CREATE TABLE memberships (
     household_id TEXT NOT NULL,
     resident_id TEXT NOT NULL,
     current BIGINT NOT NULL DEFAULT 1,
+    -- YYYY-MM-DD from identity, to tell adults from minors.
+    birth_date TEXT NOT NULL DEFAULT '',
+    -- 1 when the head authorised this adult member to grant and revoke consents.
+    authorised BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (household_id, resident_id)
 );
 CREATE INDEX memberships_resident ON memberships (resident_id);

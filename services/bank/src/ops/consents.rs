@@ -9,7 +9,8 @@ use jiaxin_kit::{
     time::{parse_date, to_timestamp},
 };
 use jiaxin_proto::bank::{
-    Consent, ConsentChannel, ConsentGranted, ConsentRevoked, GrantConsentRequest, Purpose, QueryRecord,
+    AuthoriseMemberRequest, Consent, ConsentChannel, ConsentGranted, ConsentRevoked, GrantConsentRequest, Purpose,
+    QueryRecord,
 };
 
 use super::{Bank, CONSENT, HOUSEHOLD, china_today, now};
@@ -52,6 +53,14 @@ fn query_proto(q: &QueryRow) -> QueryRecord {
     }
 }
 
+/// Whether a birth date (YYYY-MM-DD; unknown counts as not adult) makes an adult on `at`.
+fn adult(birth_date: &str, at: i64) -> bool {
+    match (parse_date(birth_date), jiaxin_kit::time::china_date(at)) {
+        (Some(birth), Some(today)) => jiaxin_kit::time::age_on(birth, today) >= jiaxin_kit::time::ADULT_AGE,
+        _ => false,
+    }
+}
+
 fn validate(request: &GrantConsentRequest, today: &str) -> Result<()> {
     let mut v = Violations::new();
     v.require("household_id", &request.household_id);
@@ -81,7 +90,7 @@ impl Bank {
         // the head's signed form.
         let (channel, granted_by) = if caller.has_role(Role::Resident) {
             let rid = caller.0.rid.clone().unwrap_or_default();
-            if rid != head || !readmodel::is_member(&mut *tx, &request.household_id, &rid).await? {
+            if !self.speaks_for(&mut tx, &request.household_id, &head, &rid, at).await? {
                 return Err(BankError::NotFound(HOUSEHOLD));
             }
             (ConsentChannel::App, rid)
@@ -143,6 +152,45 @@ impl Bank {
         tx.commit().await?;
         self.outbox.wake();
         Ok(consent_proto(&row, &[]))
+    }
+
+    /// Whether a resident may grant and revoke the household's consents: its head, or a current
+    /// adult member the head authorised.
+    async fn speaks_for(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        household_id: &str,
+        head: &str,
+        rid: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let Some((birth_date, authorised)) = readmodel::member(&mut **tx, household_id, rid).await? else {
+            return Ok(false);
+        };
+        Ok(rid == head || (authorised && adult(&birth_date, at)))
+    }
+
+    /// The head authorises an adult member of the household for consents, or withdraws it.
+    pub async fn authorise_member(&self, caller: &Caller, request: AuthoriseMemberRequest) -> Result<()> {
+        let mut v = Violations::new();
+        v.require("household_id", &request.household_id);
+        v.require("resident_id", &request.resident_id);
+        v.into_result()?;
+        let mut tx = self.db.begin().await?;
+        let (_, head) =
+            readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
+        if !caller.has_role(Role::Resident) || caller.0.rid.as_deref() != Some(head.as_str()) {
+            return Err(BankError::NotFound(HOUSEHOLD));
+        }
+        let (birth_date, _) = readmodel::member(&mut *tx, &request.household_id, &request.resident_id)
+            .await?
+            .ok_or_else(|| BankError::invalid("resident_id", "不是本户成员 / not a member of the household"))?;
+        if !request.withdraw && !adult(&birth_date, now()) {
+            return Err(BankError::invalid("resident_id", "须为成年成员 / must be an adult member"));
+        }
+        readmodel::set_authorised(&mut *tx, &request.household_id, &request.resident_id, !request.withdraw).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The household's consents, newest first, each with every query made under it.

@@ -33,6 +33,53 @@ pub async fn dissolve_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &
     Ok(())
 }
 
+/// A member's birth date (from identity's `MemberJoined`).
+pub async fn set_birth_date<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+    birth_date: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE memberships SET birth_date = $3 WHERE household_id = $1 AND resident_id = $2")
+        .bind(household_id)
+        .bind(resident_id)
+        .bind(birth_date)
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+/// A current member's birth date and whether the head authorised them for consents.
+pub async fn member<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+) -> sqlx::Result<Option<(String, bool)>> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT birth_date, authorised FROM memberships WHERE household_id = $1 AND resident_id = $2 AND current = 1",
+    )
+    .bind(household_id)
+    .bind(resident_id)
+    .fetch_optional(e)
+    .await?;
+    Ok(row.map(|(birth, authorised)| (birth, authorised == 1)))
+}
+
+pub async fn set_authorised<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    resident_id: &str,
+    authorised: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE memberships SET authorised = $3 WHERE household_id = $1 AND resident_id = $2")
+        .bind(household_id)
+        .bind(resident_id)
+        .bind(i64::from(authorised))
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
 /// A current household: (path, head resident).
 pub async fn household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<(String, String)>> {
     sqlx::query_as("SELECT path, head_resident_id FROM households WHERE id = $1 AND dissolved = 0")
