@@ -141,13 +141,20 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// An hour before the test began, the same for every item of the test: a retry must carry the
+/// same content, and a clock that ticked to the next second between two items would not.
+fn an_hour_ago() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| now() - 3600)
+}
+
 fn item(request_id: &str, household: &str, rule: &str, points: i64) -> RecordInput {
     RecordInput {
         request_id: request_id.into(),
         household_id: household.into(),
         rule_code: rule.into(),
         points,
-        occurred_at: Some(prost_types::Timestamp { seconds: now() - 3600, nanos: 0 }),
+        occurred_at: Some(prost_types::Timestamp { seconds: an_hour_ago(), nanos: 0 }),
         place: "新街村文化广场".into(),
         evidence: vec!["photo:2026-11-29/0001.jpg".into()],
         ..Default::default()
