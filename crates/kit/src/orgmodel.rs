@@ -1,5 +1,6 @@
 //! The part of identity's world every consuming service keeps a copy of: the org tree (id,
-//! materialised path, kind) and who currently belongs to which household. Each service owns its
+//! materialised path, kind) and who currently belongs to which household — and, for the
+//! services that answer with scores, the history of points' score changes. Each service owns its
 //! tables — `org_nodes (id, path, kind)` and `memberships (household_id, resident_id, current)`
 //! by this convention — and feeds them from identity's events through these functions, so the
 //! SQL is written once.
@@ -95,4 +96,28 @@ pub async fn is_member<'c, E: Executor<'c, Database = Any>>(
             .fetch_optional(e)
             .await?;
     Ok(found.is_some())
+}
+
+/// Records a household's score change at `at` in the service's `score_history (household_id,
+/// at, score, tier)` table — the copy of points' `ScoreChanged` that benefits and the bank keep
+/// to answer "as of" questions. A second change at the same moment replaces the first (one
+/// household's events arrive in order).
+pub async fn record_score<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    household_id: &str,
+    at: i64,
+    score: i64,
+    tier: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO score_history (household_id, at, score, tier) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (household_id, at) DO UPDATE SET score = excluded.score, tier = excluded.tier",
+    )
+    .bind(household_id)
+    .bind(at)
+    .bind(score)
+    .bind(tier)
+    .execute(e)
+    .await?;
+    Ok(())
 }

@@ -52,6 +52,20 @@ pub fn china_date(micros: i64) -> Option<NaiveDate> {
     to_datetime(micros).map(|at| at.with_timezone(&offset).date_naive())
 }
 
+/// A moment's date in China as the APIs write it (`YYYY-MM-DD`), e.g. to compare with a
+/// validity date; empty for a moment chrono cannot represent.
+pub fn china_day(micros: i64) -> String {
+    china_date(micros).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+/// The first moment of a day in China (UTC+8), in microseconds: where a China year or month
+/// begins.
+pub fn china_midnight(day: NaiveDate) -> Option<i64> {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)?;
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    chrono::TimeZone::from_local_datetime(&offset, &midnight).single().map(|at| at.timestamp_micros())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

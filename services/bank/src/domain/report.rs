@@ -1,15 +1,13 @@
 //! The credit report's computed parts: the 24-month trend from the score history, and the
 //! reason codes that explain the tier.
 
-use chrono::{Datelike, FixedOffset, NaiveDate, TimeZone};
+use chrono::{Datelike, NaiveDate};
 use jiaxin_kit::tiers;
 use jiaxin_proto::bank::{MonthScore, ReasonCode};
 
 /// The first moment of a month in China (UTC+8), in microseconds.
 fn month_start(year: i32, month: u32) -> Option<i64> {
-    let offset = FixedOffset::east_opt(8 * 3600)?;
-    let midnight = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?;
-    offset.from_local_datetime(&midnight).single().map(|at| at.timestamp_micros())
+    jiaxin_kit::time::china_midnight(NaiveDate::from_ymd_opt(year, month, 1)?)
 }
 
 /// The last `months` months up to `now`, oldest first: (YYYY-MM, the moment its score is read
@@ -96,6 +94,8 @@ pub fn reasons(facts: &Facts) -> Vec<ReasonCode> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
 
     #[test]

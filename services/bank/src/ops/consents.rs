@@ -142,13 +142,13 @@ impl Bank {
         if !household_side && caller.account_id() != row.entered_by {
             return Err(BankError::NotFound(CONSENT));
         }
-        if store::revoke(&mut *tx, id, now()).await? {
-            let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        let revoked_now = store::revoke(&mut *tx, id, now()).await?;
+        let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        if revoked_now {
             self.outbox
                 .write(&mut tx, &row.household_id, &ConsentRevoked { consent: Some(consent_proto(&row, &[])) })
                 .await?;
         }
-        let row = store::consent(&mut *tx, id).await?.ok_or(BankError::NotFound(CONSENT))?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(consent_proto(&row, &[]))

@@ -70,7 +70,4 @@ pub(crate) fn now() -> i64 {
     jiaxin_kit::time::now_micros()
 }
 
-/// Today's date in China, as consents' dates are written.
-pub(crate) fn china_today(at: i64) -> String {
-    jiaxin_kit::time::china_date(at).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
-}
+pub(crate) use jiaxin_kit::time::china_day as china_today;

@@ -159,17 +159,7 @@ pub async fn apply_score(
         .bind(at)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO score_history (household_id, at, score, tier) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (household_id, at) DO UPDATE SET score = excluded.score, tier = excluded.tier",
-    )
-    .bind(household_id)
-    .bind(at)
-    .bind(score)
-    .bind(tier)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    jiaxin_kit::orgmodel::record_score(&mut *conn, household_id, at, score, tier).await
 }
 
 /// A household's score changes, oldest first: (at, score, tier).

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{FixedOffset, NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use jiaxin_kit::{
     audit::Entry,
     auth::Caller,
@@ -34,9 +34,7 @@ const EVALUATION: &str = "evaluation";
 
 /// The first moment of a year in China (UTC+8), in microseconds.
 fn year_start(year: i32) -> Option<i64> {
-    let offset = FixedOffset::east_opt(8 * 3600)?;
-    let midnight = NaiveDate::from_ymd_opt(year, 1, 1)?.and_hms_opt(0, 0, 0)?;
-    offset.from_local_datetime(&midnight).single().map(|at| at.timestamp_micros())
+    jiaxin_kit::time::china_midnight(NaiveDate::from_ymd_opt(year, 1, 1)?)
 }
 
 fn evaluation_proto(e: &EvaluationRow) -> Evaluation {
@@ -235,13 +233,16 @@ impl Benefits {
             return Err(BenefitsError::PermissionDenied);
         }
         let mut tx = self.db.begin().await?;
-        let row = store::evaluation(&mut *tx, evaluation_id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
+        let mut row = store::evaluation(&mut *tx, evaluation_id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
         if !caller.covers(&path_ids(&row.path)) {
             return Err(BenefitsError::NotFound(EVALUATION));
         }
         let at = now();
+        // Publishing an evaluation already published changes nothing and publishes nothing.
         if store::publish(&mut *tx, evaluation_id, caller.account_id(), at).await? {
-            let row = store::evaluation(&mut *tx, evaluation_id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
+            row.status = EvaluationStatus::Published as i64;
+            row.published_by = caller.account_id().to_owned();
+            row.published_at = Some(at);
             let event = HonoursPublished {
                 evaluation: Some(evaluation_proto(&row)),
                 credit_village_ids: store::honoured_village_ids(&mut *tx, evaluation_id).await?,
@@ -271,7 +272,6 @@ impl Benefits {
             )
             .await?;
         }
-        let row = store::evaluation(&mut *tx, evaluation_id).await?.ok_or(BenefitsError::NotFound(EVALUATION))?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(evaluation_proto(&row))

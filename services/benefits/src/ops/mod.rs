@@ -99,7 +99,4 @@ pub(crate) fn village_path(path: &str) -> String {
     jiaxin_kit::sql::path_of(&ids[..ids.len().saturating_sub(1)])
 }
 
-/// Today's date in China, as benefits' validity dates are written.
-pub(crate) fn china_today(at: i64) -> String {
-    jiaxin_kit::time::china_date(at).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
-}
+pub(crate) use jiaxin_kit::time::china_day as china_today;
