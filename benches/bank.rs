@@ -139,6 +139,7 @@ fn county_events(args: &Args) -> Vec<(&'static str, Envelope)> {
             head_resident_id: format!("resident-{h}"),
             org_path: grid_paths[grid].clone(),
             address: format!("{h}号"),
+            head_birth_date: "1975-01-01".into(),
         };
         out.push(("identity", events::envelope("identity", &household, &registered).unwrap()));
         let joined = MemberJoined {

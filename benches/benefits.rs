@@ -133,6 +133,7 @@ fn county_events(args: &Args, year_start: i64) -> (Vec<Envelope>, Vec<Envelope>,
             head_resident_id: format!("resident-{h}"),
             org_path: path,
             address: format!("{h}号"),
+            head_birth_date: "1975-01-01".into(),
         };
         identity.push(events::envelope("identity", &household, &registered).unwrap());
         // Nineteen in twenty signed, in the year's first campaign.

@@ -92,6 +92,7 @@ async fn a_repair_in_points_changes_the_next_report() {
         head_resident_id: HEAD.into(),
         org_path: vec!["county-1".into(), "grid-1".into()],
         address: "1号".into(),
+        head_birth_date: "1975-01-01".into(),
     };
     deliver("identity", events::envelope("identity", HOUSEHOLD, &registered).unwrap()).await;
     let joined = MemberJoined { household_id: HOUSEHOLD.into(), resident_id: HEAD.into(), ..Default::default() };

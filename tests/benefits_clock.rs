@@ -104,6 +104,7 @@ async fn a_deduction_expiring_restores_eligibility_on_that_date() {
         head_resident_id: "r-1".into(),
         org_path: vec![COUNTY.into(), GRID.into()],
         address: "1号".into(),
+        head_birth_date: "1975-01-01".into(),
     };
     upstream.push(("identity", events::envelope("identity", HOUSEHOLD, &registered).unwrap()));
     let signed = PledgeSigned {

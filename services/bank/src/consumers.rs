@@ -58,6 +58,13 @@ async fn identity(tx: &mut Tx, envelope: &Envelope) -> Result<(), BankError> {
     } else if let Some(registered) = events::payload::<HouseholdRegistered>(envelope)? {
         let path = path_of(&registered.org_path);
         readmodel::upsert_household(&mut **tx, &registered.household_id, &path, &registered.head_resident_id).await?;
+        // The head's own MemberJoined follows; taking the head now means a household the bank
+        // knows is one whose head can already grant consent.
+        if !registered.head_birth_date.is_empty() {
+            let (household, head) = (&registered.household_id, &registered.head_resident_id);
+            readmodel::set_membership(&mut **tx, household, head, true).await?;
+            readmodel::set_birth_date(&mut **tx, household, head, &registered.head_birth_date).await?;
+        }
     } else if let Some(changed) = events::payload::<HouseholdHeadChanged>(envelope)? {
         readmodel::set_head(&mut **tx, &changed.household_id, &changed.head_resident_id).await?;
     } else if let Some(dissolved) = events::payload::<HouseholdDissolved>(envelope)? {

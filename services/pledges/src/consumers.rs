@@ -108,6 +108,17 @@ async fn register(
     if inserted {
         delta.household(&path_ids(&path), PledgeState::Unsigned, 1);
     }
+    // The head's MemberJoined follows in its own event; knowing the head now means a household
+    // pledges can show is one its head can sign for.
+    if !registered.head_birth_date.is_empty() {
+        store::upsert_member(
+            &mut **tx,
+            &registered.household_id,
+            &registered.head_resident_id,
+            &registered.head_birth_date,
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -88,6 +88,7 @@ async fn approved_deduction() -> Approved {
                 head_resident_id: "r-1".into(),
                 org_path: vec![root.into(), grid.into()],
                 address: "1号".into(),
+                head_birth_date: "1975-01-01".into(),
             },
         )
         .unwrap(),

@@ -210,6 +210,7 @@ impl Identity {
             head_resident_id: head.id.clone(),
             org_path: org::path_ids(&grid.path),
             address: address.to_owned(),
+            head_birth_date: head.birth_date().to_owned(),
         };
         self.outbox.write(tx, &household_id, &registered).await?;
         self.record_join(tx, &household_id, &head.id, head.birth_date(), Relation::Head, reason).await?;
@@ -512,6 +513,7 @@ impl Identity {
             head_resident_id: new_head.id.clone(),
             org_path: org::path_ids(&grid.path),
             address: address.clone(),
+            head_birth_date: new_head.birth_date.clone(),
         };
         self.outbox.write(&mut tx, &created_id, &registered).await?;
         for member in &leaving {
