@@ -63,6 +63,10 @@ struct ServeArgs {
     benefits: jiaxin_benefits::BenefitsConfig,
     #[command(flatten)]
     bank: jiaxin_bank::BankConfig,
+    /// 只检查配置后退出 / Check the settings (flags and JIAXIN_* variables) and exit, binding
+    /// and writing nothing: what a deployment renders can be tried before it runs.
+    #[arg(long)]
+    check_config: bool,
 }
 
 impl ServeArgs {
@@ -92,6 +96,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) | Command::Migrate(args) if args.check_config => check_config(&args.into_config()),
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Migrate(args) => {
             let config = args.into_config();
@@ -116,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     // Validate before anything is bound or written.
     if let Err(problems) = config.validate() {
-        anyhow::bail!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "));
+        return Err(invalid(&problems));
     }
     let _telemetry = telemetry::init(config.common.log_format, config.common.otlp_endpoint.as_deref(), "jiaxin")?;
     // Take over SIGINT and SIGTERM before anything starts: a signal that arrived before its handler
@@ -139,6 +144,18 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     running.join().await;
     println!("jiaxin 已停止 / stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check-config`: whether the settings are valid, said on stdout (or in the error).
+fn check_config(config: &SystemConfig) -> anyhow::Result<ExitCode> {
+    config.validate().map_err(|problems| invalid(&problems))?;
+    let names: Vec<&str> = config.services().iter().map(|s| s.as_str()).collect();
+    println!("配置有效 / configuration valid: {}", names.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn invalid(problems: &[String]) -> anyhow::Error {
+    anyhow::anyhow!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "))
 }
 
 /// Registers the SIGINT and SIGTERM handlers now; the returned future completes on either.

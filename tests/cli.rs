@@ -106,6 +106,39 @@ fn bad_settings_are_refused_before_anything_is_bound_or_written() {
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing bound");
 }
 
+#[test]
+fn check_config_tries_a_deployments_settings_without_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // What a Kubernetes Deployment of points renders: flags and JIAXIN_* variables.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let distributed = |command: &mut std::process::Command| {
+        command
+            .args(["serve", "--service", "points", "--check-config", "--data-dir", data_dir.to_str().unwrap()])
+            .env("JIAXIN_DATABASE_URL", "postgres://jiaxin:secret@db:5432/jiaxin")
+            .env("JIAXIN_FIELD_KEY", key)
+            .env("JIAXIN_PEERS", "identity=http://identity:50051")
+            .env("JIAXIN_GRPC_LISTEN", "0.0.0.0:50051")
+            .env("JIAXIN_ADMIN_LISTEN", "0.0.0.0:9464");
+    };
+    let mut valid = jiaxin();
+    distributed(&mut valid);
+    let output = valid.env("JIAXIN_KAFKA_BROKERS", "kafka:9092").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("配置有效 / configuration valid: points"), "{stdout}");
+
+    // The same without a shared bus cannot work: refused, naming the flag.
+    let mut invalid = jiaxin();
+    distributed(&mut invalid);
+    let output = invalid.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--bus kafka://"), "{stderr}");
+    assert!(!stderr.contains("secret"), "the database password is never echoed: {stderr}");
+    assert!(!data_dir.exists(), "nothing written");
+}
+
 /// Polls `/metrics` (bounded) until it shows `needle`.
 fn metrics_showing(port: u16, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);

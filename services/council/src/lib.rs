@@ -5,7 +5,7 @@
 //! in the hash-chained audit log, and the minutes are published with the household anonymised.
 //!
 //! Reading order: [`api`] › `ops` (councils, review, what is published) › `domain` (tally,
-//! audit chain, masking, roles; no I/O) › `store` (SQL) › `consumers` (identity, points).
+//! masking, roles; no I/O) › `store` (SQL) › `consumers` (identity, points).
 //! Objections (异议) and credit repair (信用修复) open tasks of their own, decided the same way;
 //! points freezes, re-applies or ends the record as the outcome says.
 

@@ -447,55 +447,6 @@ pub async fn disclosed_under<'c, E: Executor<'c, Database = Any>>(
     .await
 }
 
-// ---- audit log ----
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AuditRow {
-    pub seq: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub subject: String,
-    pub details: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-pub async fn last_audit_hash<'c, E: Executor<'c, Database = Any>>(e: E) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(e).await
-}
-
-pub async fn append_audit<'c, E: Executor<'c, Database = Any>>(e: E, row: &AuditRow) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(row.at)
-    .bind(&row.actor)
-    .bind(&row.action)
-    .bind(&row.subject)
-    .bind(&row.details)
-    .bind(&row.prev_hash)
-    .bind(&row.hash)
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-/// Audit entries after `after` (seq order), a page at a time.
-pub async fn audit_page<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    after: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<AuditRow>> {
-    sqlx::query_as(
-        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(e)
-    .await
-}
-
 // ---- objections and repairs ----
 
 #[derive(Debug, Clone, sqlx::FromRow)]

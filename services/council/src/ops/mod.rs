@@ -13,9 +13,8 @@ use jiaxin_proto::council::{Decision, ReviewOutcome, Task, TaskStatus, Vote};
 use prost::Message;
 
 use crate::{
-    domain::audit,
     error::Result,
-    store::{self, AuditRow, TaskRow, VoteRow},
+    store::{TaskRow, VoteRow},
 };
 
 pub struct Council {
@@ -32,22 +31,11 @@ impl Council {
 pub(crate) use jiaxin_kit::sql::{path_ids, path_of};
 
 /// Appends to the audit log's hash chain, inside the operation's transaction: if the entry
-/// cannot be written, neither can what it records.
+/// cannot be written, neither can what it records. The chain's head row queues concurrent
+/// appends (see `jiaxin_kit::audit`).
 pub(crate) async fn audit(tx: &mut Tx, actor: &str, action: &str, subject: &str, details: &str) -> Result<()> {
-    let prev = store::last_audit_hash(&mut **tx).await?.unwrap_or_else(|| audit::GENESIS.to_owned());
-    let at = now_micros();
-    let hash = audit::hash(&prev, &audit::Entry { at, actor, action, subject, details });
-    let row = AuditRow {
-        seq: 0,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        subject: subject.to_owned(),
-        details: details.to_owned(),
-        prev_hash: prev,
-        hash,
-    };
-    store::append_audit(&mut **tx, &row).await?;
+    let entry = jiaxin_kit::audit::Entry { at: now_micros(), actor, action, subject, details };
+    jiaxin_kit::audit::append(tx, &[entry]).await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use jiaxin_proto::council::{
 
 use super::{Council, decision_proto, path_ids, vote_proto};
 use crate::{
-    domain::{access, audit, mask::masked_address},
+    domain::{access, mask::masked_address},
     error::{CouncilError, Result},
     store::{self, TaskRow},
 };
@@ -90,32 +90,12 @@ impl Council {
             return Err(CouncilError::PermissionDenied);
         }
         let mut tx = self.db.begin_read().await?;
-        let mut answer = VerifyAuditLogResponse { intact: true, ..Default::default() };
-        let mut prev = audit::GENESIS.to_owned();
-        let mut after = 0;
-        loop {
-            let page = store::audit_page(&mut *tx, after, 1_000).await?;
-            if page.is_empty() {
-                return Ok(answer);
-            }
-            for row in &page {
-                let entry = audit::Entry {
-                    at: row.at,
-                    actor: &row.actor,
-                    action: &row.action,
-                    subject: &row.subject,
-                    details: &row.details,
-                };
-                answer.entries_checked += 1;
-                if row.prev_hash != prev || audit::hash(&prev, &entry) != row.hash {
-                    answer.intact = false;
-                    answer.broken_seq = row.seq;
-                    return Ok(answer);
-                }
-                prev = row.hash.clone();
-                after = row.seq;
-            }
-        }
+        let checked = jiaxin_kit::audit::verify(&mut tx).await?;
+        Ok(VerifyAuditLogResponse {
+            intact: checked.intact,
+            entries_checked: checked.entries_checked,
+            broken_seq: checked.broken_seq,
+        })
     }
 
     /// Reminds of tasks past their deadline, closes disclosure periods that ended and escalates
