@@ -96,10 +96,18 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) | Command::Migrate(args) if args.check_config => check_config(&args.into_config()),
+        Command::Serve(args) if args.check_config => {
+            let config = args.into_config();
+            check_config(&config, config.validate())
+        }
+        Command::Migrate(args) if args.check_config => {
+            let config = args.into_config();
+            check_config(&config, config.validate_settings())
+        }
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Migrate(args) => {
             let config = args.into_config();
+            config.validate_settings().map_err(|problems| invalid(&problems))?;
             let _telemetry = telemetry::init(config.common.log_format, None, "jiaxin")?;
             for service in config.services() {
                 system::open_database(&config, service).await?;
@@ -147,8 +155,8 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// `--check-config`: whether the settings are valid, said on stdout (or in the error).
-fn check_config(config: &SystemConfig) -> anyhow::Result<ExitCode> {
-    config.validate().map_err(|problems| invalid(&problems))?;
+fn check_config(config: &SystemConfig, validity: Result<(), Vec<String>>) -> anyhow::Result<ExitCode> {
+    validity.map_err(|problems| invalid(&problems))?;
     let names: Vec<&str> = config.services().iter().map(|s| s.as_str()).collect();
     println!("配置有效 / configuration valid: {}", names.join(", "));
     Ok(ExitCode::SUCCESS)

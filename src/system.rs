@@ -76,7 +76,24 @@ impl SystemConfig {
         if self.services.is_empty() { ServiceName::ALL.to_vec() } else { self.services.clone() }
     }
 
+    /// Every problem with the settings for serving: each flag's own validity
+    /// ([`Self::validate_settings`]) and whether the chosen services can work together here.
     pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = self.validate_settings().err().unwrap_or_default();
+        let peers = self.common.peer_map().unwrap_or_default();
+        if !self.services().contains(&ServiceName::Identity) && !peers.iter().any(|(name, _)| name == "identity") {
+            problems.push("every service verifies tokens with identity's keys: run identity here or give --peer identity=http://…".into());
+        }
+        let subset = self.services().len() < ServiceName::ALL.len();
+        if subset && self.common.bus_kind() == Ok(BusKind::InProcess) {
+            problems.push("a subset of services needs a shared bus: --bus kafka://…".into());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Every problem with the flags themselves, each naming its flag: what `migrate` needs,
+    /// which opens databases but neither serves nor talks to the bus or other services.
+    pub fn validate_settings(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         if let Err(p) = self.common.validate() {
             problems.extend(p);
@@ -93,18 +110,10 @@ impl SystemConfig {
         if let Err(p) = self.bank.validate() {
             problems.extend(p);
         }
-        let peers = self.common.peer_map().unwrap_or_default();
-        for (name, _) in &peers {
+        for (name, _) in &self.common.peer_map().unwrap_or_default() {
             if !ServiceName::ALL.iter().any(|s| s.as_str() == name) {
                 problems.push(format!("--peer {name}=…: no such service"));
             }
-        }
-        if !self.services().contains(&ServiceName::Identity) && !peers.iter().any(|(name, _)| name == "identity") {
-            problems.push("every service verifies tokens with identity's keys: run identity here or give --peer identity=http://…".into());
-        }
-        let subset = self.services().len() < ServiceName::ALL.len();
-        if subset && self.common.bus_kind() == Ok(BusKind::InProcess) {
-            problems.push("a subset of services needs a shared bus: --bus kafka://…".into());
         }
         if let Some(url) = &self.common.database_url
             && url.expose().starts_with("sqlite:")

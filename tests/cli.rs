@@ -136,6 +136,14 @@ fn check_config_tries_a_deployments_settings_without_running_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--bus kafka://"), "{stderr}");
     assert!(!stderr.contains("secret"), "the database password is never echoed: {stderr}");
+
+    // A migration needs its database only: no bus, no peers.
+    let output = jiaxin()
+        .args(["migrate", "--service", "points", "--check-config", "--data-dir", data_dir.to_str().unwrap()])
+        .env("JIAXIN_DATABASE_URL", "postgres://jiaxin:secret@db:5432/jiaxin")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!data_dir.exists(), "nothing written");
 }
 
