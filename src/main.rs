@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jiaxin::{
+    demo::{self, DemoArgs},
     import_cli::{self, ImportArgs},
     system::{self, ServiceName, SystemConfig},
 };
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// 运行服务 / Run services (all of them, embedded on SQLite, by default).
     Serve(ServeArgs),
+    /// 演示:生成示范县并演示全年流程,然后继续服务 / Generate a sample county, play its year, keep serving.
+    Demo(DemoArgs),
     /// 执行数据库迁移后退出 / Apply database migrations and exit.
     Migrate(ServeArgs),
     /// 从 CSV 批量导入家庭户 / Bulk-import households from CSV into a running jiaxin.
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check_config(&config, config.validate_settings())
         }
         Command::Serve(args) => serve(args.into_config()).await,
+        Command::Demo(args) => run_demo(&args).await,
         Command::Migrate(args) => {
             let config = args.into_config();
             config.validate_settings().map_err(|problems| invalid(&problems))?;
@@ -164,6 +168,23 @@ fn check_config(config: &SystemConfig, validity: Result<(), Vec<String>>) -> any
 
 fn invalid(problems: &[String]) -> anyhow::Error {
     anyhow::anyhow!("配置无效 / invalid configuration:\n  {}", problems.join("\n  "))
+}
+
+async fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let _telemetry = telemetry::init_filtered(telemetry::LogFormat::Pretty, None, "jiaxin", "warn")?;
+    let stop = shutdown_signal()?;
+    let Some(mut running) = demo::run(args).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("\n继续服务中,Ctrl-C 停止 / serving; Ctrl-C stops");
+    let cancel = running.cancel_token();
+    tokio::spawn(async move {
+        stop.await;
+        cancel.cancel();
+    });
+    running.join().await;
+    println!("jiaxin 已停止 / stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Registers the SIGINT and SIGTERM handlers now; the returned future completes on either.

@@ -51,6 +51,9 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// What is logged unless `JIAXIN_LOG` says otherwise.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn";
+
 /// Installs the global subscriber. Safe to call more than once (tests): later calls keep the
 /// first subscriber.
 pub fn init(
@@ -58,9 +61,19 @@ pub fn init(
     otlp_endpoint: Option<&str>,
     service_name: &str,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    init_filtered(format, otlp_endpoint, service_name, DEFAULT_LOG_FILTER)
+}
+
+/// [`init`] with another default filter (`JIAXIN_LOG` still wins): the demo logs only warnings,
+/// so its story reads cleanly.
+pub fn init_filtered(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+    service_name: &str,
+    default_filter: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter =
-        EnvFilter::try_from_env("JIAXIN_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
+    let filter = EnvFilter::try_from_env("JIAXIN_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let fmt = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),

@@ -1,0 +1,171 @@
+//! `jiaxin demo`: all services embedded, a sample county generated and played through a year —
+//! pledges, records, council reviews with an objection, scores and tiers, the annual honours,
+//! benefit checks and redemptions, a bank's consented query and a whole-village pre-approval —
+//! printed as a short story; then it keeps serving with the demo accounts printed. A second run
+//! finds the county in its data directory and serves it again.
+
+pub mod county;
+mod story;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use story::{DEMO_PASSWORD, Outcome};
+use tonic::transport::Channel;
+
+use crate::system::{self, RunningSystem, SystemConfig};
+
+/// The demo's admin password (demo data only: the demo listens on 127.0.0.1 by default).
+const ADMIN_PASSWORD: &str = "jiaxin-demo-admin";
+/// Written when the story has finished; its presence means "serve this county again".
+const MARKER: &str = "demo.json";
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Households in the sample county (≈ 5,000 is one town of ten villages; 210000 is Xuyi).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub households: u32,
+    /// Seed of the generator: the same seed gives the same county and the same year.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Where the demo keeps its databases (kept for the next run).
+    #[arg(long, default_value = "./demo-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin_listen: SocketAddr,
+    /// Stop after the story instead of serving (for scripts and tests).
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// The services' settings for the demo: the defaults, with the demo's directory, addresses and
+/// admin password, and tokens that outlast a large county's story.
+#[derive(Parser)]
+struct Settings {
+    #[command(flatten)]
+    common: jiaxin_kit::config::CommonConfig,
+    #[command(flatten)]
+    identity: jiaxin_identity::IdentityConfig,
+    #[command(flatten)]
+    points: jiaxin_points::PointsConfig,
+    #[command(flatten)]
+    benefits: jiaxin_benefits::BenefitsConfig,
+    #[command(flatten)]
+    bank: jiaxin_bank::BankConfig,
+}
+
+fn config(args: &DemoArgs) -> anyhow::Result<SystemConfig> {
+    let data_dir = args.data_dir.to_str().context("--data-dir must be UTF-8")?;
+    let settings = Settings::try_parse_from([
+        "jiaxin-demo",
+        "--data-dir",
+        data_dir,
+        "--grpc-listen",
+        &args.grpc_listen.to_string(),
+        "--admin-listen",
+        &args.admin_listen.to_string(),
+        "--bootstrap-admin-password",
+        ADMIN_PASSWORD,
+        "--access-token-minutes",
+        "720",
+        "--request-timeout-secs",
+        "600",
+    ])?;
+    Ok(SystemConfig {
+        common: settings.common,
+        identity: settings.identity,
+        points: settings.points,
+        benefits: settings.benefits,
+        bank: settings.bank,
+        services: Vec::new(),
+    })
+}
+
+/// Runs the demo; returns the running system when it should keep serving.
+pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
+    let marker = args.data_dir.join(MARKER);
+    let earlier: Option<Outcome> = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(serde_json::from_str(&text).context("demo.json is unreadable")?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).context("reading demo.json"),
+    };
+    if earlier.is_none() && args.data_dir.join("identity.db").exists() {
+        bail!(
+            "{} 里有一次未完成的演示,请删除该目录后重试 / holds an unfinished demo: remove it and run again",
+            args.data_dir.display()
+        );
+    }
+    let config = config(args)?;
+    config.validate().map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+    println!(
+        "家信 jiaxin 演示 / demo — 全部服务内嵌运行 / every service embedded, data in {}",
+        args.data_dir.display()
+    );
+    let running = system::start(config).await?;
+    let outcome = match earlier {
+        Some(outcome) => {
+            println!(
+                "复用上次生成的示范县({} 户,种子 {}) / serving the county generated last time",
+                story::thousands(outcome.households as i64),
+                outcome.seed
+            );
+            outcome
+        }
+        None => {
+            println!(
+                "生成示范县:1 个镇、10 个村,约 {} 户(种子 {}) / generating the sample county",
+                story::thousands(i64::from(args.households)),
+                args.seed
+            );
+            let channel = Channel::from_shared(format!("http://{}", running.grpc_addr))?.connect().await?;
+            let started = std::time::Instant::now();
+            let outcome = story::play(&channel, ADMIN_PASSWORD, args.households as usize, args.seed).await?;
+            std::fs::write(&marker, serde_json::to_string_pretty(&outcome)?)?;
+            println!(
+                "\n全年流程演示完毕,用时 {:.0} 秒 / the year played in {:.0} s",
+                started.elapsed().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+            outcome
+        }
+    };
+    print_accounts(&outcome, &running);
+    if args.no_serve {
+        running.shutdown().await;
+        return Ok(None);
+    }
+    Ok(Some(running))
+}
+
+fn print_accounts(outcome: &Outcome, running: &RunningSystem) {
+    println!("\n演示账号(仅供演示)/ demo accounts (demo data only):");
+    println!("  admin — 县级管理员 / county admin — 密码 / password {ADMIN_PASSWORD}");
+    // Accounts of one kind (cadre-1 … cadre-10) on one line.
+    let mut groups: Vec<(&str, Vec<&str>, &str)> = Vec::new();
+    for account in outcome.accounts.iter().filter(|a| a.username != "admin") {
+        let kind = account.username.split('-').next().unwrap_or_default();
+        match groups.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, names, _)) => names.push(&account.username),
+            None => groups.push((kind, vec![&account.username], &account.role)),
+        }
+    }
+    for (_, names, role) in &groups {
+        let who = match names.as_slice() {
+            [one] => (*one).to_owned(),
+            [first, .., last] => format!("{first} … {last}(共 {} 个)", names.len()),
+            [] => continue,
+        };
+        println!("  {who} — {role}");
+    }
+    println!("  以上账号的密码均为 / their password: {DEMO_PASSWORD}");
+    println!("\ngRPC: {}(已开启反射 / reflection on),例如 / for example:", running.grpc_addr);
+    println!("  grpcurl -plaintext {} list", running.grpc_addr);
+    println!(
+        "  grpcurl -plaintext -d '{{\"username\":\"admin\",\"password\":\"{ADMIN_PASSWORD}\"}}' {} jiaxin.identity.v1.IdentityService/Login",
+        running.grpc_addr
+    );
+    println!("指标 / metrics: http://{}/metrics", running.admin_addr);
+}
