@@ -171,7 +171,8 @@ fn invalid(problems: &[String]) -> anyhow::Error {
 }
 
 async fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let _telemetry = telemetry::init_filtered(telemetry::LogFormat::Pretty, None, "jiaxin", "warn")?;
+    // Warnings only, and not sqlx's slow-statement notes: the story is what a person reads.
+    let _telemetry = telemetry::init_filtered(telemetry::LogFormat::Pretty, None, "jiaxin", "warn,sqlx=error")?;
     let stop = shutdown_signal()?;
     let Some(mut running) = demo::run(args).await? else {
         return Ok(ExitCode::SUCCESS);

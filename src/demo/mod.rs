@@ -161,6 +161,8 @@ fn print_accounts(outcome: &Outcome, running: &RunningSystem) {
         println!("  {who} — {role}");
     }
     println!("  以上账号的密码均为 / their password: {DEMO_PASSWORD}");
+    let villages: Vec<String> = outcome.villages.iter().enumerate().map(|(i, v)| format!("{} {v}", i + 1)).collect();
+    println!("  村序号 / villages (cadre-N, council-N-…): {}", villages.join(" · "));
     println!("\ngRPC: {}(已开启反射 / reflection on),例如 / for example:", running.grpc_addr);
     println!("  grpcurl -plaintext {} list", running.grpc_addr);
     println!(

@@ -63,6 +63,9 @@ pub struct DemoAccount {
 pub struct Outcome {
     pub households: usize,
     pub seed: u64,
+    /// The villages in order: `cadre-3` and `council-3-…` are the third's.
+    #[serde(default)]
+    pub villages: Vec<String>,
     pub accounts: Vec<DemoAccount>,
 }
 
@@ -189,7 +192,8 @@ pub async fn play(channel: &Channel, admin_password: &str, households: usize, se
     story.honours().await?;
     story.benefits(&scores).await?;
     story.bank().await?;
-    Ok(Outcome { households, seed, accounts: story.accounts })
+    let villages = story.county.villages.iter().map(|v| (*v).to_owned()).collect();
+    Ok(Outcome { households, seed, villages, accounts: story.accounts })
 }
 
 impl Story {
@@ -394,14 +398,14 @@ impl Story {
     async fn cadres(&mut self) -> anyhow::Result<Vec<String>> {
         let mut tokens = Vec::new();
         for v in 0..self.village_ids.len() {
-            let (village, name) = (self.village_ids[v].clone(), self.county.villages[v]);
+            let village = self.village_ids[v].clone();
             let (_, token) = self
                 .account(
                     &format!("cadre-{}", v + 1),
                     Role::VillageCadre,
                     &village,
                     "",
-                    &format!("{name}村干部 / village cadre"),
+                    "村干部,每村一位 / village cadre, one per village",
                 )
                 .await?;
             tokens.push(token);
@@ -499,7 +503,7 @@ impl Story {
                         Role::CouncilMember,
                         &village,
                         "",
-                        &format!("{name}议事会成员 / council member"),
+                        "村信用议事会成员,每村三位 / council members, three per village",
                     )
                     .await?;
                 let member = Member {
