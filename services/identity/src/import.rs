@@ -95,15 +95,14 @@ impl Read for ChunkReader {
     }
 }
 
-fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
+/// Reads the CSV from `reader`, handing each row (or the reason it cannot be read) to `emit`,
+/// which answers whether to go on.
+fn parse_csv(reader: impl Read, mut emit: impl FnMut(Parsed) -> bool) {
     let mut csv = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(reader);
     let header = match csv.headers() {
         Ok(h) => h.clone(),
         Err(error) => {
-            let _ = out.blocking_send(Parsed::Unreadable {
-                line: 1,
-                message: format!("表头无法读取 / unreadable header: {error}"),
-            });
+            emit(Parsed::Unreadable { line: 1, message: format!("表头无法读取 / unreadable header: {error}") });
             return;
         }
     };
@@ -112,7 +111,7 @@ fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
     let missing: Vec<String> =
         REQUIRED_COLUMNS.iter().filter(|c| !index.contains_key(*c)).map(|c| (*c).to_owned()).collect();
     if !missing.is_empty() {
-        let _ = out.blocking_send(Parsed::BadHeader(missing));
+        emit(Parsed::BadHeader(missing));
         return;
     }
     let col =
@@ -136,7 +135,7 @@ fn parse_csv(reader: ChunkReader, out: mpsc::Sender<Parsed>) {
                 message: format!("无法解析 / unreadable: {}", error.kind_summary()),
             },
         };
-        if out.blocking_send(parsed).is_err() {
+        if !emit(parsed) {
             return;
         }
     }
@@ -376,7 +375,8 @@ impl Identity {
             Ok(())
         });
         let parser = tokio::task::spawn_blocking(move || {
-            parse_csv(ChunkReader { chunks: chunk_rx, current: Vec::new(), offset: 0 }, row_tx)
+            let reader = ChunkReader { chunks: chunk_rx, current: Vec::new(), offset: 0 };
+            parse_csv(reader, |parsed| row_tx.blocking_send(parsed).is_ok())
         });
 
         let mut importer = Importer {
@@ -438,5 +438,34 @@ impl Identity {
             bad_row_count: report.bad_row_count,
             committed,
         })
+    }
+}
+
+/// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing` feature: the import's
+/// parsing and per-field checks, without a database.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::{Parsed, parse_csv, parse_relation};
+    use crate::domain::id_number::{IdNumber, mask_phone, parse_phone};
+
+    /// Parses `bytes` as an import file and checks every row's fields as the import does;
+    /// returns the rows read. Must never panic, whatever the bytes.
+    pub fn import_csv(bytes: &[u8]) -> usize {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap_or_default();
+        let mut rows = 0;
+        parse_csv(bytes, |parsed| {
+            if let Parsed::Row(row) = parsed {
+                rows += 1;
+                let _ = parse_relation(&row.relation);
+                if let Ok(id) = IdNumber::parse(&row.resident.id_number, today) {
+                    let _ = (id.masked(), id.is_adult_on(today));
+                }
+                if let Ok(phone) = parse_phone(&row.resident.phone) {
+                    let _ = mask_phone(&phone);
+                }
+            }
+            true
+        });
+        rows
     }
 }

@@ -10,6 +10,8 @@ mod convert;
 pub mod domain;
 mod error;
 mod import;
+#[cfg(feature = "fuzzing")]
+pub use import::fuzzing;
 mod keys;
 mod ops;
 mod store;

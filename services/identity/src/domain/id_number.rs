@@ -85,9 +85,13 @@ pub fn parse_phone(raw: &str) -> Result<String, PhoneError> {
     }
 }
 
-/// `138****1234`
+/// `138****1234`; anything that is not 11 ASCII characters masks to `***` (never a panic on
+/// a stored value that is not what it should be).
 pub fn mask_phone(phone: &str) -> String {
-    if phone.len() == 11 { format!("{}****{}", &phone[..3], &phone[7..]) } else { "***".to_owned() }
+    match (phone.len(), phone.get(..3), phone.get(7..)) {
+        (11, Some(head), Some(tail)) if phone.is_ascii() => format!("{head}****{tail}"),
+        _ => "***".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +147,8 @@ mod tests {
         assert_eq!(parse_phone("+86 138-0000-1234").unwrap(), "13800001234");
         assert_eq!(mask_phone("13800001234"), "138****1234");
         assert!(parse_phone("12345").is_err());
+        // Eleven bytes that are not eleven ASCII characters (a cut inside 中 would panic).
+        assert_eq!(mask_phone("a中文1234"), "***");
+        assert_eq!(mask_phone("短"), "***");
     }
 }
