@@ -270,6 +270,7 @@ async fn a_new_version_asks_for_renewal_and_revocation_stops_points_accrual() {
             ..Default::default()
         }),
     };
+    common::await_points_household(&mut points, &v.admin, &first.id).await;
     let held = points.submit_record(authed(&worker, record("held-1", &first.id))).await;
     let held = held.unwrap().into_inner().record.unwrap();
     assert_eq!(held.status, RecordStatus::Held as i32);

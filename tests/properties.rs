@@ -230,6 +230,7 @@ impl Shop {
         common::await_pledges_household(&mut self.pledges, &self.admin, &household.id).await;
         let pledge = common::paper_pledge(&household.id, &household.head_resident_id, 1);
         self.pledges.sign_pledge(authed(&self.admin, pledge)).await.unwrap();
+        common::await_points_household(&mut self.points, &self.admin, &household.id).await;
         // 20 + 20 points of two bonuses that need no review (A04, B04: 3–5 each, yearly cap 20).
         let at = prop_time();
         let mut n_record = 0;

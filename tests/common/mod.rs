@@ -342,6 +342,26 @@ pub async fn await_pledges_household(
     }
 }
 
+/// Waits until points knows the household (identity's events reach it on their own time in
+/// the distributed mode): its score can be read.
+pub async fn await_points_household(
+    client: &mut jiaxin_proto::points::points_service_client::PointsServiceClient<Channel>,
+    token: &str,
+    household: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let request = jiaxin_proto::points::GetScoreRequest { household_id: household.into(), ..Default::default() };
+        match client.get_score(authed(token, request)).await {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("points never learned of household {household}: {status:?}"),
+        }
+    }
+}
+
 /// A paper pledge signed by `signer` and entered by a collector.
 pub fn paper_pledge(household: &str, signer: &str, version: i32) -> jiaxin_proto::pledges::SignPledgeRequest {
     jiaxin_proto::pledges::SignPledgeRequest {
