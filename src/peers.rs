@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiaxin_kit::auth::KeySource;
 use jiaxin_proto::identity::{GetPublicKeysRequest, identity_service_client::IdentityServiceClient};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A client interceptor that forwards the current trace context.
 type TraceInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
@@ -19,12 +19,16 @@ pub struct RemoteKeySource {
 }
 
 impl RemoteKeySource {
-    /// Connects lazily: the process may start before identity does.
-    pub fn connect(url: &str) -> anyhow::Result<Arc<dyn KeySource>> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+    /// Connects lazily: the process may start before identity does. An `https://` peer is
+    /// reached with `tls` (from `--peer-ca`, required for https by the settings' validation).
+    pub fn connect(url: &str, tls: Option<ClientTlsConfig>) -> anyhow::Result<Arc<dyn KeySource>> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(10))
-            .connect_lazy();
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(tls) = tls.filter(|_| url.starts_with("https://")) {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint.connect_lazy();
         let inject: TraceInterceptor = jiaxin_kit::telemetry::inject_trace_context;
         Ok(Arc::new(Self { client: IdentityServiceClient::with_interceptor(channel, inject) }))
     }

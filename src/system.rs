@@ -212,6 +212,9 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     }
     // Install the metrics recorder before anything emits: metrics recorded earlier are lost.
     jiaxin_kit::telemetry::metrics_handle();
+    // TLS files are read before any database is opened: a bad one stops the start unwritten.
+    let server_tls = jiaxin_kit::tls::server(&config.common)?;
+    let peer_tls = jiaxin_kit::tls::client(&config.common)?;
     let cipher = config.common.field_cipher()?;
     let cancel = CancellationToken::new();
     #[cfg(feature = "kafka")]
@@ -312,7 +315,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 .find(|(name, _)| name == "identity")
                 .map(|(_, url)| url.clone())
                 .ok_or_else(|| anyhow::anyhow!("identity is neither here nor a --peer"))?;
-            crate::peers::RemoteKeySource::connect(&url)?
+            crate::peers::RemoteKeySource::connect(&url, peer_tls)?
         }
     };
     let auth = AuthLayer::new(Arc::new(Verifier::new(key_source)), public_methods);
@@ -329,7 +332,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     let routes = routes.routes();
     tasks.spawn(async move {
         if let Err(error) =
-            server::serve_grpc(grpc_listener, routes, health_names, auth, limits, grpc_cancel.clone()).await
+            server::serve_grpc(grpc_listener, routes, health_names, auth, limits, server_tls, grpc_cancel.clone()).await
         {
             tracing::error!(%error, "grpc server stopped");
             grpc_cancel.cancel();

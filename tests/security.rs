@@ -212,7 +212,7 @@ async fn stored_bytes(sys: &mut TestSystem) -> Vec<u8> {
 async fn a_remote_verifier_accepts_identitys_tokens_and_follows_rotation() {
     // Rotation needs an admin at the deployment's root: a system of the test's own.
     let sys = TestSystem::start_private(false).await;
-    let verifier = jiaxin_kit::auth::Verifier::new(jiaxin::peers::RemoteKeySource::connect(&sys.addr()).unwrap());
+    let verifier = jiaxin_kit::auth::Verifier::new(jiaxin::peers::RemoteKeySource::connect(&sys.addr(), None).unwrap());
     let token = sys.admin_token().await;
     let claims = verifier.verify(&token).await.unwrap();
     assert_eq!(claims.roles, [Role::CountyAdmin]);

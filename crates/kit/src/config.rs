@@ -57,6 +57,25 @@ pub struct CommonConfig {
     #[arg(long = "peer", env = "JIAXIN_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
 
+    /// PEM certificate chain the gRPC server presents (TLS). With `--tls-key`; plaintext when
+    /// neither is set (inside a private network or a service mesh).
+    #[arg(long, env = "JIAXIN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "JIAXIN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): when set, every gRPC client must present a certificate signed by
+    /// one of them (mutual TLS).
+    #[arg(long, env = "JIAXIN_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that `https://` peers' certificates are checked against; this
+    /// process presents `--tls-cert`/`--tls-key` to them when set (for peers that require mTLS).
+    #[arg(long, env = "JIAXIN_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+
     /// 32-byte key (base64) that encrypts ID and phone numbers. Embedded mode generates one into
     /// the data directory on first run when this is not set.
     #[arg(long, env = "JIAXIN_FIELD_KEY")]
@@ -116,8 +135,19 @@ impl CommonConfig {
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             problems.push("--kafka-partitions and --kafka-replication must be at least 1".to_owned());
         }
-        if let Err(problem) = self.peer_map() {
-            problems.push(problem);
+        match self.peer_map() {
+            Err(problem) => problems.push(problem),
+            Ok(peers) => {
+                if self.peer_ca.is_none() && peers.iter().any(|(_, url)| url.starts_with("https://")) {
+                    problems.push(
+                        "--peer …=https://…: give --peer-ca, the CA the peer's certificate is checked against"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            problems.push("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)".to_owned());
         }
         if self.request_timeout_secs == 0 {
             problems.push("--request-timeout-secs must be at least 1".to_owned());

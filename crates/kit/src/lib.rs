@@ -21,5 +21,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod tiers;
 pub mod time;
+pub mod tls;
 
 pub use secret::Secret;

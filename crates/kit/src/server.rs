@@ -40,13 +40,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Serves `routes` plus health and reflection until `cancel` fires, then drains in-flight calls.
-/// `health_names` are the full gRPC service names reported SERVING.
+/// `health_names` are the full gRPC service names reported SERVING; `tls` (from
+/// [`crate::tls::server`]) makes it TLS or mutual TLS.
 pub async fn serve_grpc(
     listener: TcpListener,
     routes: Routes,
     health_names: Vec<String>,
     auth: AuthLayer,
     limits: Limits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     cancel: CancellationToken,
 ) -> Result<(), ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -69,7 +71,11 @@ pub async fn serve_grpc(
             }
         }
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .load_shed(true)
