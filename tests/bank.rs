@@ -343,6 +343,19 @@ async fn consents_deny_alike_and_every_report_is_in_the_query_list_and_the_audit
     let denied = c.bank.get_business_report(authed(&officer, ask)).await.unwrap_err();
     assert_eq!((denied.code(), denied.message()), (missing.code(), missing.message()));
 
+    // If the audit entry cannot be written, the report is not given and nothing is recorded.
+    let queries_now = |consents: Vec<jiaxin_proto::bank::Consent>| {
+        consents.iter().find(|k| k.id == loan).map(|k| k.queries.len()).unwrap_or_default()
+    };
+    let listed = c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() }));
+    let before = queries_now(listed.await.unwrap().into_inner().consents);
+    sqlx::query("ALTER TABLE audit_head RENAME TO audit_head_away").execute(db.pool()).await.unwrap();
+    let unaudited = c.report(&officer, &loan).await;
+    sqlx::query("ALTER TABLE audit_head_away RENAME TO audit_head").execute(db.pool()).await.unwrap();
+    assert!(unaudited.is_err(), "a report whose audit entry failed was given: {unaudited:?}");
+    let listed = c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() }));
+    assert_eq!(queries_now(listed.await.unwrap().into_inner().consents), before, "no query recorded either");
+
     // The head revokes: the very next query is refused, alike.
     let request = authed(&home.head, RevokeConsentRequest { id: loan.clone() });
     assert!(c.bank.revoke_consent(request).await.unwrap().into_inner().consent.unwrap().revoked_at.is_some());

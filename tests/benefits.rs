@@ -376,6 +376,18 @@ async fn a_points_record_moves_the_tier_an_agency_check_sees_at_the_boundary() {
     // Every check is in the audit log, and the chain holds.
     let verified = c.benefits.verify_audit_log(authed(&admin, VerifyAuditLogRequest {})).await.unwrap().into_inner();
     assert!(verified.intact, "{verified:?}");
+
+    // If the audit entry cannot be written, no answer is given and the log is unchanged.
+    let db = c.sys.database(ServiceName::Benefits).await;
+    sqlx::query("ALTER TABLE audit_head RENAME TO audit_head_away").execute(db.pool()).await.unwrap();
+    let unaudited = c.check(&agency, &fast.id, &top.id).await;
+    let unaudited_queue =
+        BatchCheckEligibilityRequest { benefit_id: fast.id.clone(), household_ids: vec![top.id.clone()] };
+    let unaudited_queue = c.benefits.batch_check_eligibility(authed(&agency, unaudited_queue)).await;
+    sqlx::query("ALTER TABLE audit_head_away RENAME TO audit_head").execute(db.pool()).await.unwrap();
+    assert!(unaudited.is_err() && unaudited_queue.is_err(), "an unaudited answer was given");
+    let again = c.benefits.verify_audit_log(authed(&admin, VerifyAuditLogRequest {})).await.unwrap().into_inner();
+    assert_eq!((again.intact, again.entries_checked), (true, verified.entries_checked));
     assert!(verified.entries_checked >= 9, "{verified:?}");
     assert_eq!(
         code(c.benefits.verify_audit_log(authed(&agency, VerifyAuditLogRequest {})).await),
