@@ -172,8 +172,23 @@ impl County {
             account_ids: accounts.iter().map(|a| (*a).to_owned()).collect(),
             ..Default::default()
         };
-        let request = authed(&self.admin, SaveProviderRequest { provider: Some(provider) });
-        self.benefits.save_provider(request).await.unwrap().into_inner().provider.unwrap().id
+        // Benefits learns the org tree from identity's events; under load (the distributed run)
+        // it may not know the node yet.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = authed(&self.admin, SaveProviderRequest { provider: Some(provider.clone()) });
+            match self.benefits.save_provider(request).await {
+                Ok(saved) => return saved.into_inner().provider.unwrap().id,
+                Err(status)
+                    if status.code() == Code::InvalidArgument
+                        && field_violations(&status).iter().any(|v| v.field == "provider.org_node_id")
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("could not save the provider: {status:?}"),
+            }
+        }
     }
 
     async fn benefit(&mut self, benefit: Benefit) -> Benefit {

@@ -168,8 +168,18 @@ impl Shop {
             account_ids: vec![keeper_id],
             ..Default::default()
         };
-        let request = authed(&shop.admin, SaveProviderRequest { provider: Some(provider) });
-        shop.shop = shop.benefits.save_provider(request).await.unwrap().into_inner().provider.unwrap().id;
+        // Benefits learns the org tree from identity's events: wait until it knows the county.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        shop.shop = loop {
+            let request = authed(&shop.admin, SaveProviderRequest { provider: Some(provider.clone()) });
+            match shop.benefits.save_provider(request).await {
+                Ok(saved) => break saved.into_inner().provider.unwrap().id,
+                Err(status) if status.code() == Code::InvalidArgument && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("could not save the shop: {status:?}"),
+            }
+        };
         shop
     }
 
