@@ -71,7 +71,42 @@ pub struct SystemConfig {
     pub services: Vec<ServiceName>,
 }
 
+/// Every service's settings as flags, for programs that start a system from an argument list
+/// (the demo, the tests, the benchmarks) rather than from `jiaxin serve`'s command line.
+#[derive(clap::Parser)]
+struct AllSettings {
+    #[command(flatten)]
+    common: jiaxin_kit::config::CommonConfig,
+    #[command(flatten)]
+    identity: IdentityConfig,
+    #[command(flatten)]
+    points: jiaxin_points::PointsConfig,
+    #[command(flatten)]
+    benefits: jiaxin_benefits::BenefitsConfig,
+    #[command(flatten)]
+    bank: jiaxin_bank::BankConfig,
+}
+
 impl SystemConfig {
+    /// All services, with the defaults of `jiaxin serve` and the flags in `args` (the first
+    /// item is the program's name, as clap expects).
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let all = AllSettings::try_parse_from(args)?;
+        Ok(Self {
+            common: all.common,
+            identity: all.identity,
+            points: all.points,
+            benefits: all.benefits,
+            bank: all.bank,
+            services: Vec::new(),
+        })
+    }
+
     pub fn services(&self) -> Vec<ServiceName> {
         if self.services.is_empty() { ServiceName::ALL.to_vec() } else { self.services.clone() }
     }

@@ -19,7 +19,7 @@ use jiaxin_proto::{
         VerifyAuditLogRequest, council_service_client::CouncilServiceClient,
     },
     identity::{
-        AddMemberRequest, CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Relation, Role,
+        AddMemberRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Relation, Role,
         identity_service_client::IdentityServiceClient,
     },
     pledges::pledges_service_client::PledgesServiceClient,
@@ -42,28 +42,6 @@ struct Village {
     head: String,
     /// A member of the household who sits on the council (must recuse).
     relative: String,
-}
-
-async fn account(
-    sys: &TestSystem,
-    identity: &mut IdentityServiceClient<Channel>,
-    admin: &str,
-    roles: &[Role],
-    scope: &str,
-    resident: &str,
-) -> (String, String) {
-    let username = format!("member-{}", uuid::Uuid::new_v4().simple());
-    let request = CreateAccountRequest {
-        username: username.clone(),
-        display_name: "议事会成员".into(),
-        roles: roles.iter().map(|r| *r as i32).collect(),
-        org_node_id: scope.into(),
-        password: "council-pass-1".into(),
-        resident_id: resident.into(),
-        ..Default::default()
-    };
-    let id = identity.create_account(authed(admin, request)).await.unwrap().into_inner().account.unwrap().id;
-    (id, sys.login(&username, "council-pass-1").await)
 }
 
 async fn village() -> Village {
@@ -124,7 +102,7 @@ impl Village {
 
     /// A council member seated for this year on `node`'s council; returns (account id, token).
     async fn member(&mut self, node: &str, roles: &[Role], resident: &str) -> (String, String) {
-        let (id, token) = account(&self.sys, &mut self.identity, &self.admin, roles, node, resident).await;
+        let (id, token) = common::account(&self.sys, &mut self.identity, &self.admin, roles, node, resident).await;
         let year = chrono::Utc::now().format("%Y").to_string();
         let member = Member {
             account_id: id.clone(),
@@ -272,7 +250,7 @@ async fn a_deduction_is_disclosed_only_when_the_council_decides_by_quorum_and_ma
     };
     assert_eq!(score_then(&mut v.points, v.admin.clone(), v.household.clone()).await, 996);
     let head = v.head.clone();
-    let (_, resident) = account(&v.sys, &mut v.identity, &v.admin, &[Role::Resident], &node, &head).await;
+    let (_, resident) = common::account(&v.sys, &mut v.identity, &v.admin, &[Role::Resident], &node, &head).await;
     let objection = FileObjectionRequest {
         record_id: record.clone(),
         reason: "当天户主不在村 / not at home that day".into(),
@@ -320,7 +298,7 @@ async fn a_member_of_another_village_sees_and_decides_nothing_here() {
     v.council(&there).await;
     let (_, recorder) = v.member(&here, &[Role::GridWorker, Role::CouncilMember], "").await;
     let (_, outsider) = v.member(&there, &[Role::CouncilMember], "").await;
-    let (_, unseated) = account(&v.sys, &mut v.identity, &v.admin, &[Role::CouncilMember], &here, "").await;
+    let (_, unseated) = common::account(&v.sys, &mut v.identity, &v.admin, &[Role::CouncilMember], &here, "").await;
     let record = v.record(&recorder, "d06-1", "D06", 3).await;
     let task = v.task(&record).await;
 
@@ -335,7 +313,7 @@ async fn a_member_of_another_village_sees_and_decides_nothing_here() {
     let refused = v.vote(&unseated, &task.id, Choice::Approve, 0).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     // A grid worker without a seat cannot vote at all.
-    let (_, worker) = account(&v.sys, &mut v.identity, &v.admin, &[Role::GridWorker], &here, "").await;
+    let (_, worker) = common::account(&v.sys, &mut v.identity, &v.admin, &[Role::GridWorker], &here, "").await;
     assert_eq!(code(v.vote(&worker, &task.id, Choice::Approve, 0).await), Code::PermissionDenied);
     let task = v.council.get_task(authed(&v.admin, GetTaskRequest { id: task.id.clone() })).await.unwrap().into_inner();
     assert!(task.task.unwrap().votes.is_empty());

@@ -24,8 +24,7 @@ use jiaxin_proto::{
         RedeemRequest, SaveBenefitRequest, SaveProviderRequest, Scene, benefits_service_client::BenefitsServiceClient,
     },
     identity::{
-        CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
-        identity_service_client::IdentityServiceClient,
+        NewResident, OrgNodeKind, RegisterHouseholdRequest, Role, identity_service_client::IdentityServiceClient,
     },
     pledges::pledges_service_client::PledgesServiceClient,
     points::{GetScoreRequest, RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
@@ -184,17 +183,7 @@ impl Shop {
     }
 
     async fn account(&mut self, role: Role, scope: &str) -> (String, String) {
-        let username = format!("{}-{}", role.as_str_name().to_lowercase(), uuid::Uuid::new_v4().simple());
-        let request = CreateAccountRequest {
-            username: username.clone(),
-            display_name: "测试账号".into(),
-            roles: vec![role as i32],
-            org_node_id: scope.into(),
-            password: "property-pass-1".into(),
-            ..Default::default()
-        };
-        let id = self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account;
-        (id.unwrap().id, self.sys.login(&username, "property-pass-1").await)
+        common::account(&self.sys, &mut self.identity, &self.admin, &[role], scope, "").await
     }
 
     /// The two items, fresh for each case (so each case starts with full stock).

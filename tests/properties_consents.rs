@@ -19,8 +19,7 @@ use jiaxin_proto::{
         SaveInstitutionRequest, bank_service_client::BankServiceClient,
     },
     identity::{
-        CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
-        identity_service_client::IdentityServiceClient,
+        NewResident, OrgNodeKind, RegisterHouseholdRequest, Role, identity_service_client::IdentityServiceClient,
     },
 };
 use proptest::{prelude::*, test_runner::TestRunner};
@@ -94,18 +93,7 @@ impl Cast {
     }
 
     async fn account(&mut self, role: Role, scope: &str, resident: &str) -> (String, String) {
-        let username = format!("{}-{}", role.as_str_name().to_lowercase(), uuid::Uuid::new_v4().simple());
-        let request = CreateAccountRequest {
-            username: username.clone(),
-            display_name: "测试账号".into(),
-            roles: vec![role as i32],
-            org_node_id: scope.into(),
-            password: "property-pass-1".into(),
-            resident_id: resident.into(),
-            ..Default::default()
-        };
-        let id = self.identity.create_account(authed(&self.admin, request)).await.unwrap().into_inner().account;
-        (id.unwrap().id, self.sys.login(&username, "property-pass-1").await)
+        common::account(&self.sys, &mut self.identity, &self.admin, &[role], scope, resident).await
     }
 
     /// Two banks, each with an officer of its own (new each case, so no case meets another's

@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
 use jiaxin::system::{self, RunningSystem, SystemConfig};
 use jiaxin_proto::identity::{
     CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions, LoginRequest, OrgNodeKind,
@@ -55,20 +54,6 @@ pub struct Bench {
     _dir: tempfile::TempDir,
 }
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    common: jiaxin_kit::config::CommonConfig,
-    #[command(flatten)]
-    identity: jiaxin_identity::IdentityConfig,
-    #[command(flatten)]
-    points: jiaxin_points::PointsConfig,
-    #[command(flatten)]
-    benefits: jiaxin_benefits::BenefitsConfig,
-    #[command(flatten)]
-    bank: jiaxin_bank::BankConfig,
-}
-
 impl Bench {
     /// Starts all services embedded, with the command line's defaults plus `extra` flags.
     pub async fn start(extra: &[&str]) -> Self {
@@ -91,15 +76,7 @@ impl Bench {
             "600",
         ];
         args.extend_from_slice(extra);
-        let flags = Flags::parse_from(args);
-        let config = SystemConfig {
-            common: flags.common,
-            identity: flags.identity,
-            points: flags.points,
-            benefits: flags.benefits,
-            bank: flags.bank,
-            services: vec![],
-        };
+        let config = SystemConfig::from_args(args).unwrap();
         let running = system::start(config.clone()).await.unwrap();
         let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
         let mut identity = IdentityServiceClient::new(channel.clone());

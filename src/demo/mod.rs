@@ -10,7 +10,6 @@ mod story;
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
-use clap::Parser;
 use story::{DEMO_PASSWORD, Outcome};
 use tonic::transport::Channel;
 
@@ -43,23 +42,9 @@ pub struct DemoArgs {
 
 /// The services' settings for the demo: the defaults, with the demo's directory, addresses and
 /// admin password, and tokens that outlast a large county's story.
-#[derive(Parser)]
-struct Settings {
-    #[command(flatten)]
-    common: jiaxin_kit::config::CommonConfig,
-    #[command(flatten)]
-    identity: jiaxin_identity::IdentityConfig,
-    #[command(flatten)]
-    points: jiaxin_points::PointsConfig,
-    #[command(flatten)]
-    benefits: jiaxin_benefits::BenefitsConfig,
-    #[command(flatten)]
-    bank: jiaxin_bank::BankConfig,
-}
-
 fn config(args: &DemoArgs) -> anyhow::Result<SystemConfig> {
     let data_dir = args.data_dir.to_str().context("--data-dir must be UTF-8")?;
-    let settings = Settings::try_parse_from([
+    Ok(SystemConfig::from_args([
         "jiaxin-demo",
         "--data-dir",
         data_dir,
@@ -73,15 +58,7 @@ fn config(args: &DemoArgs) -> anyhow::Result<SystemConfig> {
         "720",
         "--request-timeout-secs",
         "600",
-    ])?;
-    Ok(SystemConfig {
-        common: settings.common,
-        identity: settings.identity,
-        points: settings.points,
-        benefits: settings.benefits,
-        bank: settings.bank,
-        services: Vec::new(),
-    })
+    ])?)
 }
 
 /// Runs the demo; returns the running system when it should keep serving.

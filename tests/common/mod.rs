@@ -8,12 +8,9 @@
 
 use std::{path::PathBuf, str::FromStr};
 
-use clap::Parser;
 use jiaxin::system::{self, RunningSystem, ServiceName, SystemConfig};
-use jiaxin_identity::IdentityConfig;
 use jiaxin_kit::{
     Secret,
-    config::CommonConfig,
     crypto::FieldCipher,
     storage::{Database, DatabaseLocation},
 };
@@ -23,20 +20,6 @@ use jiaxin_proto::identity::{
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
-
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    common: CommonConfig,
-    #[command(flatten)]
-    identity: IdentityConfig,
-    #[command(flatten)]
-    points: jiaxin_points::PointsConfig,
-    #[command(flatten)]
-    benefits: jiaxin_benefits::BenefitsConfig,
-    #[command(flatten)]
-    bank: jiaxin_bank::BankConfig,
-}
 
 enum Mode {
     Embedded { running: Option<RunningSystem>, config: Box<SystemConfig>, _temp: tempfile::TempDir },
@@ -99,15 +82,7 @@ impl TestSystem {
                 "3".into(),
             ]);
         }
-        let flags = Flags::parse_from(args);
-        let config = SystemConfig {
-            common: flags.common,
-            identity: flags.identity,
-            points: flags.points,
-            benefits: flags.benefits,
-            bank: flags.bank,
-            services: vec![],
-        };
+        let config = SystemConfig::from_args(args).unwrap();
         let running = system::start(config.clone()).await.unwrap();
         Self {
             mode: Mode::Embedded { running: Some(running), config: Box::new(config), _temp: temp },
@@ -340,6 +315,31 @@ pub async fn await_pledges_household(
             Err(status) => panic!("pledges never learned of household {household}: {status:?}"),
         }
     }
+}
+
+/// A new account with `roles` in `scope` (linked to `resident` unless empty), logged in:
+/// (account id, access token).
+pub async fn account(
+    sys: &TestSystem,
+    identity: &mut IdentityServiceClient<Channel>,
+    admin: &str,
+    roles: &[Role],
+    scope: &str,
+    resident: &str,
+) -> (String, String) {
+    const PASSWORD: &str = "account-pass-1";
+    let username = format!("account-{}", uuid::Uuid::new_v4().simple());
+    let request = CreateAccountRequest {
+        username: username.clone(),
+        display_name: "测试账号".into(),
+        roles: roles.iter().map(|r| *r as i32).collect(),
+        org_node_id: scope.into(),
+        password: PASSWORD.into(),
+        resident_id: resident.into(),
+        ..Default::default()
+    };
+    let id = identity.create_account(authed(admin, request)).await.unwrap().into_inner().account.unwrap().id;
+    (id, sys.login(&username, PASSWORD).await)
 }
 
 /// Waits until points knows the household (identity's events reach it on their own time in
