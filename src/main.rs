@@ -173,8 +173,16 @@ fn invalid(problems: &[String]) -> anyhow::Error {
 async fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Warnings only, and not sqlx's slow-statement notes: the story is what a person reads.
     let _telemetry = telemetry::init_filtered(telemetry::LogFormat::Pretty, None, "jiaxin", "warn,sqlx=error")?;
-    let stop = shutdown_signal()?;
-    let Some(mut running) = demo::run(args).await? else {
+    let mut stop = Box::pin(shutdown_signal()?);
+    // Ctrl-C during the story stops it (the half-played county is refused next time, by name).
+    let played = tokio::select! {
+        played = demo::run(args) => played?,
+        () = &mut stop => {
+            eprintln!("演示已中断 / interrupted: remove {} before the next run", args.data_dir.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(mut running) = played else {
         return Ok(ExitCode::SUCCESS);
     };
     println!("\n继续服务中,Ctrl-C 停止 / serving; Ctrl-C stops");
