@@ -72,6 +72,7 @@ export JIAXIN_TEST_CLUSTER=$identity_url
 export JIAXIN_TEST_CLUSTER_ADMIN_PASSWORD=$(cat "$dir/admin.password")
 export JIAXIN_TEST_FIELD_KEY=$(cat "$dir/field.key")
 export JIAXIN_TEST_DATABASE_URL=$pg
+export JIAXIN_TEST_PG_DIR=${JIAXIN_PG_DIR:-/tmp/jiaxin-pg-${JIAXIN_PG_PORT:-25432}}
 export JIAXIN_TEST_DATABASE_SCHEMA_PREFIX=$prefix
 export JIAXIN_TEST_BUS=kafka://$broker
 export JIAXIN_TEST_KAFKA_TOPIC_PREFIX=${prefix%_}.

@@ -57,6 +57,12 @@ impl Env {
 
     /// Starts one service as its own process, with extra flags; returns it and its address.
     async fn spawn_service(&self, service: &str, extra: &[&str]) -> (Running, String) {
+        let (running, addr, _) = self.spawn_logged(service, extra, "info").await;
+        (running, addr)
+    }
+
+    /// [`Self::spawn_service`] logging at `level` (`JIAXIN_LOG`); also returns its log file.
+    async fn spawn_logged(&self, service: &str, extra: &[&str], level: &str) -> (Running, String, std::path::PathBuf) {
         let [port, admin_port] = free_ports();
         let log_path = self.data_dir.path().join(format!("{service}-{}.log", uuid::Uuid::new_v4().simple()));
         let log = std::fs::File::create(&log_path).unwrap();
@@ -80,6 +86,7 @@ impl Env {
                 .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
                 .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
                 .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
+                .env("JIAXIN_LOG", level)
                 .stdout(Stdio::from(log.try_clone().unwrap()))
                 .stderr(Stdio::from(log))
                 .spawn()
@@ -97,7 +104,7 @@ impl Env {
                 };
                 let check = tonic_health::pb::HealthCheckRequest { service: name.into() };
                 if health.check(check).await.is_ok_and(|r| r.into_inner().status == 1) {
-                    return (child, addr);
+                    return (child, addr, log_path);
                 }
             }
             if Instant::now() > deadline {
@@ -127,6 +134,37 @@ impl Env {
             .fetch_all(db.pool())
             .await
             .unwrap()
+    }
+
+    /// Every message's bytes on the topic (payload and headers), read until `expected` arrived
+    /// and nothing more does.
+    fn topic_bytes(&self, expected: usize) -> Vec<u8> {
+        use rdkafka::message::Headers as _;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}.scanner", self.namespace))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&self.topic()]).unwrap();
+        let (mut bytes, mut count) = (Vec::new(), 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline && !(count >= expected && quiet_since.elapsed() > Duration::from_secs(2)) {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.unwrap();
+                bytes.extend_from_slice(message.payload().unwrap_or_default());
+                bytes.extend_from_slice(message.key().unwrap_or_default());
+                for header in message.headers().map(|h| h.iter().collect::<Vec<_>>()).unwrap_or_default() {
+                    bytes.extend_from_slice(header.value.unwrap_or_default());
+                }
+                count += 1;
+                quiet_since = Instant::now();
+            }
+        }
+        assert!(count >= expected, "{count} of {expected} messages read");
+        bytes
     }
 
     /// Every envelope on the topic, per partition in offset order, read until `expected` distinct
@@ -404,4 +442,66 @@ async fn a_consumer_killed_mid_stream_loses_no_event_and_applies_none_twice() {
     assert_eq!(members, i64::from(households), "one head each, none doubled");
     assert!(terminate(&mut points).success());
     assert!(terminate(&mut identity).success());
+}
+
+/// Every file under `dir` (a PostgreSQL data directory: tables, indexes, WAL), concatenated.
+fn files_under(dir: &std::path::Path, out: &mut Vec<u8>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend_from_slice(&bytes);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn personal_numbers_reach_no_topic_log_line_or_postgresql_file_in_clear() {
+    let env = Env::new();
+    // Everything identity logs, down to debug and every SQL statement sqlx logs.
+    let (mut process, addr, log) = env.spawn_logged("identity", &[], "debug,sqlx=debug").await;
+    let (mut client, token) = client(&addr).await;
+    let grid_id = grid(&mut client, &token).await;
+    let mut secrets = Vec::new();
+    for n in 0..10 {
+        // Numbers unique to this test, so nothing else in the cluster can contain them.
+        let seed = u32::try_from(uuid::Uuid::new_v4().as_u128() % 900_000).unwrap() + n;
+        let id = id_number("320830", "19660606", seed % 1000);
+        let phone = format!("13{:09}", seed);
+        let request = RegisterHouseholdRequest {
+            grid_id: grid_id.clone(),
+            address: format!("隐私村{n}号"),
+            head: Some(NewResident { name: format!("户主{n}"), id_number: id.clone(), phone: phone.clone() }),
+            ..Default::default()
+        };
+        client.register_household(authed(&token, request)).await.unwrap();
+        secrets.push(phone);
+        secrets.push(id);
+    }
+    let outbox = env.outbox_event_ids().await;
+    assert!(terminate(&mut process).success());
+    // PostgreSQL writes dirty pages out at a checkpoint: force one so the files hold the rows.
+    let db = env.database("identity").await;
+    sqlx::query("CHECKPOINT").execute(db.pool()).await.unwrap();
+
+    let mut haystacks: Vec<(&str, Vec<u8>)> = vec![("the topic", env.topic_bytes(outbox.len()))];
+    haystacks.push(("identity's log", std::fs::read(&log).unwrap()));
+    let pg_dir = std::env::var("JIAXIN_TEST_PG_DIR").expect("set by scripts/dev-cluster.sh");
+    let mut files = Vec::new();
+    files_under(std::path::Path::new(&pg_dir), &mut files);
+    haystacks.push(("PostgreSQL's files", files));
+    for (place, bytes) in &haystacks {
+        assert!(!bytes.is_empty(), "nothing read from {place}");
+        for secret in &secrets {
+            assert!(memchr::memmem::find(bytes, secret.as_bytes()).is_none(), "{secret} found in clear in {place}");
+        }
+    }
+    // The scan would see them: the addresses (not secret) are on the topic and in PostgreSQL,
+    // and the log has every registration.
+    for (place, bytes) in [&haystacks[0], &haystacks[2]] {
+        assert!(memchr::memmem::find(bytes, "隐私村3号".as_bytes()).is_some(), "the scan of {place} reads nothing");
+    }
+    assert!(memchr::memmem::find(&haystacks[1].1, b"RegisterHousehold").is_some(), "the log has the requests");
 }
