@@ -1,7 +1,7 @@
 //! Pledge signing at a county's size and the time to read coverage, embedded mode, with
 //! baselines from the same run. Prints its figures; asserts nothing about time.
 //!
-//!     cargo bench --bench pledges -- --households 210000
+//!     cargo run --release -p jiaxin-bench -- pledges --households 210000
 //!
 //! 1. Onboards a synthetic county through the CSV import; each village publishes its 村规民约.
 //! 2. Signs every household's pledge through BatchSignPledges (paper forms entered by a cadre),
@@ -12,35 +12,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-mod support;
-
 use std::time::Instant;
 
-use clap::Parser;
+use crate::support::{self, Bench, authed, percentile, rate};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::storage::{Database, DatabaseLocation};
 use jiaxin_proto::pledges::{
     BatchSignPledgesRequest, Channel as SignChannel, GetCoverageRequest, PublishTemplateRequest, SignPledgeRequest,
     TemplateKind, pledges_service_client::PledgesServiceClient,
 };
-use support::{Bench, authed, percentile, rate};
 
-#[derive(Parser)]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 5_000)]
     batch: usize,
     #[arg(long, default_value_t = 2_000)]
     reads: usize,
-    /// Ignored: cargo bench passes it.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
+pub async fn run(args: Args) {
     let bench = Bench::start(&[]).await;
     let admin = bench.admin.clone();
     let mut pledges = PledgesServiceClient::new(bench.channel.clone())

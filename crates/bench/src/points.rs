@@ -1,7 +1,7 @@
 //! Points throughput and score reads at a county's size, embedded mode, with a baseline from the
 //! same run. Prints its figures; asserts nothing about time.
 //!
-//!     cargo bench --bench points -- --households 210000 --records 950000
+//!     cargo run --release -p jiaxin-bench -- points --households 210000 --records 950000
 //!
 //! 1. Onboards a synthetic county through the same CSV import cadres use (streamed over gRPC).
 //! 2. Pushes a year of records through BatchSubmitRecords, to effective ledger entries and
@@ -11,11 +11,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-mod support;
-
 use std::{sync::Arc, time::Instant};
 
-use clap::Parser;
+use crate::support::{self, Bench, PASSWORD, authed, percentile, rate};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
@@ -28,11 +26,10 @@ use jiaxin_proto::{
         points_service_server::PointsService as _,
     },
 };
-use support::{Bench, PASSWORD, authed, percentile, rate};
 use tonic::Request;
 
-#[derive(Parser)]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 90_000)]
@@ -41,19 +38,14 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 20_000)]
     reads: usize,
-    /// Ignored: cargo bench passes it.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 /// Bonus rules that need no review, with their yearly caps in records: a household's year of
 /// records spreads over them without reaching a cap.
 const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4), ("A06", 3), ("E05", 5)];
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    // This program measures records, not pledges (benches/pledges.rs does): they count at once.
+pub async fn run(args: Args) {
+    // This program measures records, not pledges (the pledges scenario does): they count at once.
     let bench = Bench::start(&["--unpledged-records", "accept"]).await;
     let (config, admin, root) = (bench.config.clone(), bench.admin.clone(), bench.root.clone());
     let mut identity = bench.identity();

@@ -2,7 +2,7 @@
 //! this machine, with a baseline from the same run. Prints its figures; asserts nothing about
 //! time.
 //!
-//!     cargo bench --bench bank -- --households 210000
+//!     cargo run --release -p jiaxin-bench -- bank --households 210000
 //!
 //! 1. Builds the bank's read model of a synthetic county (250 villages, one of them 5,000
 //!    households; one to three score changes and a few records per household) by delivering the
@@ -18,14 +18,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-mod support;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use clap::Parser;
+use crate::support::{percentile, rate};
 use jiaxin_bank::{BankConfig, BankService};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
@@ -47,11 +45,10 @@ use jiaxin_proto::{
     pledges::PledgeSigned,
     points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
 };
-use support::{percentile, rate};
 use tonic::{Request, Response, Status, transport::Channel};
 
-#[derive(Parser)]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 250)]
@@ -66,9 +63,6 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Ignored: cargo bench passes it.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 const GRID_SIZE: usize = 230;
@@ -353,9 +347,7 @@ fn show(label: &str, load: &Load) {
     );
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
+pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "bank").unwrap()).await.unwrap();
     db.migrate("bank", &jiaxin_bank::MIGRATIONS).await.unwrap();

@@ -1,7 +1,7 @@
 //! Benefits at a county's size, in process on SQLite, with baselines from the same run. Prints
 //! its figures; asserts nothing about time.
 //!
-//!     cargo bench --bench benefits -- --households 210000
+//!     cargo run --release -p jiaxin-bench -- benefits --households 210000
 //!
 //! 1. Builds benefits' read model of a synthetic county (towns, 250 villages, grids of ~230
 //!    households; most households pledged; one to three score changes each over the year; a few
@@ -15,14 +15,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-mod support;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use clap::Parser;
+use crate::support::{percentile, rate};
 use jiaxin_benefits::{BenefitsConfig, BenefitsService};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
@@ -41,10 +39,9 @@ use jiaxin_proto::{
     pledges::PledgeSigned,
     points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
 };
-use support::{percentile, rate};
 
-#[derive(Parser)]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 250)]
@@ -53,9 +50,6 @@ struct Args {
     checks: usize,
     #[arg(long, default_value_t = 2026)]
     year: i32,
-    /// Ignored: cargo bench passes it.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 const DAY: i64 = 24 * 3600 * 1_000_000;
@@ -192,9 +186,7 @@ fn show(label: &str, sorted: &[Duration]) {
     );
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
+pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "benefits").unwrap()).await.unwrap();
     db.migrate("benefits", &jiaxin_benefits::MIGRATIONS).await.unwrap();
