@@ -71,7 +71,8 @@ async fn village() -> Village {
     common::await_pledges_household(&mut pledges, &admin, &household.id).await;
     pledges.sign_pledge(authed(&admin, paper_pledge(&household.id, &household.head_resident_id, 1))).await.unwrap();
 
-    let points = PointsServiceClient::new(sys.channel_to(ServiceName::Points).await);
+    let mut points = PointsServiceClient::new(sys.channel_to(ServiceName::Points).await);
+    common::await_points_pledge(&mut points, &admin, &household.id).await;
     let council = CouncilServiceClient::new(sys.channel_to(ServiceName::Council).await);
     let head = household.head_resident_id.clone();
     Village { sys, admin, identity, points, council, village, other_village, household: household.id, head, relative }

@@ -344,6 +344,7 @@ async fn a_new_version_asks_for_renewal_and_revocation_stops_points_accrual() {
     let again = RevokePledgeRequest { household_id: first.id.clone(), reason: "重复".into() };
     assert_eq!(code(v.pledges.revoke_pledge(authed(&v.admin, again)).await), Code::FailedPrecondition);
     // The other household is unaffected.
+    common::await_points_pledge(&mut points, &v.admin, &second.id).await;
     let other = points.submit_record(authed(&worker, record("other-1", &second.id))).await.unwrap();
     assert_eq!(other.into_inner().record.unwrap().status, RecordStatus::Effective as i32);
 }

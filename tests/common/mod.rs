@@ -362,6 +362,27 @@ pub async fn await_points_household(
     }
 }
 
+/// Waits until points counts the household's pledge (the signature's event reaches it on its
+/// own time in the distributed mode; until then its records are held).
+pub async fn await_points_pledge(
+    client: &mut jiaxin_proto::points::points_service_client::PointsServiceClient<Channel>,
+    token: &str,
+    household: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let request = jiaxin_proto::points::GetScoreRequest { household_id: household.into(), ..Default::default() };
+        let pledged = client.get_score(authed(token, request)).await.is_ok_and(|s| {
+            s.get_ref().score.as_ref().is_some_and(|s| s.pledge == jiaxin_proto::points::PledgeStatus::InForce as i32)
+        });
+        if pledged {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "points never counted the pledge of {household}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A paper pledge signed by `signer` and entered by a collector.
 pub fn paper_pledge(household: &str, signer: &str, version: i32) -> jiaxin_proto::pledges::SignPledgeRequest {
     jiaxin_proto::pledges::SignPledgeRequest {
