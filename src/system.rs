@@ -207,6 +207,17 @@ impl RunningSystem {
         self.cancel.clone()
     }
 
+    /// Events committed in this process's outboxes and not yet delivered. In embedded mode the
+    /// bus delivers to every consumer before an event counts as sent, so zero means every read
+    /// model has applied everything written so far.
+    pub async fn undelivered_events(&self) -> anyhow::Result<i64> {
+        let mut total = 0;
+        for db in &self.databases {
+            total += jiaxin_kit::outbox::undelivered(db).await?;
+        }
+        Ok(total)
+    }
+
     /// Stops accepting, drains in-flight calls, flushes the outboxes and joins every task,
     /// giving up on stragglers after the grace period.
     pub async fn shutdown(mut self) {

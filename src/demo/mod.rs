@@ -99,7 +99,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
             );
             let channel = Channel::from_shared(format!("http://{}", running.grpc_addr))?.connect().await?;
             let started = std::time::Instant::now();
-            let outcome = story::play(&channel, ADMIN_PASSWORD, args.households as usize, args.seed).await?;
+            let outcome = story::play(&running, &channel, ADMIN_PASSWORD, args.households as usize, args.seed).await?;
             std::fs::write(&marker, serde_json::to_string_pretty(&outcome)?)?;
             println!(
                 "\n全年流程演示完毕,用时 {:.0} 秒 / the year played in {:.0} s",

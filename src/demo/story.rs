@@ -19,8 +19,8 @@ use jiaxin_proto::{
         bank_service_client::BankServiceClient,
     },
     benefits::{
-        BatchCheckEligibilityRequest, Benefit, BenefitKind, EvaluateYearRequest, GetStandingRequest, Provider,
-        ProviderKind, PublishHonoursRequest, RedeemRequest, SaveBenefitRequest, SaveProviderRequest, Scene,
+        BatchCheckEligibilityRequest, Benefit, BenefitKind, EvaluateYearRequest, Provider, ProviderKind,
+        PublishHonoursRequest, RedeemRequest, SaveBenefitRequest, SaveProviderRequest, Scene,
         benefits_service_client::BenefitsServiceClient,
     },
     council::{
@@ -44,6 +44,7 @@ use jiaxin_proto::{
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 use super::county::{Activity, County};
+use crate::system::RunningSystem;
 
 /// The password of every account the demo creates (printed at the end; demo data only).
 pub const DEMO_PASSWORD: &str = "jiaxin-demo-2026";
@@ -150,7 +151,8 @@ where
 }
 
 /// The story's state: who acts, and the ids the system gave to what the county generated.
-struct Story {
+struct Story<'a> {
+    system: &'a RunningSystem,
     clients: Clients,
     admin: String,
     county: County,
@@ -164,13 +166,20 @@ struct Story {
     accounts: Vec<DemoAccount>,
 }
 
-pub async fn play(channel: &Channel, admin_password: &str, households: usize, seed: u64) -> anyhow::Result<Outcome> {
+pub async fn play(
+    system: &RunningSystem,
+    channel: &Channel,
+    admin_password: &str,
+    households: usize,
+    seed: u64,
+) -> anyhow::Result<Outcome> {
     let mut clients = Clients::new(channel);
     let login = LoginRequest { username: "admin".into(), password: admin_password.into() };
     let admin = clients.identity.login(login).await.context("admin login")?.into_inner().access_token;
     let today = jiaxin_kit::time::china_date(jiaxin_kit::time::now_micros()).context("today's date")?;
     let county = County::generate(households, seed, today);
     let mut story = Story {
+        system,
         clients,
         admin,
         county,
@@ -196,7 +205,7 @@ pub async fn play(channel: &Channel, admin_password: &str, households: usize, se
     Ok(Outcome { households, seed, villages, accounts: story.accounts })
 }
 
-impl Story {
+impl Story<'_> {
     async fn org_node(&mut self, parent: &str, kind: OrgNodeKind, name: &str) -> anyhow::Result<String> {
         let request = CreateOrgNodeRequest {
             parent_id: parent.into(),
@@ -658,8 +667,8 @@ impl Story {
     /// 信用户评定: the annual evaluation by the configured criteria, reviewed and published.
     async fn honours(&mut self) -> anyhow::Result<()> {
         step("六、年度信用户、信用村评定 / Annual credit households and villages");
-        // Benefits learns every score from points' events before it evaluates.
-        self.benefits_caught_up().await?;
+        // Benefits learns the year from points' and the bank's events before it evaluates.
+        self.settle().await?;
         let request = EvaluateYearRequest { year: self.today.year(), org_node_id: self.town_id.clone() };
         let draft = self.clients.benefits.evaluate_year(authed(&self.admin, request)).await?.into_inner();
         let draft = draft.evaluation.context("evaluation")?;
@@ -689,29 +698,14 @@ impl Story {
         Ok(())
     }
 
-    /// Waits until benefits' standing of the last household equals points' score of it.
-    async fn benefits_caught_up(&mut self) -> anyhow::Result<()> {
-        let admin = self.admin.clone();
-        for (household, _) in self.households.iter().rev().take(3).cloned().collect::<Vec<_>>() {
-            until("权益服务同步积分 / benefits has every score", || {
-                let (mut points, mut benefits) = (self.clients.points.clone(), self.clients.benefits.clone());
-                let (admin, household) = (admin.clone(), household.clone());
-                async move {
-                    let score = GetScoreRequest { household_id: household.clone(), ..Default::default() };
-                    let score =
-                        points.get_score(authed(&admin, score)).await?.into_inner().score.context("score")?.score;
-                    let standing = GetStandingRequest { household_id: household, at: None };
-                    let standing = benefits
-                        .get_standing(authed(&admin, standing))
-                        .await
-                        .ok()
-                        .and_then(|s| s.into_inner().standing);
-                    Ok(standing.filter(|s| s.score == score).map(|_| ()))
-                }
-            })
-            .await?;
-        }
-        Ok(())
+    /// Waits until every event written so far has reached every service's read model, so the
+    /// evaluation and the bank see the whole year (at a large county's size they lag by minutes).
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        let system = self.system;
+        until("每个服务都收到了全部事件 / every event delivered", || async move {
+            Ok((system.undelivered_events().await? == 0).then_some(()))
+        })
+        .await
     }
 
     /// 信易+: an agency's fast track for AA and above, checked for every household; the points

@@ -110,6 +110,11 @@ pub struct Relay {
     retention: Duration,
 }
 
+/// Events committed in `db`'s outbox and not yet delivered to the bus.
+pub async fn undelivered(db: &Database) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM kit_outbox WHERE sent_at IS NULL").fetch_one(db.pool()).await
+}
+
 impl Relay {
     pub fn new(db: Database, outbox: Outbox, bus: Arc<dyn Bus>) -> Self {
         Self {
