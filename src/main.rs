@@ -6,10 +6,9 @@ use clap::{Parser, Subcommand};
 use jiaxin::{
     demo::{self, DemoArgs},
     import_cli::{self, ImportArgs},
-    system::{self, ServiceName, SystemConfig},
+    system::{self, ServiceName, Settings, SystemConfig},
 };
-use jiaxin_identity::IdentityConfig;
-use jiaxin_kit::{config::CommonConfig, telemetry};
+use jiaxin_kit::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,15 +56,7 @@ struct ServeArgs {
     #[arg(long = "service", value_enum, env = "JIAXIN_SERVICES", value_delimiter = ',')]
     services: Vec<ServiceName>,
     #[command(flatten)]
-    common: CommonConfig,
-    #[command(flatten)]
-    identity: IdentityConfig,
-    #[command(flatten)]
-    points: jiaxin_points::PointsConfig,
-    #[command(flatten)]
-    benefits: jiaxin_benefits::BenefitsConfig,
-    #[command(flatten)]
-    bank: jiaxin_bank::BankConfig,
+    settings: Settings,
     /// 只检查配置后退出 / Check the settings (flags and JIAXIN_* variables) and exit, binding
     /// and writing nothing: what a deployment renders can be tried before it runs.
     #[arg(long)]
@@ -74,14 +65,7 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_config(self) -> SystemConfig {
-        SystemConfig {
-            common: self.common,
-            identity: self.identity,
-            points: self.points,
-            benefits: self.benefits,
-            bank: self.bank,
-            services: self.services,
-        }
+        self.settings.into_config(self.services)
     }
 }
 

@@ -71,10 +71,10 @@ pub struct SystemConfig {
     pub services: Vec<ServiceName>,
 }
 
-/// Every service's settings as flags, for programs that start a system from an argument list
-/// (the demo, the tests, the benchmarks) rather than from `jiaxin serve`'s command line.
-#[derive(clap::Parser)]
-struct AllSettings {
+/// Every service's settings as flags: flattened into `jiaxin serve`'s command line, and parsed
+/// from an argument list by programs that start a system themselves (the demo, tests, benchmarks).
+#[derive(Debug, clap::Parser)]
+pub struct Settings {
     #[command(flatten)]
     common: jiaxin_kit::config::CommonConfig,
     #[command(flatten)]
@@ -87,6 +87,20 @@ struct AllSettings {
     bank: jiaxin_bank::BankConfig,
 }
 
+impl Settings {
+    /// The system these settings describe, running `services` (all when empty).
+    pub fn into_config(self, services: Vec<ServiceName>) -> SystemConfig {
+        SystemConfig {
+            common: self.common,
+            identity: self.identity,
+            points: self.points,
+            benefits: self.benefits,
+            bank: self.bank,
+            services,
+        }
+    }
+}
+
 impl SystemConfig {
     /// All services, with the defaults of `jiaxin serve` and the flags in `args` (the first
     /// item is the program's name, as clap expects).
@@ -96,15 +110,7 @@ impl SystemConfig {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::Parser;
-        let all = AllSettings::try_parse_from(args)?;
-        Ok(Self {
-            common: all.common,
-            identity: all.identity,
-            points: all.points,
-            benefits: all.benefits,
-            bank: all.bank,
-            services: Vec::new(),
-        })
+        Ok(Settings::try_parse_from(args)?.into_config(Vec::new()))
     }
 
     pub fn services(&self) -> Vec<ServiceName> {

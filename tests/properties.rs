@@ -16,16 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestSystem, authed, id_number};
+use common::{TestSystem, authed};
 use jiaxin::system::ServiceName;
 use jiaxin_proto::{
     benefits::{
         Benefit, BenefitKind, CancelRedemptionRequest, GetBenefitRequest, GetStandingRequest, Provider, ProviderKind,
         RedeemRequest, SaveBenefitRequest, SaveProviderRequest, Scene, benefits_service_client::BenefitsServiceClient,
     },
-    identity::{
-        NewResident, OrgNodeKind, RegisterHouseholdRequest, Role, identity_service_client::IdentityServiceClient,
-    },
+    identity::{OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
     pledges::pledges_service_client::PledgesServiceClient,
     points::{GetScoreRequest, RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
 };
@@ -213,19 +211,7 @@ impl Shop {
     async fn household(&mut self) -> String {
         self.households += 1;
         let n = self.households;
-        let head = NewResident {
-            name: format!("户主{n}"),
-            id_number: id_number("320830", "19700101", n),
-            phone: String::new(),
-        };
-        let request = RegisterHouseholdRequest {
-            grid_id: self.grid.clone(),
-            address: format!("{n}号"),
-            head: Some(head),
-            ..Default::default()
-        };
-        let household = self.identity.register_household(authed(&self.admin, request)).await.unwrap().into_inner();
-        let household = household.household.unwrap();
+        let household = common::register_household(&mut self.identity, &self.admin, &self.grid, n).await;
         common::await_pledges_household(&mut self.pledges, &self.admin, &household.id).await;
         let pledge = common::paper_pledge(&household.id, &household.head_resident_id, 1);
         self.pledges.sign_pledge(authed(&self.admin, pledge)).await.unwrap();

@@ -11,16 +11,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, id_number};
+use common::{TestSystem, authed};
 use jiaxin::system::ServiceName;
 use jiaxin_proto::{
     bank::{
         GetCreditReportRequest, GrantConsentRequest, Institution, ListConsentsRequest, Purpose, RevokeConsentRequest,
         SaveInstitutionRequest, bank_service_client::BankServiceClient,
     },
-    identity::{
-        NewResident, OrgNodeKind, RegisterHouseholdRequest, Role, identity_service_client::IdentityServiceClient,
-    },
+    identity::{OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
 };
 use proptest::{prelude::*, test_runner::TestRunner};
 use tonic::{Code, transport::Channel};
@@ -117,19 +115,7 @@ impl Cast {
     async fn household(&mut self) -> (String, String) {
         self.households += 1;
         let n = self.households;
-        let head = NewResident {
-            name: format!("户主{n}"),
-            id_number: id_number("320830", "19700101", n),
-            phone: String::new(),
-        };
-        let request = RegisterHouseholdRequest {
-            grid_id: self.grid.clone(),
-            address: format!("{n}号"),
-            head: Some(head),
-            ..Default::default()
-        };
-        let household = self.identity.register_household(authed(&self.admin, request)).await.unwrap().into_inner();
-        let household = household.household.unwrap();
+        let household = common::register_household(&mut self.identity, &self.admin, &self.grid, n).await;
         let grid = self.grid.clone();
         let (_, head) = self.account(Role::Resident, &grid, &household.head_resident_id).await;
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -342,45 +342,67 @@ pub async fn account(
     (id, sys.login(&username, PASSWORD).await)
 }
 
-/// Waits until points knows the household (identity's events reach it on their own time in
-/// the distributed mode): its score can be read.
-pub async fn await_points_household(
+/// Polls points for the household's score until `ready` holds of it (identity's and pledges'
+/// events reach points on their own time in the distributed mode); unknown reads as not yet.
+async fn await_points_score(
     client: &mut jiaxin_proto::points::points_service_client::PointsServiceClient<Channel>,
     token: &str,
     household: &str,
+    what: &str,
+    ready: impl Fn(&jiaxin_proto::points::Score) -> bool,
 ) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let request = jiaxin_proto::points::GetScoreRequest { household_id: household.into(), ..Default::default() };
         match client.get_score(authed(token, request)).await {
-            Ok(_) => return,
-            Err(status) if status.code() == tonic::Code::NotFound && std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("points never learned of household {household}: {status:?}"),
+            Ok(score) if score.get_ref().score.as_ref().is_some_and(&ready) => return,
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => panic!("points answered {status:?} for household {household}"),
         }
+        assert!(std::time::Instant::now() < deadline, "points never {what} of household {household}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
-/// Waits until points counts the household's pledge (the signature's event reaches it on its
-/// own time in the distributed mode; until then its records are held).
+/// Waits until points knows the household: its score can be read.
+pub async fn await_points_household(
+    client: &mut jiaxin_proto::points::points_service_client::PointsServiceClient<Channel>,
+    token: &str,
+    household: &str,
+) {
+    await_points_score(client, token, household, "learned", |_| true).await;
+}
+
+/// Waits until points counts the household's pledge (until then its records are held).
 pub async fn await_points_pledge(
     client: &mut jiaxin_proto::points::points_service_client::PointsServiceClient<Channel>,
     token: &str,
     household: &str,
 ) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let request = jiaxin_proto::points::GetScoreRequest { household_id: household.into(), ..Default::default() };
-        let pledged = client.get_score(authed(token, request)).await.is_ok_and(|s| {
-            s.get_ref().score.as_ref().is_some_and(|s| s.pledge == jiaxin_proto::points::PledgeStatus::InForce as i32)
-        });
-        if pledged {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "points never counted the pledge of {household}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let in_force = jiaxin_proto::points::PledgeStatus::InForce as i32;
+    await_points_score(client, token, household, "counted the pledge", |s| s.pledge == in_force).await;
+}
+
+/// Registers household `n` in `grid`, its head born 1970-01-01 with a test ID number.
+pub async fn register_household(
+    identity: &mut IdentityServiceClient<Channel>,
+    admin: &str,
+    grid: &str,
+    n: u32,
+) -> jiaxin_proto::identity::Household {
+    let head = jiaxin_proto::identity::NewResident {
+        name: format!("户主{n}"),
+        id_number: id_number("320830", "19700101", n),
+        phone: String::new(),
+    };
+    let request = jiaxin_proto::identity::RegisterHouseholdRequest {
+        grid_id: grid.into(),
+        address: format!("{n}号"),
+        head: Some(head),
+        ..Default::default()
+    };
+    identity.register_household(authed(admin, request)).await.unwrap().into_inner().household.unwrap()
 }
 
 /// A paper pledge signed by `signer` and entered by a collector.
