@@ -1,5 +1,5 @@
 //! Property tests against reference models: random sequences of operations run through the real
-//! services (embedded, or the cluster in the distributed run), each answer compared with what a
+//! services (embedded; the distributed run skips them), each answer compared with what a
 //! few lines of model say it must be.
 //!
 //! The points shop: redemptions (with reused and conflicting client keys, out-of-stock and
@@ -326,10 +326,17 @@ fn prop_time() -> prost_types::Timestamp {
 
 #[test]
 fn redemptions_and_cancellations_keep_the_balance_and_stock_of_a_reference_model() {
+    // The models check the services' logic; in the distributed run every step would also race
+    // the read models' propagation (a report before the bank has the household's standing), and
+    // a failure would be shrunk through hundreds of fresh households. Embedded only.
+    if common::distributed() {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let shop = std::cell::RefCell::new(runtime.block_on(Shop::open()));
     // Each case is a new household and new items in the same running system.
-    let config = ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: 12, failure_persistence: None, max_shrink_iters: 64, ..ProptestConfig::default() };
     let mut runner = TestRunner::new(config);
     let result =
         runner.run(&proptest::collection::vec(op(), 1..30), |ops| runtime.block_on(shop.borrow_mut().play(&ops)));

@@ -197,9 +197,16 @@ impl Cast {
 
 #[test]
 fn consents_grant_revoke_and_report_as_a_reference_model_says() {
+    // The models check the services' logic; in the distributed run every step would also race
+    // the read models' propagation (a report before the bank has the household's standing), and
+    // a failure would be shrunk through hundreds of fresh households. Embedded only.
+    if common::distributed() {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cast = std::cell::RefCell::new(runtime.block_on(Cast::new()));
-    let config = ProptestConfig { cases: 10, failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: 10, failure_persistence: None, max_shrink_iters: 64, ..ProptestConfig::default() };
     let mut runner = TestRunner::new(config);
     let result =
         runner.run(&proptest::collection::vec(op(), 1..30), |ops| runtime.block_on(cast.borrow_mut().play(&ops)));
