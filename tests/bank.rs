@@ -135,7 +135,15 @@ impl County {
                 .list_consents(authed(&head, ListConsentsRequest { household_id: household.id.clone() }))
                 .await
                 .is_ok();
-            if pledged && known {
+            // And the bank has the pledge in its own read model (its events arrive on their own).
+            let bank_db = self.sys.database(ServiceName::Bank).await;
+            let bank_pledged: Option<i64> =
+                sqlx::query_scalar("SELECT COUNT(*) FROM standings WHERE household_id = $1 AND pledged_at IS NOT NULL")
+                    .bind(&household.id)
+                    .fetch_optional(bank_db.pool())
+                    .await
+                    .unwrap_or_default();
+            if pledged && known && bank_pledged.unwrap_or_default() > 0 {
                 break;
             }
             if Instant::now() >= deadline {
