@@ -191,6 +191,10 @@ impl Database {
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
+                            // Reads through a shared memory map instead of a read() per page
+                            // into each connection's own small cache: fewer system calls, and
+                            // the pages are the OS's page cache, shared by every connection.
+                            conn.execute("PRAGMA mmap_size = 1073741824").await?;
                         }
                         Dialect::Postgres => {
                             if let Some(schema) = schema {

@@ -271,6 +271,38 @@ async fn a_bad_event_in_a_batch_is_parked_alone_and_the_rest_apply_once_in_order
     backend.cancel.cancel();
 }
 
+/// A batch is applied whole when it can be: events applied before, and an event repeated inside
+/// the batch, are skipped by the batch's one inbox lookup, and each event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_applies_each_event_once() {
+    let backend = Backend::new();
+    let consumer_db = backend.db("consumer").await;
+    let recorder = Arc::new(Recorder { failing: AtomicBool::new(false) });
+    let consumer = Consumer::new("test-consumer", consumer_db.clone(), recorder).with_retry(fast_retry());
+    let topic = events::topic("producer");
+    let envelope = |key: &str, label: &str| {
+        let event = OrgNodeRenamed { org_node_id: key.to_owned(), name: label.to_owned() };
+        events::envelope("producer", key, &event).unwrap()
+    };
+    let first: Vec<Envelope> = (0..3).map(|i| envelope("h1", &format!("first-{i}"))).collect();
+    consumer.deliver_batch(&topic, &first).await.unwrap();
+
+    // A relay that died before marking `first` sent hands it over again, with new events, one
+    // of them twice in the same batch.
+    let new_event = envelope("h2", "new");
+    let mut again = first.clone();
+    again.push(new_event.clone());
+    again.push(envelope("h2", "newer"));
+    again.push(new_event);
+    consumer.deliver_batch(&topic, &again).await.unwrap();
+
+    let labels: Vec<String> = applied(&consumer_db).await.into_iter().map(|(_, label)| label).collect();
+    assert_eq!(labels, ["first-0", "first-1", "first-2", "new", "newer"]);
+    let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kit_inbox").fetch_one(consumer_db.pool()).await.unwrap();
+    assert_eq!(inbox, 5);
+    backend.cancel.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_households_events_arrive_in_commit_order() {
     let backend = Backend::new();
