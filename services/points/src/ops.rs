@@ -341,7 +341,7 @@ impl Points {
         let before = store::balance(&mut **tx, household_id).await?;
         let (write, event) = self.balance_change(household_id, before, &after, at);
         if write {
-            store::upsert_balance(&mut **tx, household_id, after.score, &after.tier, after.redeemable).await?;
+            store::upsert_balance(&mut **tx, household_id, after.score, &after.tier, after.redeemable, at).await?;
         }
         match event {
             Some(event) => {

@@ -415,6 +415,7 @@ pub async fn upsert_balance<'c, E: Executor<'c, Database = Any>>(
     score: i64,
     tier: &str,
     redeemable: i64,
+    at: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -425,7 +426,7 @@ pub async fn upsert_balance<'c, E: Executor<'c, Database = Any>>(
     .bind(score)
     .bind(tier)
     .bind(redeemable)
-    .bind(now_micros())
+    .bind(at)
     .execute(e)
     .await?;
     Ok(())
@@ -694,6 +695,35 @@ pub async fn entries_of_households(
     Ok(rows)
 }
 
+/// Of `households`, those whose maintained balance cannot be carried forward to `at` by adding
+/// new entries (`Tiers::advance`), so their whole ledger must be evaluated: entries but no
+/// balance, a serious deduction or a reversal on the books, or an entry written, or starting or
+/// stopping to count, since the balance was computed. Returns few rows however long the
+/// households' ledgers are, where reading the ledgers would stream every entry.
+pub async fn households_needing_whole_ledger(
+    conn: &mut sqlx::AnyConnection,
+    households: &[&str],
+    at: i64,
+) -> sqlx::Result<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in households.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT DISTINCT l.household_id FROM ledger l LEFT JOIN balances b ON b.household_id = l.household_id \
+             WHERE l.household_id IN ({}) AND (b.household_id IS NULL OR l.serious = 1 \
+                 OR l.reverses_seq IS NOT NULL OR l.created_at > b.updated_at \
+                 OR (l.effective_from > b.updated_at AND l.effective_from <= $1) \
+                 OR (l.expires_at > b.updated_at AND l.expires_at <= $1))",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(at);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 /// Appends entries in the order given (their seq follows it).
 pub async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[LedgerRow]) -> sqlx::Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -756,30 +786,43 @@ pub async fn add_grid_totals(
 }
 
 /// (score, tier, redeemable) as last maintained, by household.
+/// A household's maintained balance and the moment it was computed for.
+pub struct Balance {
+    pub score: i64,
+    pub tier: String,
+    pub redeemable: i64,
+    pub updated_at: i64,
+}
+
 pub async fn balances_of(
     conn: &mut sqlx::AnyConnection,
     households: &[&str],
-) -> sqlx::Result<std::collections::HashMap<String, (i64, String, i64)>> {
+) -> sqlx::Result<std::collections::HashMap<String, Balance>> {
     let mut balances = std::collections::HashMap::new();
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT household_id, score, tier, redeemable FROM balances WHERE household_id IN ({})",
+            "SELECT household_id, score, tier, redeemable, updated_at FROM balances WHERE household_id IN ({})",
             placeholders(1, chunk.len())
         );
-        let mut query = sqlx::query_as::<_, (String, i64, String, i64)>(&sql);
+        let mut query = sqlx::query_as::<_, (String, i64, String, i64, i64)>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
-        for (household, score, tier, redeemable) in query.fetch_all(&mut *conn).await? {
-            balances.insert(household, (score, tier, redeemable));
+        for (household, score, tier, redeemable, updated_at) in query.fetch_all(&mut *conn).await? {
+            balances.insert(household, Balance { score, tier, redeemable, updated_at });
         }
     }
     Ok(balances)
 }
 
-/// Writes balances: (household, score, tier, redeemable), households unique.
-pub async fn upsert_balances(conn: &mut sqlx::AnyConnection, rows: &[(String, i64, String, i64)]) -> sqlx::Result<()> {
-    let updated_at = now_micros();
+/// Writes balances computed for the moment `at`: (household, score, tier, redeemable),
+/// households unique.
+pub async fn upsert_balances(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[(String, i64, String, i64)],
+    at: i64,
+) -> sqlx::Result<()> {
+    let updated_at = at;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES {} \

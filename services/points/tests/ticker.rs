@@ -220,3 +220,68 @@ async fn an_objection_freezes_the_deduction_until_upheld_and_an_approved_repair_
     deliver(events::envelope("council", household, &repair).unwrap()).await;
     assert_eq!(score_as_of(&service, household, day_8).await, 1000);
 }
+
+/// A grid worker's record of `rule` for the household, now.
+async fn record(service: &PointsService, household: &str, request_id: &str, rule: &str) {
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "worker".into(),
+        roles: vec![Role::GridWorker],
+        org: "grid-1".into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "t".into(),
+    };
+    let mut request = tonic::Request::new(SubmitRecordRequest {
+        record: Some(RecordInput {
+            request_id: request_id.into(),
+            household_id: household.into(),
+            rule_code: rule.into(),
+            occurred_at: Some(jiaxin_kit::time::to_timestamp(now_micros() - DAY)),
+            evidence: vec!["photo:2".into()],
+            ..Default::default()
+        }),
+    });
+    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    service.api().submit_record(request).await.unwrap();
+}
+
+async fn maintained_score(db: &Database, household: &str) -> i64 {
+    sqlx::query_scalar("SELECT score FROM balances WHERE household_id = $1")
+        .bind(household)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// A record carries the maintained balance forward by its own points — unless something started
+/// or stopped counting since that balance was computed and no tick has seen it yet: then the
+/// household's whole ledger is evaluated again, and the balance is what the ledger says.
+#[tokio::test]
+async fn a_record_counts_what_started_counting_since_the_balance_even_before_a_tick() {
+    let Approved { service, db, household, record_id, _dir, .. } = approved_deduction().await;
+    // Attending the villagers' meeting (A01): 2 points, no review, counts at once.
+    record(&service, household, "meeting-1", "A01").await;
+    assert_eq!(maintained_score(&db, household).await, 1002, "the deduction is still in disclosure");
+
+    // The deduction's disclosure ends just after that balance was computed (the clock is real,
+    // so the ledger is moved instead of the time; no tick runs).
+    sqlx::query(
+        "UPDATE ledger SET effective_from = (SELECT updated_at + 1 FROM balances WHERE household_id = $1) \
+         WHERE record_id = $2",
+    )
+    .bind(household)
+    .bind(&record_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    record(&service, household, "meeting-2", "A01").await;
+    assert_eq!(maintained_score(&db, household).await, 1000, "1000 + 2 + 2 - 4: the deduction counts now");
+    assert_eq!(score_as_of(&service, household, now_micros()).await, 1000, "the ledger agrees");
+
+    // Nothing started or stopped since: carried forward.
+    record(&service, household, "meeting-3", "A01").await;
+    assert_eq!(maintained_score(&db, household).await, 1002);
+}

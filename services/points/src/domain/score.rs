@@ -83,6 +83,27 @@ impl Tiers {
         Evaluation { score, tier, tier_capped, redeemable }
     }
 
+    /// The evaluation at `at` of a household whose maintained balance (`score`, `redeemable`)
+    /// is exact at `at` for every entry but `added`: the balance plus the new entries, instead of
+    /// the whole ledger again. That holds only when the books have no serious deduction and no
+    /// reversal (so the tier is the score's own and redeemable points were never clamped) and
+    /// nothing started or stopped counting since the balance was computed — the caller checks
+    /// that (`store::households_needing_whole_ledger`). `None` when an added entry itself needs
+    /// the whole ledger: serious, a reversal, or not counting at `at`.
+    pub fn advance(&self, score: i64, redeemable: i64, added: &[Entry], at: i64) -> Option<Evaluation> {
+        let (mut score, mut redeemable) = (score, redeemable);
+        for entry in added {
+            if entry.serious || entry.reverses_seq.is_some() || !entry.counts_at(at) {
+                return None;
+            }
+            score += entry.delta;
+            if entry.bonus {
+                redeemable += entry.delta;
+            }
+        }
+        Some(Evaluation { score, tier: self.uncapped(score).to_owned(), tier_capped: false, redeemable })
+    }
+
     /// The nearest boundary above (tier, points still needed) and below (the lower tier, points
     /// that can be lost before dropping to it).
     pub fn neighbours(&self, score: i64) -> (Option<Boundary>, Option<Boundary>) {
@@ -144,6 +165,63 @@ mod tests {
         let later = tiers.evaluate(&entries, 50);
         assert_eq!((later.score, later.tier.as_str(), later.tier_capped), (1200, "AAA", false));
         assert_eq!(tiers.evaluate(&entries, 30).tier, "B", "history as it stood");
+    }
+
+    #[test]
+    fn advancing_needs_the_whole_ledger_for_serious_reversing_or_future_entries() {
+        let tiers = Tiers::default();
+        let mut serious = entry(1, -30, 10, 100);
+        serious.serious = true;
+        let mut reversal = entry(2, 30, 10, 100);
+        reversal.reverses_seq = Some(1);
+        let future = entry(3, 5, 60, 100);
+        for added in [serious, reversal, future] {
+            assert_eq!(tiers.advance(1000, 0, std::slice::from_ref(&added), 50), None, "{added:?}");
+        }
+        let advanced = tiers.advance(1000, 0, &[entry(4, 60, 10, 100)], 50).unwrap();
+        assert_eq!((advanced.score, advanced.tier.as_str(), advanced.redeemable), (1060, "AA", 60));
+    }
+
+    proptest::proptest! {
+        /// Carrying a balance forward by the new entries gives what evaluating the whole ledger
+        /// gives, whenever nothing else started or stopped counting in between.
+        #[test]
+        fn advancing_a_balance_equals_evaluating_the_whole_ledger(
+            old in proptest::collection::vec((-40_i64..60, 0_i64..400, 1_i64..400), 0..12),
+            added in proptest::collection::vec((-40_i64..60, 1_i64..400), 1..6),
+            computed_at in 0_i64..500,
+            later in 1_i64..100,
+        ) {
+            let old: Vec<Entry> = old
+                .iter()
+                .enumerate()
+                .filter(|(_, (delta, _, _))| *delta != 0)
+                .map(|(i, (delta, from, length))| entry(i as i64, *delta, (*from).min(computed_at), from + length))
+                .collect();
+            // `at` stays before the next moment an old entry starts or stops counting.
+            let next_transition = old
+                .iter()
+                .flat_map(|e| [e.effective_from, e.expires_at])
+                .filter(|t| *t > computed_at)
+                .min()
+                .unwrap_or(i64::MAX);
+            let at = computed_at + later;
+            proptest::prop_assume!(at < next_transition);
+            let added: Vec<Entry> = added
+                .iter()
+                .enumerate()
+                .filter(|(_, (delta, _))| *delta != 0)
+                .map(|(i, (delta, length))| {
+                    let mut e = entry(100 + i as i64, *delta, at, at + length);
+                    e.created_at = computed_at + 1;
+                    e
+                })
+                .collect();
+            let before = Tiers::default().evaluate(&old, computed_at);
+            let advanced = Tiers::default().advance(before.score, before.redeemable, &added, at).unwrap();
+            let whole: Vec<Entry> = old.iter().chain(&added).cloned().collect();
+            proptest::prop_assert_eq!(advanced, Tiers::default().evaluate(&whole, at));
+        }
     }
 
     #[test]

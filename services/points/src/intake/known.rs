@@ -6,7 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use jiaxin_kit::{auth::Caller, sql::placeholders, storage::Tx};
+use jiaxin_kit::{
+    auth::Caller,
+    sql::placeholders,
+    storage::{Dialect, Tx},
+};
 use jiaxin_proto::points::RecordInput;
 use sqlx::Any;
 
@@ -23,7 +27,7 @@ pub(crate) struct Known {
     /// Current version of every rule, retired ones included, by code.
     pub rules: HashMap<String, RuleRow>,
     pub households: HashMap<String, Household>,
-    /// (household, resident) of current members.
+    /// (household, resident) of current members, for the residents the batch names.
     pub members: HashSet<(String, String)>,
     /// The caller's records by request id (earlier calls, and this batch's accepted items).
     pub earlier: HashMap<String, RecordRow>,
@@ -59,8 +63,18 @@ impl Known {
         request_ids.sort_unstable();
         request_ids.dedup();
 
-        // Lock first, in id order, then read what the checks depend on.
-        for chunk in household_ids.chunks(IDS_PER_QUERY) {
+        // Residents the checks ask about: members named in items, and a self-reporting caller.
+        let mut resident_ids: Vec<&str> =
+            inputs.iter().map(|i| i.resident_id.as_str()).filter(|r| !r.is_empty()).collect();
+        resident_ids.extend(caller.0.rid.as_deref());
+        resident_ids.sort_unstable();
+        resident_ids.dedup();
+
+        // Lock first, in id order, then read what the checks depend on. SQLite needs no row
+        // locks: the transaction holds the database's one writer lock from BEGIN IMMEDIATE, and
+        // the no-op update would rewrite every household row for nothing.
+        let row_locks = Dialect::of(tx) == Dialect::Postgres;
+        for chunk in household_ids.chunks(IDS_PER_QUERY).filter(|_| row_locks) {
             let statement =
                 format!("UPDATE households SET active = active WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut query = sqlx::query(&statement);
@@ -78,12 +92,9 @@ impl Known {
             &household_ids,
         )
         .await?;
-        let members: Vec<(String, String)> = in_chunks(
-            tx,
-            "SELECT household_id, resident_id FROM members WHERE household_id IN ({ids})",
-            &household_ids,
-        )
-        .await?;
+        let members: Vec<(String, String)> =
+            in_chunks(tx, "SELECT household_id, resident_id FROM members WHERE resident_id IN ({ids})", &resident_ids)
+                .await?;
         let used: Vec<(String, String, i64, i64)> = in_chunks(
             tx,
             "SELECT household_id, rule_code, year, \

@@ -13,10 +13,13 @@ use jiaxin_proto::{
 
 use super::Accepted;
 use crate::{
-    domain::ledger,
+    domain::{
+        ledger,
+        score::{Entry, Evaluation},
+    },
     error::Result,
     ops::{GridTotal, Points, chain_entry, entry_of, record_proto},
-    store::{self, LedgerRow},
+    store,
 };
 
 pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -> Result<()> {
@@ -31,10 +34,6 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
     let households: Vec<&str> =
         effective.iter().map(|a| a.row.household_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
     let mut heads = store::last_hashes(tx, &households).await?;
-    let mut entries: HashMap<String, Vec<LedgerRow>> = HashMap::new();
-    for entry in store::entries_of_households(tx, &households).await? {
-        entries.entry(entry.household_id.clone()).or_default().push(entry);
-    }
     let mut new_entries = Vec::with_capacity(effective.len());
     let mut totals: BTreeMap<(String, i64, String), (i64, i64, i64)> = BTreeMap::new();
     for item in &effective {
@@ -47,9 +46,13 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
         sums.0 += total.bonus;
         sums.1 += total.deduction;
         sums.2 += total.entries;
-        entries.entry(entry.household_id.clone()).or_default().push(entry.clone());
         new_entries.push(entry);
     }
+    // The moment the balances are computed for: now, not the request's start, for the entries
+    // just chained exist from their creation on. Asked before the new entries are written, so
+    // the question is about the books as they stood.
+    let at = now_micros();
+    let whole = store::households_needing_whole_ledger(tx, &households, at).await?;
     store::insert_entries(tx, &new_entries).await?;
     store::add_grid_totals(tx, &totals).await?;
 
@@ -74,15 +77,43 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
             envelopes.push(points.outbox.envelope(&item.row.household_id, &event)?);
         }
     }
-    // Now, not the request's start: the entries just chained exist from their creation on.
-    let at = now_micros();
+    // Balances: the maintained one carried forward by the new entries where the books allow it
+    // (`Tiers::advance`), else the household's whole ledger evaluated again.
     let before = store::balances_of(tx, &households).await?;
+    let mut added: HashMap<&str, Vec<Entry>> = HashMap::new();
+    for entry in &new_entries {
+        added.entry(entry.household_id.as_str()).or_default().push(entry_of(entry));
+    }
+    let new_of = |household: &str| added.get(household).map(Vec::as_slice).unwrap_or_default();
+    let mut after: HashMap<&str, Evaluation> = HashMap::with_capacity(households.len());
+    for household in &households {
+        let carried = match before.get(*household) {
+            _ if whole.contains(*household) => None,
+            Some(balance) if balance.updated_at > at => None,
+            Some(balance) => points.tiers.advance(balance.score, balance.redeemable, new_of(household), at),
+            // No balance and (`whole` says) no entries yet: the base.
+            None => points.tiers.advance(points.tiers.base, 0, new_of(household), at),
+        };
+        if let Some(evaluation) = carried {
+            after.insert(household, evaluation);
+        }
+    }
+    let uncarried: Vec<&str> = households.iter().copied().filter(|h| !after.contains_key(h)).collect();
+    let mut ledgers: HashMap<String, Vec<Entry>> = HashMap::new();
+    for row in store::entries_of_households(tx, &uncarried).await? {
+        ledgers.entry(row.household_id.clone()).or_default().push(entry_of(&row));
+    }
+    // Read after the new entries were written, so the ledgers hold them.
+    for household in uncarried {
+        let ledger = ledgers.remove(household).unwrap_or_default();
+        after.insert(household, points.tiers.evaluate(&ledger, at));
+    }
+
     let mut changed = Vec::new();
     for household in &households {
-        let ledger: Vec<_> =
-            entries.get(*household).map(|rows| rows.iter().map(entry_of).collect()).unwrap_or_default();
-        let after = points.tiers.evaluate(&ledger, at);
-        let (write, event) = points.balance_change(household, before.get(*household).cloned(), &after, at);
+        let after = &after[household];
+        let before = before.get(*household).map(|b| (b.score, b.tier.clone(), b.redeemable));
+        let (write, event) = points.balance_change(household, before, after, at);
         if write {
             changed.push((household.to_string(), after.score, after.tier.clone(), after.redeemable));
         }
@@ -90,7 +121,7 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
             envelopes.push(points.outbox.envelope(household, &event)?);
         }
     }
-    store::upsert_balances(tx, &changed).await?;
+    store::upsert_balances(tx, &changed, at).await?;
     points.outbox.write_all(tx, &envelopes).await?;
     Ok(())
 }
