@@ -178,6 +178,10 @@ impl Database {
             // Short: during a database outage a request should answer UNAVAILABLE well inside a
             // client deadline rather than wait for a connection.
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every use guards against a network connection that died while idle;
+            // a SQLite file does not, and the ping is a round trip to the connection's thread
+            // on every acquire.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();
                 Box::pin(async move {

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::AnyConnection;
+
 use jiaxin_kit::{
     auth::{Caller, Role},
     error::{ItemError, Violations},
@@ -235,16 +237,27 @@ impl Points {
 
     /// The household's grid path when the caller may read it: by role inside their scope, or as a
     /// resident of that household. Anything else reads as missing.
-    async fn readable_household(&self, tx: &mut Tx, caller: &Caller, household_id: &str) -> Result<String> {
+    async fn readable_household(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        household_id: &str,
+    ) -> Result<String> {
         let (path, _) =
-            store::household_path(&mut **tx, household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
-        let by_role = caller.has_any_role(access::READERS) && caller.covers(&path_ids(&path));
+            store::household_path(&mut *conn, household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
+        self.may_read(conn, caller, household_id, &path).await?;
+        Ok(path)
+    }
+
+    /// Whether the caller may read the household at `path`: a reader over it, or a member.
+    async fn may_read(&self, conn: &mut AnyConnection, caller: &Caller, household_id: &str, path: &str) -> Result<()> {
+        let by_role = caller.has_any_role(access::READERS) && caller.covers(&path_ids(path));
         let own = caller.has_role(Role::Resident)
             && match caller.0.rid.as_deref() {
-                Some(rid) => store::is_member(&mut **tx, household_id, rid).await?,
+                Some(rid) => store::is_member(&mut *conn, household_id, rid).await?,
                 None => false,
             };
-        if by_role || own { Ok(path) } else { Err(PointsError::NotFound(HOUSEHOLD)) }
+        if by_role || own { Ok(()) } else { Err(PointsError::NotFound(HOUSEHOLD)) }
     }
 
     pub async fn submit(&self, caller: &Caller, input: RecordInput) -> Result<Record> {
@@ -328,8 +341,8 @@ impl Points {
         Ok(seq)
     }
 
-    async fn evaluate(&self, tx: &mut Tx, household_id: &str, at: i64) -> Result<Evaluation> {
-        let entries: Vec<Entry> = store::entries_of(&mut **tx, household_id).await?.iter().map(entry_of).collect();
+    async fn evaluate(&self, conn: &mut AnyConnection, household_id: &str, at: i64) -> Result<Evaluation> {
+        let entries: Vec<Entry> = store::entries_of(&mut *conn, household_id).await?.iter().map(entry_of).collect();
         Ok(self.tiers.evaluate(&entries, at))
     }
 
@@ -562,16 +575,21 @@ impl Points {
         as_of: Option<i64>,
     ) -> Result<Score> {
         let at = as_of.unwrap_or_else(now_micros);
-        let mut tx = self.db.begin_read().await?;
-        self.readable_household(&mut tx, caller, household_id).await?;
-        let evaluation = if resident_id.is_empty() {
-            self.evaluate(&mut tx, household_id, at).await?
+        // The hottest read (banks, benefits, residents' phones): three statements on one
+        // connection and no transaction — the score comes from one statement over the ledger,
+        // which is consistent in itself, and the household's place and pledge do not depend on
+        // it. A BEGIN and its end were two more round trips to the database per read.
+        let mut conn = self.db.pool().acquire().await?;
+        let (path, pledge) =
+            store::household_for_score(&mut *conn, household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
+        self.may_read(&mut conn, caller, household_id, &path).await?;
+        let entries = if resident_id.is_empty() {
+            store::entries_of(&mut *conn, household_id).await?
         } else {
-            let entries: Vec<Entry> =
-                store::entries_of_resident(&mut *tx, household_id, resident_id).await?.iter().map(entry_of).collect();
-            self.tiers.evaluate(&entries, at)
+            store::entries_of_resident(&mut *conn, household_id, resident_id).await?
         };
-        let pledge = self.pledge_status(&mut tx, household_id).await?;
+        let evaluation = self.tiers.evaluate(&entries.iter().map(entry_of).collect::<Vec<_>>(), at);
+        let pledge = pledge.and_then(|p| PledgeStatus::try_from(p as i32).ok()).unwrap_or(PledgeStatus::None);
         Ok(score_proto(household_id, at, &evaluation, pledge))
     }
 

@@ -44,8 +44,12 @@ fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
 
 impl Points {
     /// The household's pledge status now (for scores and explanations).
-    pub(crate) async fn pledge_status(&self, tx: &mut Tx, household_id: &str) -> Result<PledgeStatus> {
-        Ok(match store::pledge(&mut **tx, household_id).await? {
+    pub(crate) async fn pledge_status(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        household_id: &str,
+    ) -> Result<PledgeStatus> {
+        Ok(match store::pledge(&mut *conn, household_id).await? {
             Some((status, _)) => PledgeStatus::try_from(status as i32).unwrap_or(PledgeStatus::None),
             None => PledgeStatus::None,
         })

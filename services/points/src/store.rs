@@ -212,6 +212,20 @@ pub async fn household_path<'c, E: Executor<'c, Database = Any>>(
         .await
 }
 
+/// A household's org path and pledge status (`None` where pledges has said nothing), in one read.
+pub async fn household_for_score<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+) -> sqlx::Result<Option<(String, Option<i64>)>> {
+    sqlx::query_as(
+        "SELECT o.path, p.status FROM households h JOIN org_nodes o ON o.id = h.grid_id \
+         LEFT JOIN pledges p ON p.household_id = h.id WHERE h.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(e)
+    .await
+}
+
 /// Serialises ledger writes of one household (a row lock in PostgreSQL; SQLite's writer lock
 /// covers it already).
 pub async fn lock_household<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
