@@ -31,7 +31,8 @@ pub(crate) struct Known {
     pub members: HashSet<(String, String)>,
     /// The caller's records by request id (earlier calls, and this batch's accepted items).
     pub earlier: HashMap<String, RecordRow>,
-    /// Points used per (household, rule, year) toward the rule's yearly cap.
+    /// Points used per (household, rule, year) toward the rule's yearly cap (capped rules the batch
+    /// names only).
     pub used: HashMap<(String, String, i64), i64>,
     /// PledgeStatus per household, where pledges has said anything.
     pub pledges: HashMap<String, i64>,
@@ -42,11 +43,21 @@ async fn in_chunks<T>(tx: &mut Tx, sql: &str, ids: &[&str]) -> sqlx::Result<Vec<
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
 {
+    in_chunks_with(tx, sql, ids, &[]).await
+}
+
+/// The same with a second, short list (`{extra}`) bound whole into every chunk's statement.
+async fn in_chunks_with<T>(tx: &mut Tx, sql: &str, ids: &[&str], extra: &[&str]) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
     let mut rows = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let statement = sql.replace("{ids}", &placeholders(1, chunk.len()));
+        let statement = sql
+            .replace("{ids}", &placeholders(1, chunk.len()))
+            .replace("{extra}", &placeholders(chunk.len() + 1, extra.len()));
         let mut query = sqlx::query_as::<Any, T>(&statement);
-        for id in chunk {
+        for id in chunk.iter().chain(extra) {
             query = query.bind(*id);
         }
         rows.extend(query.fetch_all(&mut **tx).await?);
@@ -84,10 +95,13 @@ impl Known {
             query.execute(&mut **tx).await?;
         }
 
-        let rules = store::current_rules(&mut **tx, 0, true).await?.into_iter().map(|r| (r.code.clone(), r)).collect();
-        let households: Vec<(String, String, String, i64)> = in_chunks(
+        let rules: HashMap<String, RuleRow> =
+            store::current_rules(&mut **tx, 0, true).await?.into_iter().map(|r| (r.code.clone(), r)).collect();
+        // The household's place and its pledge in one read.
+        let households: Vec<(String, String, String, i64, Option<i64>)> = in_chunks(
             tx,
-            "SELECT h.id, o.path, h.grid_id, h.active FROM households h JOIN org_nodes o ON o.id = h.grid_id \
+            "SELECT h.id, o.path, h.grid_id, h.active, p.status FROM households h \
+             JOIN org_nodes o ON o.id = h.grid_id LEFT JOIN pledges p ON p.household_id = h.id \
              WHERE h.id IN ({ids})",
             &household_ids,
         )
@@ -95,17 +109,30 @@ impl Known {
         let members: Vec<(String, String)> =
             in_chunks(tx, "SELECT household_id, resident_id FROM members WHERE resident_id IN ({ids})", &resident_ids)
                 .await?;
-        let used: Vec<(String, String, i64, i64)> = in_chunks(
-            tx,
-            "SELECT household_id, rule_code, year, \
-             CAST(SUM(CASE WHEN points < 0 THEN -points ELSE points END) AS BIGINT) FROM records \
-             WHERE household_id IN ({ids}) AND status IN (1, 2, 3, 6) GROUP BY household_id, rule_code, year",
-            &household_ids,
-        )
-        .await?;
-        let pledges: Vec<(String, i64)> =
-            in_chunks(tx, "SELECT household_id, status FROM pledges WHERE household_id IN ({ids})", &household_ids)
-                .await?;
+        // Use toward caps, for the capped rules the batch names only: a household's other rules
+        // would be rows read for nothing.
+        let mut capped: Vec<&str> = inputs
+            .iter()
+            .filter_map(|i| rules.get(i.rule_code.trim()))
+            .filter(|r| r.yearly_cap > 0)
+            .map(|r| r.code.as_str())
+            .collect();
+        capped.sort_unstable();
+        capped.dedup();
+        let used: Vec<(String, String, i64, i64)> = if capped.is_empty() {
+            Vec::new()
+        } else {
+            in_chunks_with(
+                tx,
+                "SELECT household_id, rule_code, year, \
+                 CAST(SUM(CASE WHEN points < 0 THEN -points ELSE points END) AS BIGINT) FROM records \
+                 WHERE household_id IN ({ids}) AND rule_code IN ({extra}) AND status IN (1, 2, 3, 6) \
+                 GROUP BY household_id, rule_code, year",
+                &household_ids,
+                &capped,
+            )
+            .await?
+        };
         let mut earlier = HashMap::new();
         for chunk in request_ids.chunks(IDS_PER_QUERY) {
             for row in store::records_by_requests(&mut **tx, caller.account_id(), chunk).await? {
@@ -114,14 +141,14 @@ impl Known {
         }
         Ok(Self {
             rules,
+            pledges: households.iter().filter_map(|(id, .., pledge)| Some((id.clone(), (*pledge)?))).collect(),
             households: households
                 .into_iter()
-                .map(|(id, path, grid_id, active)| (id, Household { path, grid_id, active: active == 1 }))
+                .map(|(id, path, grid_id, active, _)| (id, Household { path, grid_id, active: active == 1 }))
                 .collect(),
             members: members.into_iter().collect(),
             earlier,
             used: used.into_iter().map(|(h, rule, year, points)| ((h, rule, year), points)).collect(),
-            pledges: pledges.into_iter().collect(),
         })
     }
 
