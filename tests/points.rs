@@ -255,6 +255,50 @@ async fn collectors_record_in_their_own_grid_only_and_retries_are_idempotent() {
     assert_eq!(code(denied), Code::PermissionDenied);
 }
 
+/// One record retried a thousand times at once, over eight connections (a connection serves 256
+/// requests at a time and sheds the rest), counts once: every answer is the same record, and the
+/// ledger has one entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_retries_of_one_key_count_once() {
+    let mut c = county().await;
+    let household = c.household(&c.grid_a.clone(), 1).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    let mut connections = Vec::new();
+    for _ in 0..8 {
+        connections.push(PointsServiceClient::new(c.sys.channel_to(ServiceName::Points).await));
+    }
+    let retries = (0..1_000).map(|i| {
+        let mut points = connections[i % connections.len()].clone();
+        let request = authed(&worker, SubmitRecordRequest { record: Some(item("once", &household, "A04", 4)) });
+        tokio::spawn(async move { points.submit_record(request).await.map(|r| r.into_inner().record.unwrap().id) })
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in futures::future::join_all(retries).await {
+        ids.insert(answer.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 1, "every retry answers with the first record");
+    assert_eq!(c.score(&household, None).await.0, 1004, "counted once");
+    let listed = c
+        .points
+        .list_records(authed(&c.admin, ListRecordsRequest { household_id: household.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.records.len(), 1);
+
+    // The same key with other content, also at once: every one refused, nothing written.
+    let conflicting = (0..100).map(|i| {
+        let mut points = connections[i % connections.len()].clone();
+        let request = authed(&worker, SubmitRecordRequest { record: Some(item("once", &household, "A04", 5)) });
+        tokio::spawn(async move { points.submit_record(request).await.map(|_| ()) })
+    });
+    for answer in futures::future::join_all(conflicting).await {
+        let status = answer.unwrap().unwrap_err();
+        assert_eq!(field_violations(&status)[0].field, "request_id");
+    }
+    assert_eq!(c.score(&household, None).await.0, 1004);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deduction_waits_for_the_council_is_disclosed_then_counts_until_it_expires() {
     let mut c = county().await;

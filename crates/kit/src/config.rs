@@ -93,7 +93,7 @@ pub struct CommonConfig {
     #[arg(long, env = "JIAXIN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
-    /// Requests served at once per connection; more are shed with UNAVAILABLE.
+    /// Requests served at once per connection; more are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "JIAXIN_CONCURRENCY_LIMIT", default_value_t = 256)]
     pub concurrency_limit: usize,
 

@@ -105,29 +105,7 @@ async fn approved_deduction() -> Approved {
     // A grid worker records littering (minor: 7 days' disclosure, then 90 days).
     let now = now_micros();
     service.tick_at(now).await.unwrap();
-    let claims = Claims {
-        iss: ISSUER.into(),
-        sub: "worker".into(),
-        roles: vec![Role::GridWorker],
-        org: grid.into(),
-        rid: None,
-        iat: 0,
-        exp: i64::MAX,
-        jti: "t".into(),
-    };
-    let mut request = tonic::Request::new(SubmitRecordRequest {
-        record: Some(RecordInput {
-            request_id: "k-1".into(),
-            household_id: household.into(),
-            rule_code: "D06".into(),
-            points: 4,
-            occurred_at: Some(jiaxin_kit::time::to_timestamp(now - DAY)),
-            evidence: vec!["photo:1".into()],
-            ..Default::default()
-        }),
-    });
-    request.extensions_mut().insert(Caller(Arc::new(claims)));
-    let record = service.api().submit_record(request).await.unwrap().into_inner().record.unwrap();
+    let record = record(&service, household, "k-1", "D06", 4).await;
     let decision = ReviewDecided {
         record_id: record.id.clone(),
         household_id: household.into(),
@@ -221,8 +199,15 @@ async fn an_objection_freezes_the_deduction_until_upheld_and_an_approved_repair_
     assert_eq!(score_as_of(&service, household, day_8).await, 1000);
 }
 
-/// A grid worker's record of `rule` for the household, now.
-async fn record(service: &PointsService, household: &str, request_id: &str, rule: &str) {
+/// A grid worker's record of `rule` (`points` for a ranged rule, else 0) for the household,
+/// about something that happened yesterday.
+async fn record(
+    service: &PointsService,
+    household: &str,
+    request_id: &str,
+    rule: &str,
+    points: i64,
+) -> jiaxin_proto::points::Record {
     let claims = Claims {
         iss: ISSUER.into(),
         sub: "worker".into(),
@@ -238,13 +223,14 @@ async fn record(service: &PointsService, household: &str, request_id: &str, rule
             request_id: request_id.into(),
             household_id: household.into(),
             rule_code: rule.into(),
+            points,
             occurred_at: Some(jiaxin_kit::time::to_timestamp(now_micros() - DAY)),
-            evidence: vec!["photo:2".into()],
+            evidence: vec!["photo:1".into()],
             ..Default::default()
         }),
     });
     request.extensions_mut().insert(Caller(Arc::new(claims)));
-    service.api().submit_record(request).await.unwrap();
+    service.api().submit_record(request).await.unwrap().into_inner().record.unwrap()
 }
 
 async fn maintained_score(db: &Database, household: &str) -> i64 {
@@ -262,7 +248,7 @@ async fn maintained_score(db: &Database, household: &str) -> i64 {
 async fn a_record_counts_what_started_counting_since_the_balance_even_before_a_tick() {
     let Approved { service, db, household, record_id, _dir, .. } = approved_deduction().await;
     // Attending the villagers' meeting (A01): 2 points, no review, counts at once.
-    record(&service, household, "meeting-1", "A01").await;
+    record(&service, household, "meeting-1", "A01", 0).await;
     assert_eq!(maintained_score(&db, household).await, 1002, "the deduction is still in disclosure");
 
     // The deduction's disclosure ends just after that balance was computed (the clock is real,
@@ -277,11 +263,11 @@ async fn a_record_counts_what_started_counting_since_the_balance_even_before_a_t
     .await
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    record(&service, household, "meeting-2", "A01").await;
+    record(&service, household, "meeting-2", "A01", 0).await;
     assert_eq!(maintained_score(&db, household).await, 1000, "1000 + 2 + 2 - 4: the deduction counts now");
     assert_eq!(score_as_of(&service, household, now_micros()).await, 1000, "the ledger agrees");
 
     // Nothing started or stopped since: carried forward.
-    record(&service, household, "meeting-3", "A01").await;
+    record(&service, household, "meeting-3", "A01", 0).await;
     assert_eq!(maintained_score(&db, household).await, 1002);
 }

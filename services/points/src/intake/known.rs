@@ -1,8 +1,8 @@
 //! What a batch needs to know, read with a few set queries before any item is checked: the
-//! rules, the households with their paths and members, the caller's earlier request ids, what
-//! each household has used of each rule's yearly cap, and the households' pledges. The batch's
-//! households are locked first (a row lock in PostgreSQL; SQLite's writer lock already holds),
-//! so nothing read here changes before the batch commits.
+//! rules, the households with their paths and pledges, the members the batch names, the caller's
+//! earlier request ids, and what each household has used of the capped rules' yearly caps. The
+//! batch's households are locked first (a row lock in PostgreSQL; SQLite's writer lock already
+//! holds), so nothing read here changes before the batch commits.
 
 use std::collections::{HashMap, HashSet};
 
