@@ -62,7 +62,17 @@ struct Approved {
     _dir: tempfile::TempDir,
 }
 
-async fn approved_deduction() -> Approved {
+/// A points service on a database of its own, with one household it knows from identity's events
+/// and whose pledge it has heard of.
+struct Pledged {
+    service: PointsService,
+    consumer: jiaxin_kit::inbox::Consumer,
+    db: Database,
+    household: &'static str,
+    dir: tempfile::TempDir,
+}
+
+async fn pledged_household() -> Pledged {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
     let config = jiaxin_points::PointsConfig { score_tick_secs: 30, unpledged_records: UnpledgedRecords::Hold };
@@ -102,6 +112,11 @@ async fn approved_deduction() -> Approved {
         .await
         .unwrap();
 
+    Pledged { service, consumer, db, household, dir }
+}
+
+async fn approved_deduction() -> Approved {
+    let Pledged { service, consumer, db, household, dir } = pledged_household().await;
     // A grid worker records littering (minor: 7 days' disclosure, then 90 days).
     let now = now_micros();
     service.tick_at(now).await.unwrap();
@@ -270,4 +285,111 @@ async fn a_record_counts_what_started_counting_since_the_balance_even_before_a_t
     // Nothing started or stopped since: carried forward.
     record(&service, household, "meeting-3", "A01", 0).await;
     assert_eq!(maintained_score(&db, household).await, 1002);
+}
+
+/// A step of a record's life, as the property test below drives it.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A04, mediating a dispute: 3 points, no review, counts at once.
+    Bonus,
+    /// D06, littering: 2 or 3 points off, waits for the council.
+    Deduction(i64),
+    /// The council decides the n-th record awaiting it (modulo how many there are).
+    Decide(usize, bool),
+    /// A cadre reverses the n-th live record: an effective bonus or a disclosed deduction.
+    Reverse(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Step::Bonus),
+        (2_i64..=3).prop_map(Step::Deduction),
+        (0_usize..4, any::<bool>()).prop_map(|(n, approve)| Step::Decide(n, approve)),
+        (0_usize..4).prop_map(Step::Reverse),
+    ]
+}
+
+async fn reverse(service: &PointsService, record_id: &str) {
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "cadre".into(),
+        roles: vec![Role::VillageCadre],
+        org: "grid-1".into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "t".into(),
+    };
+    let mut request = tonic::Request::new(jiaxin_proto::points::ReverseRecordRequest {
+        record_id: record_id.into(),
+        reason: "核实有误 / recorded in error".into(),
+    });
+    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    service.api().reverse_record(request).await.unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 24, max_shrink_iters: 64, ..Default::default() })]
+
+    /// Records through their lives — bonuses, deductions the council approves or rejects, and
+    /// reversals — keep three things equal to a reference model at every step: the maintained
+    /// balance (carried forward by batches where it can be), the score evaluated from the ledger
+    /// now, and the score eight days on, when the approved deductions' disclosure has ended.
+    #[test]
+    fn a_records_life_keeps_the_balance_the_ledger_and_a_model_equal(steps in proptest::collection::vec(step(), 1..7)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let Pledged { service, consumer, db, household, dir: _dir } = pledged_household().await;
+            // The model: live effective bonuses, records awaiting the council, disclosed deductions.
+            let (mut bonuses, mut pending, mut disclosed) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, step) in steps.iter().enumerate() {
+                match step.clone() {
+                    Step::Bonus => {
+                        let record = record(&service, household, &format!("k-{i}"), "A04", 3).await;
+                        bonuses.push((record.id, 3));
+                    }
+                    Step::Deduction(points) => {
+                        let record = record(&service, household, &format!("k-{i}"), "D06", points).await;
+                        pending.push((record.id, points));
+                    }
+                    Step::Decide(n, approve) if !pending.is_empty() => {
+                        let (record_id, points) = pending.remove(n % pending.len());
+                        let outcome = if approve { ReviewOutcome::Approved } else { ReviewOutcome::Rejected };
+                        let decision = ReviewDecided {
+                            record_id: record_id.clone(),
+                            household_id: household.into(),
+                            outcome: outcome as i32,
+                            reason: "议事会表决".into(),
+                            ..Default::default()
+                        };
+                        let envelope = events::envelope("council", household, &decision).unwrap();
+                        consumer.deliver(&events::topic("council"), &envelope).await.unwrap();
+                        if approve {
+                            disclosed.push((record_id, points));
+                        }
+                    }
+                    Step::Reverse(n) if !bonuses.is_empty() || !disclosed.is_empty() => {
+                        let n = n % (bonuses.len() + disclosed.len());
+                        let (record_id, _) =
+                            if n < bonuses.len() { bonuses.remove(n) } else { disclosed.remove(n - bonuses.len()) };
+                        reverse(&service, &record_id).await;
+                    }
+                    Step::Decide(..) | Step::Reverse(_) => continue,
+                }
+                let now_model = 1000 + bonuses.iter().map(|(_, p)| p).sum::<i64>();
+                let later_model = now_model - disclosed.iter().map(|(_, p)| p).sum::<i64>();
+                let maintained: Option<i64> = sqlx::query_scalar("SELECT score FROM balances WHERE household_id = $1")
+                    .bind(household)
+                    .fetch_optional(db.pool())
+                    .await
+                    .unwrap();
+                proptest::prop_assert_eq!(maintained.unwrap_or(1000), now_model, "maintained after {:?}", &steps[..=i]);
+                proptest::prop_assert_eq!(score_as_of(&service, household, now_micros()).await, now_model);
+                let day_8 = now_micros() + 8 * DAY;
+                proptest::prop_assert_eq!(score_as_of(&service, household, day_8).await, later_model);
+            }
+            Ok(())
+        })?;
+    }
 }
