@@ -27,6 +27,20 @@ use sqlx::Row;
 
 const DAY: i64 = 24 * 3600 * 1_000_000;
 
+/// A signed-in account of one role, as the API object sees it after authentication.
+fn caller(account: &str, role: Role, org: &str) -> Caller {
+    Caller(Arc::new(Claims {
+        iss: ISSUER.into(),
+        sub: account.into(),
+        roles: vec![role],
+        org: org.into(),
+        rid: None,
+        iat: 0,
+        exp: i64::MAX,
+        jti: "t".into(),
+    }))
+}
+
 async fn database(dir: &std::path::Path) -> Database {
     let location = match std::env::var("JIAXIN_TEST_DATABASE_URL") {
         Ok(url) => {
@@ -151,22 +165,13 @@ async fn a_disclosed_deduction_moves_the_score_when_it_starts_and_when_it_expire
 }
 
 async fn score_as_of(service: &PointsService, household: &str, at: i64) -> i64 {
-    let claims = Claims {
-        iss: ISSUER.into(),
-        sub: "admin".into(),
-        roles: vec![Role::CountyAdmin],
-        org: "county-1".into(),
-        rid: None,
-        iat: 0,
-        exp: i64::MAX,
-        jti: "t".into(),
-    };
+    let caller = caller("admin", Role::CountyAdmin, "county-1");
     let mut request = tonic::Request::new(GetScoreRequest {
         household_id: household.into(),
         as_of: Some(jiaxin_kit::time::to_timestamp(at)),
         ..Default::default()
     });
-    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    request.extensions_mut().insert(caller);
     service.api().get_score(request).await.unwrap().into_inner().score.unwrap().score
 }
 
@@ -223,16 +228,7 @@ async fn record(
     rule: &str,
     points: i64,
 ) -> jiaxin_proto::points::Record {
-    let claims = Claims {
-        iss: ISSUER.into(),
-        sub: "worker".into(),
-        roles: vec![Role::GridWorker],
-        org: "grid-1".into(),
-        rid: None,
-        iat: 0,
-        exp: i64::MAX,
-        jti: "t".into(),
-    };
+    let caller = caller("worker", Role::GridWorker, "grid-1");
     let mut request = tonic::Request::new(SubmitRecordRequest {
         record: Some(RecordInput {
             request_id: request_id.into(),
@@ -244,7 +240,7 @@ async fn record(
             ..Default::default()
         }),
     });
-    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    request.extensions_mut().insert(caller);
     service.api().submit_record(request).await.unwrap().into_inner().record.unwrap()
 }
 
@@ -311,21 +307,12 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
 }
 
 async fn reverse(service: &PointsService, record_id: &str) {
-    let claims = Claims {
-        iss: ISSUER.into(),
-        sub: "cadre".into(),
-        roles: vec![Role::VillageCadre],
-        org: "grid-1".into(),
-        rid: None,
-        iat: 0,
-        exp: i64::MAX,
-        jti: "t".into(),
-    };
+    let caller = caller("cadre", Role::VillageCadre, "grid-1");
     let mut request = tonic::Request::new(jiaxin_proto::points::ReverseRecordRequest {
         record_id: record_id.into(),
         reason: "核实有误 / recorded in error".into(),
     });
-    request.extensions_mut().insert(Caller(Arc::new(claims)));
+    request.extensions_mut().insert(caller);
     service.api().reverse_record(request).await.unwrap();
 }
 
