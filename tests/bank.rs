@@ -121,6 +121,7 @@ impl County {
             .unwrap();
         let grid = self.grid.clone();
         let (_, head) = self.account(Role::Resident, &grid, &household.head_resident_id).await;
+        let bank_db = self.sys.database(ServiceName::Bank).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let score =
@@ -136,14 +137,13 @@ impl County {
                 .await
                 .is_ok();
             // And the bank has the pledge in its own read model (its events arrive on their own).
-            let bank_db = self.sys.database(ServiceName::Bank).await;
-            let bank_pledged: Option<i64> =
+            let bank_pledged: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM standings WHERE household_id = $1 AND pledged_at IS NOT NULL")
                     .bind(&household.id)
-                    .fetch_optional(bank_db.pool())
+                    .fetch_one(bank_db.pool())
                     .await
                     .unwrap_or_default();
-            if pledged && known && bank_pledged.unwrap_or_default() > 0 {
+            if pledged && known && bank_pledged > 0 {
                 break;
             }
             if Instant::now() >= deadline {

@@ -589,8 +589,7 @@ impl Points {
             store::entries_of_resident(&mut *conn, household_id, resident_id).await?
         };
         let evaluation = self.tiers.evaluate(&entries.iter().map(entry_of).collect::<Vec<_>>(), at);
-        let pledge = pledge.and_then(|p| PledgeStatus::try_from(p as i32).ok()).unwrap_or(PledgeStatus::None);
-        Ok(score_proto(household_id, at, &evaluation, pledge))
+        Ok(score_proto(household_id, at, &evaluation, crate::pledge::pledge_status_of(pledge)))
     }
 
     /// Households of a village, community or grid by maintained score.

@@ -42,6 +42,11 @@ fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.as_ref().map(jiaxin_kit::time::from_timestamp).unwrap_or_else(now_micros)
 }
 
+/// A stored pledge status (`None` where pledges has said nothing) as the API names it.
+pub(crate) fn pledge_status_of(stored: Option<i64>) -> PledgeStatus {
+    stored.and_then(|status| PledgeStatus::try_from(status as i32).ok()).unwrap_or(PledgeStatus::None)
+}
+
 impl Points {
     /// The household's pledge status now (for scores and explanations).
     pub(crate) async fn pledge_status(
@@ -49,10 +54,7 @@ impl Points {
         conn: &mut sqlx::AnyConnection,
         household_id: &str,
     ) -> Result<PledgeStatus> {
-        Ok(match store::pledge(&mut *conn, household_id).await? {
-            Some((status, _)) => PledgeStatus::try_from(status as i32).unwrap_or(PledgeStatus::None),
-            None => PledgeStatus::None,
-        })
+        Ok(pledge_status_of(store::pledge(&mut *conn, household_id).await?.map(|(status, _)| status)))
     }
 
     pub(crate) async fn apply_signed(&self, tx: &mut Tx, signed: &PledgeSigned) -> Result<()> {

@@ -799,7 +799,6 @@ pub async fn add_grid_totals(
     Ok(())
 }
 
-/// (score, tier, redeemable) as last maintained, by household.
 /// A household's maintained balance and the moment it was computed for.
 pub struct Balance {
     pub score: i64,
@@ -808,6 +807,7 @@ pub struct Balance {
     pub updated_at: i64,
 }
 
+/// The maintained balances of `households`, by household (none for a household without one).
 pub async fn balances_of(
     conn: &mut sqlx::AnyConnection,
     households: &[&str],
@@ -836,7 +836,6 @@ pub async fn upsert_balances(
     rows: &[(String, i64, String, i64)],
     at: i64,
 ) -> sqlx::Result<()> {
-    let updated_at = at;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES {} \
@@ -846,7 +845,7 @@ pub async fn upsert_balances(
         );
         let mut query = sqlx::query(&sql);
         for (household, score, tier, redeemable) in chunk {
-            query = query.bind(household.clone()).bind(*score).bind(tier.clone()).bind(*redeemable).bind(updated_at);
+            query = query.bind(household.clone()).bind(*score).bind(tier.clone()).bind(*redeemable).bind(at);
         }
         query.execute(&mut *conn).await?;
     }
