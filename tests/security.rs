@@ -7,7 +7,7 @@ mod common;
 use std::str::FromStr;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use common::{TestSystem, authed, id_number};
+use common::{TestSystem, authed, id_number, signing_key};
 use ed25519_dalek::SigningKey;
 use jiaxin::system::ServiceName;
 use jiaxin_kit::auth::{Claims, ISSUER, Role, TokenSigner};
@@ -28,20 +28,6 @@ fn all_rpcs() -> Vec<String> {
                 .flat_map(move |s| s.method.iter().map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name())))
         })
         .collect()
-}
-
-/// The active signing key, read the way identity stores it (a white-box step so the test can
-/// make tokens that differ from a good one in exactly one respect).
-async fn signing_key(sys: &TestSystem) -> (String, SigningKey) {
-    let cipher = sys.field_cipher();
-    let db = sys.database(ServiceName::Identity).await;
-    let (kid, ct): (String, Vec<u8>) = sqlx::query_as("SELECT kid, private_key_ct FROM signing_keys WHERE active = 1")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    let secret = cipher.decrypt("signing_keys.private_key", &ct).unwrap();
-    let bytes: [u8; 32] = hex::decode(secret).unwrap().try_into().unwrap();
-    (kid, SigningKey::from_bytes(&bytes))
 }
 
 fn claims(sub: &str, org: &str, iat: i64, exp: i64) -> Claims {

@@ -436,3 +436,17 @@ pub async fn publish_template(
         }
     }
 }
+
+/// The active signing key, read the way identity stores it (a white-box step so the test can
+/// make tokens that differ from a good one in exactly one respect).
+pub async fn signing_key(sys: &TestSystem) -> (String, ed25519_dalek::SigningKey) {
+    let cipher = sys.field_cipher();
+    let db = sys.database(ServiceName::Identity).await;
+    let (kid, ct): (String, Vec<u8>) = sqlx::query_as("SELECT kid, private_key_ct FROM signing_keys WHERE active = 1")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let secret = cipher.decrypt("signing_keys.private_key", &ct).unwrap();
+    let bytes: [u8; 32] = hex::decode(secret).unwrap().try_into().unwrap();
+    (kid, ed25519_dalek::SigningKey::from_bytes(&bytes))
+}
