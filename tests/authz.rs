@@ -21,6 +21,10 @@ use jiaxin_proto::{
         Branch, GrantConsentRequest, Institution, Product, Purpose, SaveBranchRequest, SaveInstitutionRequest,
         SaveProductRequest, TierLimit, bank_service_client::BankServiceClient,
     },
+    benefits::{
+        Benefit, BenefitKind, Provider, ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
+        benefits_service_client::BenefitsServiceClient,
+    },
     council::{SaveCouncilRequest, council_service_client::CouncilServiceClient},
     identity::{OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
     pledges::pledges_service_client::PledgesServiceClient,
@@ -72,6 +76,12 @@ struct Side {
     consent: String,
     branch: String,
     product: String,
+    /// The grid worker's account.
+    account: String,
+    /// The first household's head's ID number.
+    id_number: String,
+    /// A benefit of the side's agency, for the side's town.
+    benefit: String,
 }
 
 impl Side {
@@ -89,6 +99,9 @@ impl Side {
             consent: id(),
             branch: id(),
             product: id(),
+            account: id(),
+            id_number: common::id_number("320830", "19700101", 999),
+            benefit: id(),
         }
     }
 
@@ -116,6 +129,8 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
             subject: Some(i::list_membership_history_request::Subject::HouseholdId(t.household.clone())),
         }
         .encode_to_vec(),
+        "GetAccount" => i::GetAccountRequest { id: t.account.clone() }.encode_to_vec(),
+        "FindResident" => i::FindResidentRequest { id_number: t.id_number.clone() }.encode_to_vec(),
         "ListAccounts" => {
             i::ListAccountsRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec()
         }
@@ -139,12 +154,18 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "SubmitRecord" => SubmitRecordRequest { record: Some(cleanup_bonus(&t.household)) }.encode_to_vec(),
         "GetCouncil" => c::GetCouncilRequest { org_node_id: t.village.clone() }.encode_to_vec(),
         "ListTasks" => c::ListTasksRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
+        "ListMinutes" => c::ListMinutesRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
         "ListDisclosures" => c::ListDisclosuresRequest { org_node_id: t.village.clone() }.encode_to_vec(),
         "ListObjections" => {
             c::ListObjectionsRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec()
         }
         "GetStanding" => {
             f::GetStandingRequest { household_id: t.household.clone(), ..Default::default() }.encode_to_vec()
+        }
+        "GetBenefit" => f::GetBenefitRequest { id: t.benefit.clone() }.encode_to_vec(),
+        "CheckEligibility" => {
+            f::CheckEligibilityRequest { benefit_id: t.benefit.clone(), household_id: t.household.clone() }
+                .encode_to_vec()
         }
         "ListRedemptions" => {
             f::ListRedemptionsRequest { household_id: t.household.clone(), ..Default::default() }.encode_to_vec()
@@ -291,6 +312,8 @@ async fn build_side(
     };
     let mut tokens = HashMap::new();
     let mut officer = String::new();
+    let mut agency = String::new();
+    let mut grid_worker_account = String::new();
     for role in [
         Role::CountyAdmin,
         Role::TownAdmin,
@@ -306,8 +329,11 @@ async fn build_side(
     ] {
         let resident = if role == Role::Resident { first.head_resident_id.as_str() } else { "" };
         let (id, token) = common::account(sys, &mut identity, admin, &[role], &scope_of(role), resident).await;
-        if role == Role::BankOfficer {
-            officer = id;
+        match role {
+            Role::BankOfficer => officer = id,
+            Role::Agency => agency = id,
+            Role::GridWorker => grid_worker_account = id,
+            _ => {}
         }
         tokens.insert(role_name(role), token);
     }
@@ -413,6 +439,45 @@ async fn build_side(
     })
     .await;
 
+    let mut benefits = BenefitsServiceClient::new(sys.channel_to(ServiceName::Benefits).await);
+    let provider = retry_while_unknown("the provider", || {
+        let provider = Provider {
+            name: format!("第{n}镇便民服务中心"),
+            kind: ProviderKind::Agency as i32,
+            org_node_id: town.clone(),
+            account_ids: vec![agency.clone()],
+            ..Default::default()
+        };
+        let mut benefits = benefits.clone();
+        let admin = admin.to_owned();
+        async move {
+            benefits
+                .save_provider(authed(&admin, SaveProviderRequest { provider: Some(provider) }))
+                .await
+                .map(|r| r.into_inner().provider.unwrap().id)
+        }
+    })
+    .await;
+    let benefit = Benefit {
+        name: "信用户优先办理".into(),
+        description: "持信用户证明优先办理".into(),
+        scene: Scene::Approval as i32,
+        kind: BenefitKind::Priority as i32,
+        provider_id: provider,
+        org_node_id: town.clone(),
+        policy_basis: "《盱眙县信用户激励办法》第五条".into(),
+        valid_from: "2020-01-01".into(),
+        ..Default::default()
+    };
+    let benefit = benefits
+        .save_benefit(authed(admin, SaveBenefitRequest { benefit: Some(benefit) }))
+        .await
+        .unwrap()
+        .into_inner()
+        .benefit
+        .unwrap()
+        .id;
+
     let side = Side {
         village,
         grid,
@@ -424,6 +489,9 @@ async fn build_side(
         consent,
         branch,
         product,
+        account: grid_worker_account,
+        id_number: common::id_number("320830", "19700101", n * 10 + 1),
+        benefit,
     };
     (side, tokens)
 }

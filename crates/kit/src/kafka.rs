@@ -49,7 +49,8 @@ pub struct KafkaConfig {
 
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced after a failed delivery (see [`KafkaBus::publish_batch`]).
+    producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     known_topics: Mutex<HashSet<String>>,
     consumers: Mutex<JoinSet<()>>,
@@ -62,15 +63,7 @@ fn kafka_error(context: &str, error: impl std::fmt::Display) -> BusError {
 
 impl KafkaBus {
     pub fn new(config: KafkaConfig, cancel: CancellationToken) -> Result<Self, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            // Idempotence makes retries safe and keeps per-partition order; it implies acks=all.
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
-            .set("linger.ms", "5")
-            .create()
-            .map_err(|e| kafka_error("cannot create producer", e))?;
+        let producer = std::sync::RwLock::new(Self::create_producer(&config)?);
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .create()
@@ -83,6 +76,36 @@ impl KafkaBus {
             consumers: Mutex::new(JoinSet::new()),
             cancel,
         })
+    }
+
+    fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            // Idempotence makes retries safe and keeps per-partition order; it implies acks=all.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|e| kafka_error("cannot create producer", e))
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Starts over with a new producer (a new producer id, sequences from zero). An idempotent
+    /// producer whose broker restarted can be refused every produce from then on — seen with
+    /// tansu: "Unknown broker error" on every retry, minutes after the broker was back — so
+    /// retrying with the same one would never recover. The relay resends the failed batch.
+    fn renew_producer(&self) {
+        match Self::create_producer(&self.config) {
+            Ok(fresh) => {
+                *self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                tracing::info!("kafka producer renewed after a failed delivery");
+            }
+            Err(error) => tracing::warn!(%error, "kafka producer could not be renewed; keeping the old one"),
+        }
     }
 
     fn full_topic(&self, topic: &str) -> String {
@@ -116,7 +139,7 @@ impl KafkaBus {
     pub async fn shutdown(&self) {
         let mut consumers = self.consumers.lock().await;
         while consumers.join_next().await.is_some() {}
-        if let Err(error) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+        if let Err(error) = self.producer().flush(Timeout::After(Duration::from_secs(10))) {
             tracing::warn!(%error, "kafka producer flush incomplete");
         }
     }
@@ -141,6 +164,7 @@ impl Bus for KafkaBus {
     /// Enqueues the whole batch in order, then waits for every delivery report: one round trip
     /// for the batch instead of one per event, and the idempotent producer keeps the order.
     async fn publish_batch(&self, batch: &[(String, Envelope)]) -> Result<(), BusError> {
+        let producer = self.producer();
         let mut pending = Vec::with_capacity(batch.len());
         for (topic, envelope) in batch {
             let full_topic = self.full_topic(topic);
@@ -151,7 +175,7 @@ impl Bus for KafkaBus {
                 .payload(&payload)
                 .headers(Self::headers(envelope));
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
@@ -164,14 +188,25 @@ impl Bus for KafkaBus {
                 }
             }
         }
+        // Every delivery settles (each within the message timeout) before a failure is reported:
+        // the relay resends the whole batch, and nothing of the failed attempt may still be in
+        // flight then to land after the resent events and reorder a household's stream.
+        let mut failure = None;
         for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(kafka_error("event not delivered", error)),
-                Err(_) => return Err(BusError::Broker("producer dropped the delivery".into())),
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((error, _))) => kafka_error("event not delivered", error),
+                Err(_) => BusError::Broker("producer dropped the delivery".into()),
+            };
+            failure.get_or_insert(error);
+        }
+        match failure {
+            None => Ok(()),
+            Some(error) => {
+                self.renew_producer();
+                Err(error)
             }
         }
-        Ok(())
     }
 
     async fn subscribe(&self, topics: &[String], consumer: Arc<Consumer>) -> Result<(), BusError> {

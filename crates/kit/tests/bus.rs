@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -133,14 +133,20 @@ async fn unsent(db: &Database) -> i64 {
 
 /// Waits (bounded) until `applied` has `n` rows: Kafka delivers after publish returns.
 async fn wait_applied(db: &Database, n: usize) -> Vec<(String, String)> {
-    for _ in 0..600 {
+    wait_applied_within(db, n, Duration::from_secs(30)).await
+}
+
+/// Waits until `n` events are applied, failing after `limit`.
+async fn wait_applied_within(db: &Database, n: usize, limit: Duration) -> Vec<(String, String)> {
+    let deadline = Instant::now() + limit;
+    loop {
         let rows = applied(db).await;
         if rows.len() >= n {
             return rows;
         }
+        assert!(Instant::now() < deadline, "only {} of {n} events applied after {limit:?}", rows.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("only {} of {n} events applied", applied(db).await.len());
 }
 
 fn fast_retry() -> RetryPolicy {
@@ -414,16 +420,30 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 
     let keys = ["h1", "h2", "h3", "h4", "h5"];
     let total = 300;
+    // The broker goes down twice while events keep committing (25 each time, which the relay
+    // cannot publish meanwhile). After each start: how long until every event written so far
+    // has been applied — the consumer's lag back to zero, through the relay's and the consumer's
+    // reconnects.
+    let down_at = [total / 3, 2 * total / 3];
+    let down_for = 25;
+    let pid = || std::fs::read_to_string(broker_dir.path().join("pid")).unwrap();
+    let mut pid_before = String::new();
+    let mut lag_back_to_zero = Vec::new();
     for i in 0..total {
         let label = i.to_string();
         write_events(&producer, &outbox, &[(keys[i % keys.len()], label.as_str())]).await;
         outbox.wake();
-        if i == total / 3 {
+        if down_at.contains(&i) {
             wait_applied(&consumer_db, 50).await;
-            let pid = || std::fs::read_to_string(broker_dir.path().join("pid")).unwrap();
-            let before = pid();
-            script("broker.sh", "restart", &env);
-            assert_ne!(before, pid(), "the broker process was replaced");
+            pid_before = pid();
+            script("broker.sh", "stop", &env);
+        }
+        if i >= down_for && down_at.contains(&(i - down_for)) {
+            script("broker.sh", "start", &env);
+            assert_ne!(pid_before, pid(), "the broker process was replaced");
+            let back = Instant::now();
+            wait_applied_within(&consumer_db, i + 1, Duration::from_secs(120)).await;
+            lag_back_to_zero.push(back.elapsed());
         }
         if i % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -432,6 +452,12 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let rows = wait_applied(&consumer_db, total).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(applied(&consumer_db).await.len(), total, "no event applied twice");
+    // Measured and printed for docs/reliability.md (a figure, not an assertion on time).
+    println!(
+        "broker restarts: {}; consumer lag back to zero after each: {}; events {total}, lost 0, applied twice 0",
+        lag_back_to_zero.len(),
+        lag_back_to_zero.iter().map(|d| format!("{:.1} s", d.as_secs_f64())).collect::<Vec<_>>().join(", ")
+    );
     let mut labels: Vec<usize> = rows.iter().map(|(_, l)| l.parse().unwrap()).collect();
     labels.sort_unstable();
     assert_eq!(labels, (0..total).collect::<Vec<_>>(), "no event lost");
