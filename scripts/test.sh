@@ -2,7 +2,8 @@
 # The test command of the README: the whole suite in both modes.
 #   1. embedded: every unit, store, bus and end-to-end test on SQLite and the in-process bus;
 #   2. distributed: the same end-to-end tests against PostgreSQL, a Kafka-protocol broker and one
-#      process per service (scripts/test-distributed.sh starts and stops them).
+#      process per service (scripts/test-distributed.sh starts and stops them);
+#   3. the crash campaign, alone (scripts/test-campaign.sh).
 # PostgreSQL's server comes from the machine (apt-get installs it when missing); the broker,
 # tansu, is built once with cargo install (~15 minutes the first time). JIAXIN_TEST_EMBEDDED_ONLY=1
 # skips step 2 for a quick run — and says so.
@@ -20,3 +21,8 @@ if [ "${JIAXIN_TEST_EMBEDDED_ONLY:-}" = 1 ]; then
 fi
 echo "==> distributed suite" >&2
 scripts/test-distributed.sh "$@"
+# The crash campaign needs the machine to itself (see the script); a filtered run skips it.
+if [ "$#" -eq 0 ]; then
+  echo "==> crash campaign (distributed, SIGKILLs, broker restarts, terminated connections)" >&2
+  scripts/test-campaign.sh
+fi

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod common;
+mod processes;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -16,6 +16,7 @@ use common::{authed, id_number};
 use jiaxin_proto::identity::{
     LoginRequest, NewResident, RegisterHouseholdRequest, identity_service_client::IdentityServiceClient,
 };
+use processes::{Env, PASSWORD, free_port, script, terminate};
 use prost::Message;
 use rdkafka::{
     ClientConfig,
@@ -24,110 +25,7 @@ use rdkafka::{
 };
 use tonic::transport::Channel;
 
-const PASSWORD: &str = "distributed-admin-1";
-const FIELD_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-struct Env {
-    database_url: String,
-    brokers: String,
-    namespace: String,
-    data_dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Self {
-        let database_url = std::env::var("JIAXIN_TEST_DATABASE_URL").expect("run by scripts/test-distributed.sh");
-        let bus = std::env::var("JIAXIN_TEST_BUS").expect("run by scripts/test-distributed.sh");
-        Self {
-            database_url,
-            brokers: bus.trim_start_matches("kafka://").to_owned(),
-            namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
-            data_dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn topic(&self) -> String {
-        format!("{}.jiaxin.identity.v1", self.namespace)
-    }
-
-    /// Starts `jiaxin serve --service identity` as a child process; returns it and its address.
-    async fn spawn(&self) -> (Running, String) {
-        self.spawn_service("identity", &[]).await
-    }
-
-    /// Starts one service as its own process, with extra flags; returns it and its address.
-    async fn spawn_service(&self, service: &str, extra: &[&str]) -> (Running, String) {
-        let (running, addr, _) = self.spawn_logged(service, extra, "info").await;
-        (running, addr)
-    }
-
-    /// [`Self::spawn_service`] logging at `level` (`JIAXIN_LOG`); also returns its log file.
-    async fn spawn_logged(&self, service: &str, extra: &[&str], level: &str) -> (Running, String, std::path::PathBuf) {
-        let [port, admin_port] = free_ports();
-        let log_path = self.data_dir.path().join(format!("{service}-{}.log", uuid::Uuid::new_v4().simple()));
-        let log = std::fs::File::create(&log_path).unwrap();
-        // Guarded from the start: a start-up that never becomes healthy still ends the process.
-        let child = Running(
-            Command::new(env!("CARGO_BIN_EXE_jiaxin"))
-                .args(["serve", "--service", service])
-                .args(extra)
-                .args([
-                    "--grpc-listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--admin-listen",
-                    &format!("127.0.0.1:{admin_port}"),
-                ])
-                .args([
-                    "--database-url",
-                    &self.database_url,
-                    "--database-schema-prefix",
-                    &format!("{}_", self.namespace),
-                ])
-                .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
-                .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
-                .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
-                .env("JIAXIN_LOG", level)
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap(),
-        );
-        let addr = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(channel) = Channel::from_shared(addr.clone()).unwrap().connect().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let name = if service == "identity" {
-                    "jiaxin.identity.v1.IdentityService"
-                } else {
-                    "jiaxin.points.v1.PointsService"
-                };
-                let check = tonic_health::pb::HealthCheckRequest { service: name.into() };
-                if health.check(check).await.is_ok_and(|r| r.into_inner().status == 1) {
-                    return (child, addr, log_path);
-                }
-            }
-            if Instant::now() > deadline {
-                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = output.lines().rev().take(15).collect();
-                panic!(
-                    "{service} did not become healthy; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn database(&self, service: &str) -> jiaxin_kit::storage::Database {
-        let location = jiaxin_kit::storage::DatabaseLocation::shared(
-            jiaxin_kit::Secret::new(self.database_url.clone()),
-            &format!("{}_", self.namespace),
-            service,
-        );
-        jiaxin_kit::storage::Database::connect(&location).await.unwrap()
-    }
-
     async fn outbox_event_ids(&self) -> Vec<(i64, String, String)> {
         let db = self.database("identity").await;
         sqlx::query_as("SELECT seq, event_id, partition_key FROM kit_outbox ORDER BY seq")
@@ -198,42 +96,6 @@ impl Env {
             }
         }
         seen
-    }
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// `N` distinct free ports: every listener is held until all are picked, so the kernel cannot
-/// hand the same port out twice.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -347,14 +209,6 @@ async fn a_killed_identity_process_loses_no_event() {
         healthy_after.as_secs_f64(),
         outbox.len()
     );
-}
-
-/// Runs one of the repository's server scripts with the given environment; returns its stdout.
-fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
-    let path = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(&path).arg(action).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
-    assert!(output.status.success(), "{name} {action}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

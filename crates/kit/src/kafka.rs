@@ -222,6 +222,11 @@ impl Bus for KafkaBus {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // jiaxin's producers use no transactions, so read_committed (librdkafka's default)
+            // buys nothing and makes every consumer wait at the broker's last stable offset. A
+            // producer SIGKILLed mid-batch left that offset stuck on tansu: every consumer group
+            // stopped at the same offsets for good (the crash campaign, tests/campaign.rs).
+            .set("isolation.level", "read_uncommitted")
             .set("session.timeout.ms", "10000")
             .create()
             .map_err(|e| kafka_error("cannot create consumer", e))?;
