@@ -1,9 +1,9 @@
 //! The crash campaign (issue 11), distributed mode: the six services as their own processes on
-//! PostgreSQL and a private Kafka-protocol broker; a village cadre streams a year's bonus records
-//! (`JIAXIN_CAMPAIGN_RECORDS`, default 2,000: see scripts/test-campaign.sh for why not the issue's
-//! 100,000 on this machine's test broker) through the batch API
-//! while, at seeded random moments, every service process is SIGKILLed three times, the broker is
-//! restarted twice and every PostgreSQL connection of the services is terminated three times.
+//! PostgreSQL and a private Kafka-protocol broker; a village cadre streams bonus records through
+//! the batch API (`JIAXIN_CAMPAIGN_RECORDS`, default 2,000 — scripts/test-campaign.sh says why not
+//! the issue's 100,000 on this machine's test broker) while, at seeded random moments, every
+//! service process is SIGKILLed three times, the broker is restarted twice and every PostgreSQL
+//! connection of the services is terminated three times.
 //! The submitter retries each batch until it is answered, as a client would. Then, as multisets:
 //! every request has exactly one record and every record exactly one ledger entry (nothing lost,
 //! nothing doubled, no entry without a record); every household's balance is the base plus the
