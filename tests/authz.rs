@@ -25,9 +25,9 @@ use jiaxin_proto::{
         Benefit, BenefitKind, Provider, ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
         benefits_service_client::BenefitsServiceClient,
     },
-    council::{SaveCouncilRequest, council_service_client::CouncilServiceClient},
+    council::{ListTasksRequest, SaveCouncilRequest, council_service_client::CouncilServiceClient},
     identity::{OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
-    pledges::pledges_service_client::PledgesServiceClient,
+    pledges::{CreateCampaignRequest, Moment, pledges_service_client::PledgesServiceClient},
     points::{RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
 };
 use prost::Message;
@@ -82,6 +82,12 @@ struct Side {
     id_number: String,
     /// A benefit of the side's agency, for the side's town.
     benefit: String,
+    /// The side's lender.
+    institution: String,
+    /// The village's pledge campaign.
+    campaign: String,
+    /// The council's review task of a deduction recorded for the first household.
+    task: String,
 }
 
 impl Side {
@@ -102,6 +108,9 @@ impl Side {
             account: id(),
             id_number: common::id_number("320830", "19700101", 999),
             benefit: id(),
+            institution: id(),
+            campaign: id(),
+            task: id(),
         }
     }
 
@@ -136,6 +145,7 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         }
         "GetHouseholdPledge" => p::GetHouseholdPledgeRequest { household_id: t.household.clone() }.encode_to_vec(),
         "GetTemplate" => p::GetTemplateRequest { org_node_id: t.village.clone(), version: 1 }.encode_to_vec(),
+        "GetCampaign" => p::GetCampaignRequest { id: t.campaign.clone() }.encode_to_vec(),
         "GetCoverage" => p::GetCoverageRequest { org_node_id: t.village.clone() }.encode_to_vec(),
         "ListUnsigned" => p::ListUnsignedRequest { grid_id: t.grid.clone(), ..Default::default() }.encode_to_vec(),
         "ListCampaigns" => {
@@ -153,6 +163,7 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "GetTotals" => o::GetTotalsRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
         "SubmitRecord" => SubmitRecordRequest { record: Some(cleanup_bonus(&t.household)) }.encode_to_vec(),
         "GetCouncil" => c::GetCouncilRequest { org_node_id: t.village.clone() }.encode_to_vec(),
+        "GetTask" => c::GetTaskRequest { id: t.task.clone() }.encode_to_vec(),
         "ListTasks" => c::ListTasksRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
         "ListMinutes" => c::ListMinutesRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
         "ListDisclosures" => c::ListDisclosuresRequest { org_node_id: t.village.clone() }.encode_to_vec(),
@@ -170,6 +181,17 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "ListRedemptions" => {
             f::ListRedemptionsRequest { household_id: t.household.clone(), ..Default::default() }.encode_to_vec()
         }
+        "ListProducts" => b::ListProductsRequest { institution_id: t.institution.clone() }.encode_to_vec(),
+        "GrantConsent" => b::GrantConsentRequest {
+            household_id: t.household.clone(),
+            institution_id: t.institution.clone(),
+            purpose: b::Purpose::VillagePreapproval as i32,
+            valid_until: (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(),
+            // The head signs; a paper form's scan, for an officer entering it.
+            signer_resident_id: t.head.clone(),
+            scan_reference: "scan:consent/preapproval.pdf".into(),
+        }
+        .encode_to_vec(),
         "ListConsents" => b::ListConsentsRequest { household_id: t.household.clone() }.encode_to_vec(),
         "GetCreditReport" => b::GetCreditReportRequest { consent_id: t.consent.clone() }.encode_to_vec(),
         "PreApproveVillage" => b::PreApproveVillageRequest {
@@ -439,6 +461,16 @@ async fn build_side(
     })
     .await;
 
+    let campaign = CreateCampaignRequest {
+        name: format!("第{n}村医保缴费同步签约"),
+        moment: Moment::MedicalInsurance as i32,
+        org_node_ids: vec![village.clone()],
+        starts_on: (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string(),
+        ends_on: (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(),
+    };
+    let campaign = pledges.create_campaign(authed(admin, campaign)).await.unwrap().into_inner().campaign.unwrap().id;
+    let task = review_task(&mut points, &council, &tokens["grid_worker"], admin, &first.id, &village).await;
+
     let mut benefits = BenefitsServiceClient::new(sys.channel_to(ServiceName::Benefits).await);
     let provider = retry_while_unknown("the provider", || {
         let provider = Provider {
@@ -492,8 +524,42 @@ async fn build_side(
         account: grid_worker_account,
         id_number: common::id_number("320830", "19700101", n * 10 + 1),
         benefit,
+        institution,
+        campaign,
+        task,
     };
     (side, tokens)
+}
+
+/// Records a minor deduction (B07, littering) for the household — every deduction goes to the
+/// council — and returns the council's review task for it, once the council has it (bounded).
+async fn review_task(
+    points: &mut PointsServiceClient<Channel>,
+    council: &CouncilServiceClient<Channel>,
+    grid_worker: &str,
+    admin: &str,
+    household: &str,
+    village: &str,
+) -> String {
+    let deduction = RecordInput { rule_code: "B07".into(), points: 5, ..cleanup_bonus(household) };
+    let record = points
+        .submit_record(authed(grid_worker, SubmitRecordRequest { record: Some(deduction) }))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap()
+        .id;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = ListTasksRequest { org_node_id: village.into(), ..Default::default() };
+        let tasks = council.clone().list_tasks(authed(admin, request)).await.unwrap().into_inner().tasks;
+        if let Some(task) = tasks.into_iter().find(|t| t.record_id == record) {
+            return task.id;
+        }
+        assert!(Instant::now() < deadline, "the council never got a task for record {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn role_name(role: Role) -> String {

@@ -84,17 +84,23 @@ impl Bank {
         let at = now();
         validate(&request, &china_today(at))?;
         let mut tx = self.db.begin().await?;
+        // Who may grant is settled before the household is read, so a caller who may not cannot
+        // learn from the answer whether the household exists (tests/authz.rs found the refusal
+        // coming after the lookup). In the app the head grants as themselves; on paper an officer
+        // of the institution enters the head's signed form.
+        let resident = caller.has_role(Role::Resident);
+        if !resident && self.officer_institution(&mut tx, caller).await? != request.institution_id {
+            return Err(BankError::PermissionDenied);
+        }
         let (_, head) =
             readmodel::household(&mut *tx, &request.household_id).await?.ok_or(BankError::NotFound(HOUSEHOLD))?;
-        // In the app the head grants as themselves; on paper an officer of the institution enters
-        // the head's signed form.
-        let (channel, granted_by) = if caller.has_role(Role::Resident) {
+        let (channel, granted_by) = if resident {
             let rid = caller.0.rid.clone().unwrap_or_default();
             if !self.speaks_for(&mut tx, &request.household_id, &head, &rid, at).await? {
                 return Err(BankError::NotFound(HOUSEHOLD));
             }
             (ConsentChannel::App, rid)
-        } else if self.officer_institution(&mut tx, caller).await? == request.institution_id {
+        } else {
             let mut v = Violations::new();
             v.require("scan_reference", &request.scan_reference);
             if request.signer_resident_id != head {
@@ -102,8 +108,6 @@ impl Bank {
             }
             v.into_result()?;
             (ConsentChannel::Paper, head)
-        } else {
-            return Err(BankError::PermissionDenied);
         };
         if registry::institution_name(&mut *tx, &request.institution_id).await?.is_none() {
             return Err(BankError::invalid("institution_id", "机构不存在 / no such institution"));
