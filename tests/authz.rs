@@ -129,6 +129,27 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "ListOrgChildren" => {
             i::ListOrgChildrenRequest { parent_id: t.village.clone(), ..Default::default() }.encode_to_vec()
         }
+        "CreateOrgNode" => i::CreateOrgNodeRequest {
+            parent_id: t.village.clone(),
+            kind: OrgNodeKind::Grid as i32,
+            name: format!("新网格{}", uuid::Uuid::new_v4().simple()),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RenameOrgNode" => i::RenameOrgNodeRequest { id: t.grid.clone(), name: "第一网格".into() }.encode_to_vec(),
+        "RegisterHousehold" => i::RegisterHouseholdRequest {
+            grid_id: t.grid.clone(),
+            address: "新户".into(),
+            head: Some(new_resident()),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "AddMember" => i::AddMemberRequest {
+            household_id: t.household.clone(),
+            resident: Some(new_resident()),
+            relation: i::Relation::Child as i32,
+        }
+        .encode_to_vec(),
         "GetHousehold" => i::GetHouseholdRequest { id: t.household.clone() }.encode_to_vec(),
         "ListHouseholds" => {
             i::ListHouseholdsRequest { org_node_id: t.grid.clone(), ..Default::default() }.encode_to_vec()
@@ -146,6 +167,14 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "GetHouseholdPledge" => p::GetHouseholdPledgeRequest { household_id: t.household.clone() }.encode_to_vec(),
         "GetTemplate" => p::GetTemplateRequest { org_node_id: t.village.clone(), version: 1 }.encode_to_vec(),
         "GetCampaign" => p::GetCampaignRequest { id: t.campaign.clone() }.encode_to_vec(),
+        "CreateCampaign" => p::CreateCampaignRequest {
+            name: "村民大会同步签约".into(),
+            moment: p::Moment::MedicalInsurance as i32,
+            org_node_ids: vec![t.village.clone()],
+            starts_on: (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string(),
+            ends_on: (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(),
+        }
+        .encode_to_vec(),
         "GetCoverage" => p::GetCoverageRequest { org_node_id: t.village.clone() }.encode_to_vec(),
         "ListUnsigned" => p::ListUnsignedRequest { grid_id: t.grid.clone(), ..Default::default() }.encode_to_vec(),
         "ListCampaigns" => {
@@ -161,7 +190,12 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
         "GetRecord" => o::GetRecordRequest { id: t.record.clone() }.encode_to_vec(),
         "ListLeaderboard" => o::ListLeaderboardRequest { org_node_id: t.village.clone(), limit: 10 }.encode_to_vec(),
         "GetTotals" => o::GetTotalsRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
+        "BatchSubmitRecords" => o::BatchSubmitRecordsRequest {
+            records: vec![RecordInput { rule_code: "D01".into(), points: 1, ..cleanup_bonus(&t.household) }],
+        }
+        .encode_to_vec(),
         "SubmitRecord" => SubmitRecordRequest { record: Some(cleanup_bonus(&t.household)) }.encode_to_vec(),
+        "SaveCouncil" => council_settings(&t.village).encode_to_vec(),
         "GetCouncil" => c::GetCouncilRequest { org_node_id: t.village.clone() }.encode_to_vec(),
         "GetTask" => c::GetTaskRequest { id: t.task.clone() }.encode_to_vec(),
         "ListTasks" => c::ListTasksRequest { org_node_id: t.village.clone(), ..Default::default() }.encode_to_vec(),
@@ -214,6 +248,29 @@ fn cleanup_bonus(household: &str) -> RecordInput {
         occurred_at: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 }),
         place: "村东公共区域".into(),
         evidence: vec!["photo:authz/cleanup.jpg".into()],
+        ..Default::default()
+    }
+}
+
+/// An adult never registered before, with a fresh ID number.
+fn new_resident() -> jiaxin_proto::identity::NewResident {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    jiaxin_proto::identity::NewResident {
+        name: format!("新成员{seq}"),
+        id_number: common::id_number("320830", "19800101", seq),
+        phone: String::new(),
+    }
+}
+
+/// The council a village sets up (saving it again changes nothing).
+fn council_settings(village: &str) -> SaveCouncilRequest {
+    SaveCouncilRequest {
+        org_node_id: village.into(),
+        name: "信用议事会".into(),
+        quorum: 3,
+        majority_permille: 501,
+        review_days: 7,
         ..Default::default()
     }
 }
@@ -375,14 +432,7 @@ async fn build_side(
     tokens.insert("province".into(), TokenSigner::new(&province.0, province.1.clone()).sign(&claims).unwrap());
 
     retry_while_unknown("the council", || {
-        let request = SaveCouncilRequest {
-            org_node_id: village.clone(),
-            name: "信用议事会".into(),
-            quorum: 3,
-            majority_permille: 501,
-            review_days: 7,
-            ..Default::default()
-        };
+        let request = council_settings(&village);
         let mut council = council.clone();
         let admin = admin.to_owned();
         async move { council.save_council(authed(&admin, request)).await.map(drop) }
