@@ -252,6 +252,78 @@ async fn a_database_outage_answers_unavailable_and_the_service_recovers() {
     let _ = std::fs::remove_dir_all(&pg_dir);
 }
 
+/// A counter's value on a process's Prometheus endpoint (0 when absent).
+fn metric(admin_port: u16, name: &str, labels: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|line| line.starts_with(name) && labels.split(',').all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn two_points_processes_share_the_events_and_apply_each_once() {
+    let env = Env::new();
+    let (mut identity, identity_addr) = env.spawn().await;
+    let peer = format!("identity={identity_addr}");
+    let ports = [processes::free_ports::<2>(), processes::free_ports::<2>()];
+    let mut replicas = Vec::new();
+    for replica_ports in ports {
+        replicas.push(env.spawn_at("points", &["--peer", &peer], "info", replica_ports).await.0);
+    }
+    // The group rebalances when the second process joins (heartbeats every 3 s): let it settle
+    // first, or the first process may take the whole stream before it does.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (mut client, token) = client(&identity_addr).await;
+    let grid_id = grid(&mut client, &token).await;
+    let households = 60;
+    for n in 0..households {
+        register(&mut client, &token, &grid_id, n).await;
+    }
+
+    // Every event identity wrote is applied once, between them.
+    let events = env.outbox_event_ids().await;
+    let points_db = env.database("points").await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let applied = loop {
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kit_inbox WHERE consumer = 'points'")
+            .fetch_one(points_db.pool())
+            .await
+            .unwrap();
+        if applied as usize >= events.len() {
+            break applied;
+        }
+        assert!(Instant::now() < deadline, "{applied} of {} events applied", events.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(applied as usize, events.len(), "each event applied exactly once");
+    let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM households").fetch_one(points_db.pool()).await.unwrap();
+    assert_eq!(known, i64::from(households));
+
+    // Both did part of the work: each process counts what it applied.
+    let shares: Vec<f64> = ports
+        .iter()
+        .map(|[_, admin]| metric(*admin, "jiaxin_events_consumed_total", "consumer=\"points\",outcome=\"applied\""))
+        .collect();
+    println!(
+        "two points processes: {} and {} of {} events applied (a shared consumer group over 3 partitions)",
+        shares[0],
+        shares[1],
+        events.len()
+    );
+    assert!(shares.iter().all(|share| *share > 0.0), "both processes applied events: {shares:?}");
+    assert_eq!(shares.iter().sum::<f64>() as usize, events.len(), "between them, each event once: {shares:?}");
+    for mut replica in replicas {
+        assert!(terminate(&mut replica).success());
+    }
+    assert!(terminate(&mut identity).success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
 async fn a_consumer_killed_mid_stream_loses_no_event_and_applies_none_twice() {
