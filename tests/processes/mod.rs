@@ -18,6 +18,8 @@ pub struct Env {
     pub brokers: String,
     pub namespace: String,
     pub data_dir: tempfile::TempDir,
+    /// Partitions of the topics the processes create.
+    pub partitions: u32,
 }
 
 impl Env {
@@ -29,6 +31,7 @@ impl Env {
             brokers: bus.trim_start_matches("kafka://").to_owned(),
             namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
             data_dir: tempfile::tempdir().unwrap(),
+            partitions: 3,
         }
     }
 
@@ -98,7 +101,8 @@ impl Env {
                     &format!("{}_", self.namespace),
                 ])
                 .args(["--kafka-brokers", &self.brokers, "--kafka-topic-prefix", &format!("{}.", self.namespace)])
-                .args(["--kafka-partitions", "3", "--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
+                .args(["--kafka-partitions", &self.partitions.to_string()])
+                .args(["--field-key", FIELD_KEY, "--bootstrap-admin-password", PASSWORD])
                 .args(["--data-dir", self.data_dir.path().to_str().unwrap(), "--log-format", "json"])
                 .env("JIAXIN_LOG", level)
                 .stdout(Stdio::from(log.try_clone().unwrap()))
