@@ -55,7 +55,13 @@ start() {
 
 stop() {
   if [ -s "$dir/pid" ]; then
-    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$dir/pid")
+    kill "$pid" 2>/dev/null || true
+    # Until the process is gone, not only its port: a restart whose start() still found the old
+    # process listening would take it for running, and be left with no broker once it exited.
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do listening || break; sleep 0.1; done
     rm -f "$dir/pid"
   fi
