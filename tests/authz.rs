@@ -360,9 +360,10 @@ impl World {
     }
 }
 
-/// Creates one side of the county under `county`: a town, a village with its council and pledge
-/// template, a grid with two households (the first pledged, with a record and a consent), an
-/// account for every role and a lender serving the village. Returns the side and its tokens.
+/// Creates one side of the county under `county`: a town, a village with its council, pledge
+/// template and a signing campaign, a grid with two households (the first pledged, with a bonus
+/// record, a deduction under council review and a consent), an account for every role, a lender
+/// serving the village and an agency with a benefit in the town. Returns the side and its tokens.
 async fn build_side(
     sys: &TestSystem,
     admin: &str,
