@@ -765,19 +765,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
 /// Every RPC that needs a token is either in a case of the matrix or listed as not yet covered
 /// (not both), and every case names a real RPC: a new RPC fails this until it is placed.
 fn check_coverage(matrix: &Matrix) {
-    let set = prost_types::FileDescriptorSet::decode(jiaxin_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let public = jiaxin_identity::IdentityService::public_methods();
-    let rpcs: BTreeSet<String> = set
-        .file
-        .iter()
-        .filter(|f| f.package().starts_with("jiaxin."))
-        .flat_map(|f| {
-            f.service
-                .iter()
-                .flat_map(move |s| s.method.iter().map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name())))
-        })
-        .filter(|rpc| !public.contains(rpc))
-        .collect();
+    let rpcs: BTreeSet<String> = common::token_rpcs().into_iter().collect();
     let cased: BTreeSet<String> = matrix.case.iter().map(|c| c.rpc.clone()).collect();
     let pending: BTreeSet<String> = matrix.not_yet_covered.rpcs.iter().cloned().collect();
     let unknown: Vec<_> = cased.union(&pending).filter(|rpc| !rpcs.contains(*rpc)).collect();

@@ -46,9 +46,6 @@ use tokio::sync::Mutex;
 use tonic::{Code, transport::Channel};
 
 const SERVICES: [&str; 6] = ["identity", "pledges", "points", "council", "benefits", "bank"];
-/// Bonuses a village cadre records that need no review, within each rule's range and, per
-/// household, within its yearly cap: (rule, points, times) — 29 records a household.
-const PLAN: [(&str, i64, usize); 5] = [("A01", 2, 6), ("A02", 3, 4), ("A04", 4, 5), ("B04", 5, 4), ("E02", 3, 10)];
 const BATCH: usize = 100;
 const KILLS_PER_SERVICE: usize = 3;
 const BROKER_RESTARTS: usize = 2;
@@ -170,28 +167,6 @@ fn chaos_plan(seed: u64) -> Vec<(f64, Fault)> {
     let mut plan: Vec<(f64, Fault)> = faults.into_iter().map(|f| (rng.gen_range(0.02..0.9), f)).collect();
     plan.sort_by(|a, b| a.0.total_cmp(&b.0));
     plan
-}
-
-/// Every record of the stream, households interleaved so each batch touches many of them.
-fn records(households: &[String]) -> Vec<RecordInput> {
-    let at = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 };
-    let mut records = Vec::new();
-    for (rule, points, times) in PLAN {
-        for n in 0..times {
-            for (h, household) in households.iter().enumerate() {
-                records.push(RecordInput {
-                    request_id: format!("campaign-{h}-{rule}-{n}"),
-                    household_id: household.clone(),
-                    rule_code: rule.into(),
-                    points,
-                    occurred_at: Some(at),
-                    evidence: vec!["photo:campaign.jpg".into()],
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    records
 }
 
 async fn login(identity: &str, username: &str, password: &str) -> Result<String, tonic::Status> {
@@ -371,7 +346,7 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     let seed: u64 =
         std::env::var("JIAXIN_CAMPAIGN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("crash campaign: seed {seed} (JIAXIN_CAMPAIGN_SEED reproduces), {wanted} records wanted");
-    let per_household: usize = PLAN.iter().map(|(_, _, times)| times).sum();
+    let per_household: usize = common::BONUS_PLAN.iter().map(|(_, _, times)| times).sum();
     let household_count = wanted.div_ceil(per_household);
 
     // A private broker (restarting the suite's would disturb the other tests) and the services,
@@ -434,7 +409,7 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     .await;
 
     // The stream, and the chaos beside it.
-    let records = records(&households);
+    let records = common::bonus_records("campaign", &households);
     let batches = records.len().div_ceil(BATCH);
     let answered = Arc::new(AtomicUsize::new(0));
     let chaos = tokio::spawn(chaos(cluster.clone(), chaos_plan(seed), batches, answered.clone()));
@@ -480,7 +455,7 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
 
     // Balances: the base plus the sum of the household's entries (a replay of the ledger), which
     // is the base plus the plan; the chains verify.
-    let planned: i64 = PLAN.iter().map(|(_, points, times)| points * *times as i64).sum();
+    let planned = common::bonus_plan_points();
     let truth = scores(
         &points_db,
         "SELECT b.household_id, b.score, CAST(1000 + COALESCE(SUM(l.delta), 0) AS BIGINT) FROM balances b \

@@ -4,38 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod processes;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use processes::{Running, free_port, free_ports, terminate};
+
 fn jiaxin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jiaxin"))
-}
-
-/// `N` distinct free ports: every listener is held until all are picked, so the kernel cannot
-/// hand the same port out twice.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Starts `jiaxin serve` embedded; returns the child once it printed that it serves, with the
@@ -64,18 +44,6 @@ fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Running, Vec<Str
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     (Running(child), lines)
-}
-
-fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -42,9 +42,6 @@ use tonic::transport::Channel;
 const PASSWORD: &str = "crash-admin-pass-1";
 const HOUSEHOLDS: u32 = 60;
 const BATCH: usize = 60;
-/// Bonuses a grid worker records that need no review, with points inside each rule's range
-/// and, per household, inside its yearly cap: (rule, points, times).
-const PLAN: [(&str, i64, usize); 5] = [("A01", 2, 6), ("A02", 3, 4), ("A04", 4, 5), ("B04", 5, 4), ("E02", 3, 10)];
 
 struct Running(Child);
 
@@ -89,30 +86,6 @@ async fn channel(addr: &str) -> Channel {
 async fn login(channel: &Channel, username: &str, password: &str) -> String {
     let request = LoginRequest { username: username.into(), password: password.into() };
     IdentityServiceClient::new(channel.clone()).login(request).await.unwrap().into_inner().access_token
-}
-
-/// Every record the grid worker will submit, household by household, in batches.
-fn plan(households: &[String]) -> Vec<RecordInput> {
-    let at = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 };
-    let mut records = Vec::new();
-    for (h, household) in households.iter().enumerate() {
-        for (rule, points, times) in PLAN {
-            for n in 0..times {
-                records.push(RecordInput {
-                    request_id: format!("crash-{h}-{rule}-{n}"),
-                    household_id: household.clone(),
-                    rule_code: rule.into(),
-                    points,
-                    occurred_at: Some(at),
-                    evidence: vec!["photo:1.jpg".into()],
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    // Interleave households so every batch touches many of them.
-    records.sort_by(|a, b| a.request_id.rsplit('-').next().cmp(&b.request_id.rsplit('-').next()));
-    records
 }
 
 /// Submits every batch, counting the answered ones in `answered`; returns the record id each
@@ -202,7 +175,7 @@ async fn a_sigkill_mid_stream_loses_no_record_and_counts_none_twice() {
     }
 
     // Stream the batches and SIGKILL the process once a third of them are in.
-    let records = plan(&households);
+    let records = common::bonus_records("crash", &households);
     let batches = records.len().div_ceil(BATCH);
     let answered = Arc::new(AtomicUsize::new(0));
     let streaming = tokio::spawn({
@@ -241,7 +214,7 @@ async fn a_sigkill_mid_stream_loses_no_record_and_counts_none_twice() {
     let mut points = PointsServiceClient::new(channel.clone());
     let verified = points.verify_ledger(authed(&admin, VerifyLedgerRequest::default())).await.unwrap().into_inner();
     assert!(verified.intact, "{verified:?}");
-    let planned: i64 = PLAN.iter().map(|(_, points, times)| points * *times as i64).sum();
+    let planned = common::bonus_plan_points();
     let mut scores = BTreeMap::new();
     for household in &households {
         let request = authed(&admin, GetScoreRequest { household_id: household.clone(), ..Default::default() });

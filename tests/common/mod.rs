@@ -450,3 +450,55 @@ pub async fn signing_key(sys: &TestSystem) -> (String, ed25519_dalek::SigningKey
     let bytes: [u8; 32] = hex::decode(secret).unwrap().try_into().unwrap();
     (kid, ed25519_dalek::SigningKey::from_bytes(&bytes))
 }
+
+/// Every RPC of every jiaxin service that needs a token (`/package.Service/Method`), read from the
+/// descriptors the server is built from: a test over them covers a new RPC the day it exists.
+pub fn token_rpcs() -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(jiaxin_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let public = jiaxin_identity::IdentityService::public_methods();
+    set.file
+        .iter()
+        .filter(|f| f.package().starts_with("jiaxin."))
+        .flat_map(|f| {
+            f.service
+                .iter()
+                .flat_map(move |s| s.method.iter().map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name())))
+        })
+        .filter(|rpc| !public.contains(rpc))
+        .collect()
+}
+
+/// Bonuses a grid worker or village cadre records that need no review, with points inside each
+/// rule's range and, per household, inside its yearly cap: (rule, points, times) — 29 records a
+/// household. The crash tests stream them.
+pub const BONUS_PLAN: [(&str, i64, usize); 5] =
+    [("A01", 2, 6), ("A02", 3, 4), ("A04", 4, 5), ("B04", 5, 4), ("E02", 3, 10)];
+
+/// The points [`BONUS_PLAN`] adds to each household.
+pub fn bonus_plan_points() -> i64 {
+    BONUS_PLAN.iter().map(|(_, points, times)| points * *times as i64).sum()
+}
+
+/// Every record of [`BONUS_PLAN`] for `households`, an hour ago, households interleaved so each
+/// batch touches many of them; request ids are `{prefix}-{household index}-{rule}-{n}`.
+pub fn bonus_records(prefix: &str, households: &[String]) -> Vec<jiaxin_proto::points::RecordInput> {
+    let at = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 };
+    let mut records = Vec::new();
+    for (rule, points, times) in BONUS_PLAN {
+        for n in 0..times {
+            for (h, household) in households.iter().enumerate() {
+                records.push(jiaxin_proto::points::RecordInput {
+                    request_id: format!("{prefix}-{h}-{rule}-{n}"),
+                    household_id: household.clone(),
+                    rule_code: rule.into(),
+                    points,
+                    occurred_at: Some(at),
+                    evidence: vec!["photo:1.jpg".into()],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    records
+}
