@@ -85,7 +85,7 @@ impl Bank {
         validate(&request, &china_today(at))?;
         let mut tx = self.db.begin().await?;
         // Who may grant is settled before the household is read, so a caller who may not cannot
-        // learn from the answer whether the household exists (tests/authz.rs found the refusal
+        // learn from the answer whether the household exists (tests/system/authz.rs found the refusal
         // coming after the lookup). In the app the head grants as themselves; on paper an officer
         // of the institution enters the head's signed form.
         let resident = caller.has_role(Role::Resident);

@@ -2,18 +2,14 @@
 //! that event, reach a real OTLP receiver as spans of the caller's trace. (Its own test binary:
 //! the tracing subscriber is per process.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::{
     str::FromStr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use crate::common::{self, ADMIN_PASSWORD, authed, id_number};
 use async_trait::async_trait;
-use common::{ADMIN_PASSWORD, authed, id_number};
 use jiaxin_kit::{
     events,
     inbox::{Consumer, EventHandler, HandlerError},

@@ -2,8 +2,6 @@
 //! peer reached over `https://` with `--peer-ca` (identity's keys fetched over mTLS). Uses the
 //! test certificates in tests/fixtures/tls.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},

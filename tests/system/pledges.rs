@@ -2,13 +2,9 @@
 //! full coverage, renewal after a new version, revocation stopping points, who may sign, and bad
 //! input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, code, id_number, paper_pledge};
+use crate::common::{self, TestSystem, authed, code, id_number, paper_pledge};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{

@@ -7,16 +7,12 @@
 //! against a model of its redeemable balance, each item's stock and each key's first result —
 //! and at the end, that the credit score never moved.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 
-use common::{TestSystem, authed};
+use crate::common::{self, TestSystem, authed};
 use jiaxin::system::ServiceName;
 use jiaxin_proto::{
     benefits::{

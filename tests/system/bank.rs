@@ -3,13 +3,9 @@
 //! list and the audit log, the rate limit holds under a burst, pre-approval names only consenting
 //! households, and loan outcomes reach points — an overdue one only through council review.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, code, id_number};
+use crate::common::{self, TestSystem, authed, code, id_number};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{

@@ -1,13 +1,9 @@
 //! Authentication on every RPC, and personal data at rest.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::str::FromStr;
 
+use crate::common::{self, TestSystem, authed, id_number, signing_key};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use common::{TestSystem, authed, id_number, signing_key};
 use ed25519_dalek::SigningKey;
 use jiaxin::system::ServiceName;
 use jiaxin_kit::auth::{Claims, ISSUER, Role, TokenSigner};

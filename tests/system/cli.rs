@@ -2,17 +2,13 @@
 //! written, the first admin's password shown once, SIGTERM draining cleanly, `migrate`, and
 //! Prometheus metrics on the admin port.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod processes;
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use processes::{Running, free_port, free_ports, terminate};
+use crate::processes::{Running, free_port, free_ports, terminate};
 
 fn jiaxin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jiaxin"))

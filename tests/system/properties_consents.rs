@@ -5,13 +5,9 @@
 //! NOT_FOUND as for a consent that does not exist — and at the end the household's consent list
 //! must show each consent's state and exactly the reports made under it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed};
+use crate::common::{self, TestSystem, authed};
 use jiaxin::system::ServiceName;
 use jiaxin_proto::{
     bank::{

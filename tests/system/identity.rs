@@ -1,10 +1,6 @@
 //! End-to-end tests of the identity service, driven only through gRPC as a client would.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
-use common::{ADMIN_PASSWORD, TestSystem, authed, code, id_number};
+use crate::common::{self, ADMIN_PASSWORD, TestSystem, authed, code, id_number};
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::identity::{
     identity_service_client::IdentityServiceClient, list_membership_history_request::Subject, *,

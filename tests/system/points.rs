@@ -1,13 +1,9 @@
 //! End-to-end tests of the points service, in both modes, driven through gRPC (and, for the
 //! council that is not built yet, through its events).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, code, id_number};
+use crate::common::{self, TestSystem, authed, code, id_number};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{

@@ -1,8 +1,6 @@
 //! `jiaxin demo`: the whole loop on a small sample county, through the real binary — and a
 //! second run that serves the same county again instead of generating another.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
 use std::process::{Command, Output};
 
 fn demo(data_dir: &std::path::Path, households: &str) -> Output {

@@ -2,21 +2,16 @@
 //! over PostgreSQL and a Kafka-protocol broker, checked from the outside (gRPC in, the topic out).
 //! These need the servers of `scripts/test-distributed.sh`, so they are ignored elsewhere.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-mod processes;
-
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
-use common::{authed, id_number};
+use crate::common::{self, authed, id_number};
+use crate::processes::{self, Env, PASSWORD, free_port, script, terminate};
 use jiaxin_proto::identity::{
     LoginRequest, NewResident, RegisterHouseholdRequest, identity_service_client::IdentityServiceClient,
 };
-use processes::{Env, PASSWORD, free_port, script, terminate};
 use prost::Message;
 use rdkafka::{
     ClientConfig,

@@ -5,10 +5,6 @@
 //! household's score is the base plus exactly its records, and points' maintained scores (the
 //! leaderboard) equal a full evaluation; benefits' read model catches up to points' truth.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap},
     io::{BufRead, BufReader},
@@ -21,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{authed, id_number};
+use crate::common::{self, authed, id_number};
 use jiaxin_kit::{
     secret::Secret,
     storage::{Database, DatabaseLocation},

@@ -3,13 +3,9 @@
 //! only their own benefits; redemptions spend exactly what a household has, once per key; the
 //! annual evaluation gives exactly the households and villages its criteria imply.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, code, id_number};
+use crate::common::{self, TestSystem, authed, code, id_number};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{

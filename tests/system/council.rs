@@ -2,13 +2,9 @@
 //! disclosure only when the council decides; quorum, majority and recusal; scope; minutes,
 //! disclosure list and the audit log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, authed, code, id_number, paper_pledge};
+use crate::common::{self, TestSystem, authed, code, id_number, paper_pledge};
 use jiaxin::system::ServiceName;
 use jiaxin_kit::error::field_violations;
 use jiaxin_proto::{

@@ -2,17 +2,13 @@
 //! running system, in both modes, and 10,000 seeded random cross-scope attempts with no success.
 //! A denial must read exactly like the answer for an object that does not exist.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
 use std::{
     collections::{BTreeSet, HashMap},
     str::FromStr,
     time::{Duration, Instant},
 };
 
-use common::{TestSystem, authed};
+use crate::common::{self, TestSystem, authed};
 use futures::StreamExt;
 use jiaxin::system::ServiceName;
 use jiaxin_kit::auth::{Claims, ISSUER, TokenSigner};
@@ -234,7 +230,7 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
             product_id: t.product.clone(),
         }
         .encode_to_vec(),
-        other => panic!("the matrix names case {other}, which tests/authz.rs cannot build"),
+        other => panic!("the matrix names case {other}, which tests/system/authz.rs cannot build"),
     }
 }
 

@@ -4,8 +4,6 @@
 //! handed to benefits' consumer as the bus would. Runs on SQLite, or on PostgreSQL when
 //! `JIAXIN_TEST_DATABASE_URL` is set.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
 use std::sync::Arc;
 
 use jiaxin_benefits::{BenefitsConfig, BenefitsService};

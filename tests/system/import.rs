@@ -1,10 +1,6 @@
 //! Bulk CSV import of households, through the RPC and through the `jiaxin import` command.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
-
-mod common;
-
-use common::{TestSystem, authed, id_number};
+use crate::common::{self, TestSystem, authed, id_number};
 use jiaxin_proto::identity::{
     ImportHouseholdsRequest, ImportHouseholdsResponse, ImportOptions, ListHouseholdsRequest,
     import_households_request::Part,
