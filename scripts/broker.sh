@@ -21,6 +21,9 @@ install() {
   echo "installing tansu $TANSU_VERSION (cargo install; takes a while once per machine)" >&2
   CARGO_TARGET_DIR="$tools/target" cargo install tansu --version "$TANSU_VERSION" --locked \
     --features libsql --root "$tools" >&2
+  # Only the binary is reused; its build (gigabytes) would sit on a CI machine's disk for the
+  # whole run.
+  rm -rf "$tools/target"
 }
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }

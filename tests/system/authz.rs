@@ -21,8 +21,11 @@ use jiaxin_proto::{
         Benefit, BenefitKind, Provider, ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
         benefits_service_client::BenefitsServiceClient,
     },
-    council::{ListTasksRequest, SaveCouncilRequest, council_service_client::CouncilServiceClient},
-    identity::{OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
+    council::{
+        ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
+        council_service_client::CouncilServiceClient,
+    },
+    identity::{CreateAccountRequest, OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
     pledges::{CreateCampaignRequest, Moment, pledges_service_client::PledgesServiceClient},
     points::{RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
 };
@@ -45,6 +48,10 @@ struct Case {
     subject: String,
     own: Vec<String>,
     other: Vec<String>,
+    /// The call uses its object up (a record reversed, a vote cast, a pledge, consent or account
+    /// revoked): every allowed cell gets a fresh object of the subject (`World::fresh`).
+    #[serde(default)]
+    consumes: bool,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +237,36 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
             product_id: t.product.clone(),
         }
         .encode_to_vec(),
+        "ReportLoanEvent" => b::ReportLoanEventRequest {
+            household_id: t.household.clone(),
+            // The caller's own institution: the household's consent to it decides.
+            institution_id: String::new(),
+            loan_ref: "LN-AUTHZ-1".into(),
+            kind: b::LoanEventKind::LineGranted as i32,
+            amount_fen: 5_000_000,
+            occurred_on: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            client_key: uuid::Uuid::new_v4().to_string(),
+            business_id: String::new(),
+        }
+        .encode_to_vec(),
+        "ReverseRecord" => {
+            o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
+                .encode_to_vec()
+        }
+        "CastVote" => c::CastVoteRequest {
+            task_id: t.task.clone(),
+            choice: c::Choice::Approve as i32,
+            amended_points: 0,
+            reason: "经核实,情况属实 / verified".into(),
+        }
+        .encode_to_vec(),
+        "RevokePledge" => p::RevokePledgeRequest {
+            household_id: t.household.clone(),
+            reason: "户主申请撤回 / withdrawn at the head's request".into(),
+        }
+        .encode_to_vec(),
+        "RevokeConsent" => b::RevokeConsentRequest { id: t.consent.clone() }.encode_to_vec(),
+        "DisableAccount" => i::DisableAccountRequest { id: t.account.clone() }.encode_to_vec(),
         other => panic!("the matrix names case {other}, which tests/system/authz.rs cannot build"),
     }
 }
@@ -337,6 +374,8 @@ struct World {
     tokens: [HashMap<String, String>; 2],
     sides: [Side; 2],
     channels: HashMap<&'static str, Channel>,
+    /// The county admin's token, for setting up fresh objects.
+    admin: String,
 }
 
 impl World {
@@ -354,10 +393,73 @@ impl World {
     async fn answer(&self, case: &Case, role: &str, caller: usize, target: &Side) -> Outcome {
         self.call(&case.rpc, &self.tokens[caller][role], request(&case.name, target)).await
     }
+
+    /// Side `side` with a fresh object in place of the one a consuming case uses up, made the
+    /// way the side's own people make it and ready to be acted on.
+    async fn fresh(&self, case: &Case, side: usize) -> Side {
+        let mut fresh = self.sides[side].clone();
+        let tokens = &self.tokens[side];
+        match case.name.as_str() {
+            "ReverseRecord" => {
+                // E02 (patrols), effective at once: a small bonus no resident may self-report, so
+                // no review; and not E01, whose yearly cap the other cases spend.
+                let bonus = RecordInput { rule_code: "E02".into(), points: 2, ..cleanup_bonus(&fresh.household) };
+                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                let request = authed(&tokens["grid_worker"], SubmitRecordRequest { record: Some(bonus) });
+                fresh.record = points.submit_record(request).await.unwrap().into_inner().record.unwrap().id;
+            }
+            "CastVote" => {
+                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                let council = CouncilServiceClient::new(self.channels["council"].clone());
+                fresh.task = review_task(
+                    &mut points,
+                    &council,
+                    &tokens["grid_worker"],
+                    &self.admin,
+                    &fresh.household,
+                    &fresh.village,
+                )
+                .await;
+            }
+            "RevokePledge" => {
+                // Signed again on paper (signing what is in force changes nothing).
+                let mut pledges = PledgesServiceClient::new(self.channels["pledges"].clone());
+                let sign = common::paper_pledge(&fresh.household, &fresh.head, 1);
+                pledges.sign_pledge(authed(&self.admin, sign)).await.unwrap();
+            }
+            "RevokeConsent" => {
+                let mut bank = BankServiceClient::new(self.channels["bank"].clone());
+                let grant = GrantConsentRequest {
+                    household_id: fresh.household.clone(),
+                    institution_id: fresh.institution.clone(),
+                    purpose: Purpose::VillagePreapproval as i32,
+                    valid_until: (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(),
+                    ..Default::default()
+                };
+                let consent = bank.grant_consent(authed(&tokens["resident"], grant)).await.unwrap();
+                fresh.consent = consent.into_inner().consent.unwrap().id;
+            }
+            "DisableAccount" => {
+                let mut identity = IdentityServiceClient::new(self.channels["identity"].clone());
+                let request = CreateAccountRequest {
+                    username: format!("volunteer-{}", uuid::Uuid::new_v4().simple()),
+                    display_name: "志愿者".into(),
+                    roles: vec![Role::Volunteer as i32],
+                    org_node_id: fresh.grid.clone(),
+                    password: "volunteer-pass-1".into(),
+                    ..Default::default()
+                };
+                let account = identity.create_account(authed(&self.admin, request)).await.unwrap();
+                fresh.account = account.into_inner().account.unwrap().id;
+            }
+            other => panic!("case {other} consumes its object, but tests/system/authz.rs cannot make a fresh one"),
+        }
+        fresh
+    }
 }
 
 /// Creates one side of the county under `county`: a town, a village with its council, pledge
-/// template and a signing campaign, a grid with two households (the first pledged, with a bonus
+/// template and a signing campaign (the council member's account seated on it), a grid with two households (the first pledged, with a bonus
 /// record, a deduction under council review and a consent), an account for every role, a lender
 /// serving the village and an agency with a benefit in the town. Returns the side and its tokens.
 async fn build_side(
@@ -390,6 +492,7 @@ async fn build_side(
     let mut officer = String::new();
     let mut agency = String::new();
     let mut grid_worker_account = String::new();
+    let mut council_member = String::new();
     for role in [
         Role::CountyAdmin,
         Role::TownAdmin,
@@ -409,6 +512,7 @@ async fn build_side(
             Role::BankOfficer => officer = id,
             Role::Agency => agency = id,
             Role::GridWorker => grid_worker_account = id,
+            Role::CouncilMember => council_member = id,
             _ => {}
         }
         tokens.insert(role_name(role), token);
@@ -435,6 +539,16 @@ async fn build_side(
         async move { council.save_council(authed(&admin, request)).await.map(drop) }
     })
     .await;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let member = Member {
+        account_id: council_member,
+        display_name: "议事会成员".into(),
+        kind: MemberKind::LocalWorthy as i32,
+        term_from: format!("{year}-01-01"),
+        term_to: format!("{year}-12-31"),
+    };
+    let seat = SeatMemberRequest { org_node_id: village.clone(), member: Some(member) };
+    council.clone().seat_member(authed(admin, seat)).await.unwrap();
 
     common::await_points_household(&mut points, admin, &first.id).await;
     let grid_worker = tokens["grid_worker"].clone();
@@ -637,7 +751,7 @@ where
 /// Waits until every case's own cell answers for the first role the matrix allows, so the
 /// matrix is not read while a service is still learning of the sides (bounded).
 async fn settle(world: &World, matrix: &Matrix) {
-    for case in &matrix.case {
+    for case in matrix.case.iter().filter(|case| !case.consumes) {
         let Some(role) = case.own.first() else { continue };
         for side in 0..2 {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -676,7 +790,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
     ] {
         channels.insert(name, sys.channel_to(service).await);
     }
-    let world = World { tokens: [tokens_a, tokens_b], sides: [side_a, side_b], channels };
+    let world = World { tokens: [tokens_a, tokens_b], sides: [side_a, side_b], channels, admin: admin.clone() };
     for tokens in &world.tokens {
         assert_eq!(tokens.keys().collect::<BTreeSet<_>>(), matrix.roles.iter().collect::<BTreeSet<_>>());
     }
@@ -692,8 +806,13 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
                 let missing = world.answer(case, role, caller, &Side::missing()).await;
                 for (column, target, allowed) in [("own", caller, &case.own), ("other", 1 - caller, &case.other)] {
                     cells += 1;
-                    let answer = world.answer(case, role, caller, &world.sides[target]).await;
                     let expected_allow = allowed.contains(role);
+                    let object = if case.consumes && expected_allow {
+                        world.fresh(case, target).await
+                    } else {
+                        world.sides[target].clone()
+                    };
+                    let answer = world.answer(case, role, caller, &object).await;
                     let holds = if expected_allow { answer.is_ok() && answer != missing } else { answer == missing };
                     if !holds {
                         wrong.push(format!(
