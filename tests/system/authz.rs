@@ -124,8 +124,8 @@ impl Side {
     }
 }
 
-/// The encoded request of a case naming the objects of `target`.
-fn request(case: &str, t: &Side) -> Vec<u8> {
+/// The encoded request of a case naming the objects of `t`, as `role` would send it.
+fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
     use jiaxin_proto::{bank as b, benefits as f, council as c, identity as i, pledges as p, points as o};
     match case {
         "GetOrgNode" => i::GetOrgNodeRequest { id: t.village.clone() }.encode_to_vec(),
@@ -249,6 +249,29 @@ fn request(case: &str, t: &Side) -> Vec<u8> {
             business_id: String::new(),
         }
         .encode_to_vec(),
+        "CreateAccount" => i::CreateAccountRequest {
+            username: format!("volunteer-{}", uuid::Uuid::new_v4().simple()),
+            display_name: "志愿者".into(),
+            roles: vec![Role::Volunteer as i32],
+            org_node_id: t.grid.clone(),
+            password: "volunteer-pass-1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        // The head signs again — on the app, or on a paper form a collector enters: signing what
+        // is in force changes nothing.
+        "SignPledge" if role == "resident" => p::SignPledgeRequest {
+            household_id: t.household.clone(),
+            signer_resident_id: t.head.clone(),
+            template_version: 1,
+            channel: p::Channel::App as i32,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "SignPledge" => common::paper_pledge(&t.household, &t.head, 1).encode_to_vec(),
+        "AuthoriseSigner" => {
+            p::AuthoriseSignerRequest { household_id: t.household.clone(), resident_id: t.head.clone() }.encode_to_vec()
+        }
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -391,7 +414,7 @@ impl World {
     }
 
     async fn answer(&self, case: &Case, role: &str, caller: usize, target: &Side) -> Outcome {
-        self.call(&case.rpc, &self.tokens[caller][role], request(&case.name, target)).await
+        self.call(&case.rpc, &self.tokens[caller][role], request(&case.name, role, target)).await
     }
 
     /// Side `side` with a fresh object in place of the one a consuming case uses up, made the
