@@ -25,7 +25,10 @@ use jiaxin_proto::{
         ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
         council_service_client::CouncilServiceClient,
     },
-    identity::{CreateAccountRequest, OrgNodeKind, Role, identity_service_client::IdentityServiceClient},
+    identity::{
+        AddMemberRequest, CreateAccountRequest, OrgNodeKind, RegisterHouseholdRequest, Role,
+        identity_service_client::IdentityServiceClient,
+    },
     pledges::{CreateCampaignRequest, Moment, pledges_service_client::PledgesServiceClient},
     points::{RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
 };
@@ -91,6 +94,10 @@ struct Side {
     campaign: String,
     /// The council's review task of a deduction recorded for the first household.
     task: String,
+    /// A third household of the grid, a couple, for the household changes: its id and the
+    /// spouse's resident id.
+    family: String,
+    spouse: String,
 }
 
 impl Side {
@@ -114,6 +121,8 @@ impl Side {
             institution: id(),
             campaign: id(),
             task: id(),
+            family: id(),
+            spouse: id(),
         }
     }
 
@@ -272,6 +281,41 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         "AuthoriseSigner" => {
             p::AuthoriseSignerRequest { household_id: t.household.clone(), resident_id: t.head.clone() }.encode_to_vec()
         }
+        "SetHouseholdHead" => {
+            i::SetHouseholdHeadRequest { household_id: t.family.clone(), resident_id: t.spouse.clone() }.encode_to_vec()
+        }
+        "RemoveMember" => i::RemoveMemberRequest {
+            household_id: t.family.clone(),
+            resident_id: t.spouse.clone(),
+            reason: "迁出本县 / moved out of the county".into(),
+        }
+        .encode_to_vec(),
+        "MoveMember" => i::MoveMemberRequest {
+            resident_id: t.spouse.clone(),
+            to_household_id: t.neighbour.clone(),
+            relation: i::Relation::Other as i32,
+        }
+        .encode_to_vec(),
+        "SplitHousehold" => i::SplitHouseholdRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            household_id: t.family.clone(),
+            resident_ids: vec![t.spouse.clone()],
+            new_head_resident_id: t.spouse.clone(),
+            address: "分户新址".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "MergeHouseholds" => i::MergeHouseholdsRequest {
+            source_household_id: t.family.clone(),
+            target_household_id: t.neighbour.clone(),
+        }
+        .encode_to_vec(),
+        "RecordDeath" => i::RecordDeathRequest {
+            resident_id: t.spouse.clone(),
+            date_of_death: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            new_head_resident_id: String::new(),
+        }
+        .encode_to_vec(),
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -317,6 +361,24 @@ fn new_resident() -> jiaxin_proto::identity::NewResident {
         id_number: common::id_number("320830", "19800101", seq),
         phone: String::new(),
     }
+}
+
+/// Registers a household of two adults in `grid`: returns its id and the spouse's resident id.
+async fn couple(identity: &mut IdentityServiceClient<Channel>, admin: &str, grid: &str) -> (String, String) {
+    let register = RegisterHouseholdRequest {
+        grid_id: grid.into(),
+        address: "村西".into(),
+        head: Some(new_resident()),
+        ..Default::default()
+    };
+    let household = identity.register_household(authed(admin, register)).await.unwrap().into_inner().household.unwrap();
+    let add = AddMemberRequest {
+        household_id: household.id.clone(),
+        resident: Some(new_resident()),
+        relation: jiaxin_proto::identity::Relation::Spouse as i32,
+    };
+    let spouse = identity.add_member(authed(admin, add)).await.unwrap().into_inner().resident.unwrap();
+    (household.id, spouse.id)
 }
 
 /// The council a village sets up (saving it again changes nothing).
@@ -443,6 +505,11 @@ impl World {
                     &fresh.village,
                 )
                 .await;
+            }
+            "SetHouseholdHead" | "RemoveMember" | "MoveMember" | "SplitHousehold" | "MergeHouseholds"
+            | "RecordDeath" => {
+                let mut identity = IdentityServiceClient::new(self.channels["identity"].clone());
+                (fresh.family, fresh.spouse) = couple(&mut identity, &self.admin, &fresh.grid).await;
             }
             "RevokePledge" => {
                 // Signed again on paper (signing what is in force changes nothing).
@@ -694,7 +761,10 @@ async fn build_side(
         .unwrap()
         .id;
 
+    let (family, spouse) = couple(&mut identity, admin, &grid).await;
     let side = Side {
+        family,
+        spouse,
         village,
         grid,
         household: first.id,
