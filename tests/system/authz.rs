@@ -479,6 +479,13 @@ impl World {
         self.call(&case.rpc, &self.tokens[caller][role], request(&case.name, role, target)).await
     }
 
+    /// Side `side` with a couple registered just now in place of its standing one.
+    async fn fresh_couple(&self, side: usize) -> Side {
+        let mut identity = IdentityServiceClient::new(self.channels["identity"].clone());
+        let (family, spouse) = couple(&mut identity, &self.admin, &self.sides[side].grid).await;
+        Side { family, spouse, ..self.sides[side].clone() }
+    }
+
     /// Side `side` with a fresh object in place of the one a consuming case uses up, made the
     /// way the side's own people make it and ready to be acted on.
     async fn fresh(&self, case: &Case, side: usize) -> Side {
@@ -507,10 +514,7 @@ impl World {
                 .await;
             }
             "SetHouseholdHead" | "RemoveMember" | "MoveMember" | "SplitHousehold" | "MergeHouseholds"
-            | "RecordDeath" => {
-                let mut identity = IdentityServiceClient::new(self.channels["identity"].clone());
-                (fresh.family, fresh.spouse) = couple(&mut identity, &self.admin, &fresh.grid).await;
-            }
+            | "RecordDeath" => fresh = self.fresh_couple(side).await,
             "RevokePledge" => {
                 // Signed again on paper (signing what is in force changes nothing).
                 let mut pledges = PledgesServiceClient::new(self.channels["pledges"].clone());
@@ -919,9 +923,13 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
             }
         }
     }
+    let (across, wrong_across) = moves_across_towns(&world).await;
+    cells += across;
+    wrong.extend(wrong_across);
     assert!(wrong.is_empty(), "{} of {cells} cells do not hold:\n{}", wrong.len(), wrong.join("\n"));
     println!(
-        "authorisation matrix: {} cases × {} roles × 2 scopes × 2 sides = {cells} cells hold",
+        "authorisation matrix: {} cases × {} roles × 2 scopes × 2 sides + {across} moves across towns = {cells} \
+         cells hold",
         matrix.case.len(),
         matrix.roles.len()
     );
@@ -968,6 +976,35 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         successes.len()
     );
     assert!(successes.is_empty(), "cross-scope attempts that did not read as missing:\n{}", successes.join("\n"));
+}
+
+/// The household changes that name two households: an editor moving a member of their own
+/// side into the other side's household, or merging their own side's household into it, must
+/// be refused exactly as if that household did not exist. Returns how many such calls were made
+/// and the ones that do not hold.
+async fn moves_across_towns(world: &World) -> (usize, Vec<String>) {
+    let (mut made, mut wrong) = (0, Vec::new());
+    for role in ["county_admin", "town_admin", "village_cadre", "grid_worker"] {
+        for caller in 0..2 {
+            let token = &world.tokens[caller][role];
+            let own = world.fresh_couple(caller).await;
+            let across = Side { neighbour: world.sides[1 - caller].neighbour.clone(), ..own.clone() };
+            let nowhere = Side { neighbour: Side::missing().neighbour, ..own.clone() };
+            for name in ["MoveMember", "MergeHouseholds"] {
+                let rpc = format!("/jiaxin.identity.v1.IdentityService/{name}");
+                let missing = world.call(&rpc, token, request(name, role, &nowhere)).await;
+                let answer = world.call(&rpc, token, request(name, role, &across)).await;
+                made += 1;
+                if answer != missing {
+                    wrong.push(format!(
+                        "{name} × {role} (side {caller}) into the other town's household: got {answer:?}; \
+                         into a missing one: {missing:?}"
+                    ));
+                }
+            }
+        }
+    }
+    (made, wrong)
 }
 
 /// Every RPC that needs a token is either in a case of the matrix or listed as not yet covered
