@@ -22,7 +22,7 @@ use jiaxin_proto::{
         benefits_service_client::BenefitsServiceClient,
     },
     council::{
-        ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
+        CastVoteRequest, Choice, ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
         council_service_client::CouncilServiceClient,
     },
     identity::{
@@ -92,7 +92,8 @@ struct Side {
     institution: String,
     /// The village's pledge campaign.
     campaign: String,
-    /// The council's review task of a deduction recorded for the first household.
+    /// A deduction recorded for the first household, and the council's review task of it.
+    deduction: String,
     task: String,
     /// A third household of the grid, a couple, for the household changes: its id and the
     /// spouse's resident id.
@@ -121,6 +122,7 @@ impl Side {
             institution: id(),
             campaign: id(),
             task: id(),
+            deduction: id(),
             family: id(),
             spouse: id(),
         }
@@ -316,6 +318,11 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             new_head_resident_id: String::new(),
         }
         .encode_to_vec(),
+        "FileObjection" => c::FileObjectionRequest {
+            record_id: t.deduction.clone(),
+            reason: "当天并未乱扔垃圾,有邻居作证 / a neighbour saw it was not us".into(),
+        }
+        .encode_to_vec(),
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -386,7 +393,8 @@ fn council_settings(village: &str) -> SaveCouncilRequest {
     SaveCouncilRequest {
         org_node_id: village.into(),
         name: "信用议事会".into(),
-        quorum: 3,
+        // One vote decides: the test's council has one seated member.
+        quorum: 1,
         majority_permille: 501,
         review_days: 7,
         ..Default::default()
@@ -503,7 +511,7 @@ impl World {
             "CastVote" => {
                 let mut points = PointsServiceClient::new(self.channels["points"].clone());
                 let council = CouncilServiceClient::new(self.channels["council"].clone());
-                fresh.task = review_task(
+                (fresh.deduction, fresh.task) = review_task(
                     &mut points,
                     &council,
                     &tokens["grid_worker"],
@@ -512,6 +520,28 @@ impl World {
                     &fresh.village,
                 )
                 .await;
+            }
+            "FileObjection" => {
+                // A deduction the council approved (its one-vote quorum): on the disclosure list.
+                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                let mut council = CouncilServiceClient::new(self.channels["council"].clone());
+                let (deduction, task) = review_task(
+                    &mut points,
+                    &council,
+                    &tokens["grid_worker"],
+                    &self.admin,
+                    &fresh.household,
+                    &fresh.village,
+                )
+                .await;
+                let vote = CastVoteRequest {
+                    task_id: task,
+                    choice: Choice::Approve as i32,
+                    amended_points: 0,
+                    reason: "经核实,情况属实 / verified".into(),
+                };
+                council.cast_vote(authed(&tokens["council_member"], vote)).await.unwrap();
+                fresh.deduction = deduction;
             }
             "SetHouseholdHead" | "RemoveMember" | "MoveMember" | "SplitHousehold" | "MergeHouseholds"
             | "RecordDeath" => fresh = self.fresh_couple(side).await,
@@ -724,7 +754,8 @@ async fn build_side(
         ends_on: (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(),
     };
     let campaign = pledges.create_campaign(authed(admin, campaign)).await.unwrap().into_inner().campaign.unwrap().id;
-    let task = review_task(&mut points, &council, &tokens["grid_worker"], admin, &first.id, &village).await;
+    let (deduction, task) =
+        review_task(&mut points, &council, &tokens["grid_worker"], admin, &first.id, &village).await;
 
     let mut benefits = BenefitsServiceClient::new(sys.channel_to(ServiceName::Benefits).await);
     let provider = retry_while_unknown("the provider", || {
@@ -784,13 +815,15 @@ async fn build_side(
         benefit,
         institution,
         campaign,
+        deduction,
         task,
     };
     (side, tokens)
 }
 
-/// Records a minor deduction (B07, littering) for the household — every deduction goes to the
-/// council — and returns the council's review task for it, once the council has it (bounded).
+/// Records a minor deduction (D06, littering: 2 points of a yearly cap of 20, so ten a household
+/// a year) for the household — every deduction goes to the council — and returns the record and
+/// the council's review task for it, once the council has it (bounded).
 async fn review_task(
     points: &mut PointsServiceClient<Channel>,
     council: &CouncilServiceClient<Channel>,
@@ -798,8 +831,8 @@ async fn review_task(
     admin: &str,
     household: &str,
     village: &str,
-) -> String {
-    let deduction = RecordInput { rule_code: "B07".into(), points: 5, ..cleanup_bonus(household) };
+) -> (String, String) {
+    let deduction = RecordInput { rule_code: "D06".into(), points: 2, ..cleanup_bonus(household) };
     let record = points
         .submit_record(authed(grid_worker, SubmitRecordRequest { record: Some(deduction) }))
         .await
@@ -813,7 +846,7 @@ async fn review_task(
         let request = ListTasksRequest { org_node_id: village.into(), ..Default::default() };
         let tasks = council.clone().list_tasks(authed(admin, request)).await.unwrap().into_inner().tasks;
         if let Some(task) = tasks.into_iter().find(|t| t.record_id == record) {
-            return task.id;
+            return (record, task.id);
         }
         assert!(Instant::now() < deadline, "the council never got a task for record {record}");
         tokio::time::sleep(Duration::from_millis(100)).await;
