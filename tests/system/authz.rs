@@ -18,8 +18,8 @@ use jiaxin_proto::{
         SaveProductRequest, TierLimit, bank_service_client::BankServiceClient,
     },
     benefits::{
-        Benefit, BenefitKind, Provider, ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
-        benefits_service_client::BenefitsServiceClient,
+        Benefit, BenefitKind, GetStandingRequest, Provider, ProviderKind, RedeemRequest, SaveBenefitRequest,
+        SaveProviderRequest, Scene, benefits_service_client::BenefitsServiceClient,
     },
     council::{
         CastVoteRequest, Choice, ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
@@ -88,6 +88,10 @@ struct Side {
     id_number: String,
     /// A benefit of the side's agency, for the side's town.
     benefit: String,
+    /// An item of the agency's points shop (积分超市), one redeemable point each, and a
+    /// redemption of it by the first household.
+    shop_item: String,
+    redemption: String,
     /// The side's lender.
     institution: String,
     /// The village's pledge campaign.
@@ -119,6 +123,8 @@ impl Side {
             account: id(),
             id_number: common::id_number("320830", "19700101", 999),
             benefit: id(),
+            shop_item: id(),
+            redemption: id(),
             institution: id(),
             campaign: id(),
             task: id(),
@@ -323,6 +329,17 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             reason: "当天并未乱扔垃圾,有邻居作证 / a neighbour saw it was not us".into(),
         }
         .encode_to_vec(),
+        "Redeem" => f::RedeemRequest {
+            benefit_id: t.shop_item.clone(),
+            household_id: t.household.clone(),
+            quantity: 1,
+            client_key: uuid::Uuid::new_v4().to_string(),
+        }
+        .encode_to_vec(),
+        "CancelRedemption" => {
+            f::CancelRedemptionRequest { id: t.redemption.clone(), reason: "顾客退货 / returned".into() }
+                .encode_to_vec()
+        }
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -368,6 +385,74 @@ fn new_resident() -> jiaxin_proto::identity::NewResident {
         id_number: common::id_number("320830", "19800101", seq),
         phone: String::new(),
     }
+}
+
+/// Makes sure the household has a redeemable point to spend: a bonus of E02 (patrols, effective
+/// at once) when it has none, then waits (bounded) until benefits has counted it.
+async fn redeemable_point(
+    channels: &HashMap<&'static str, Channel>,
+    tokens: &HashMap<String, String>,
+    admin: &str,
+    household: &str,
+) {
+    let mut benefits = BenefitsServiceClient::new(channels["benefits"].clone());
+    let available = |benefits: &mut BenefitsServiceClient<Channel>| {
+        let request = GetStandingRequest { household_id: household.into(), ..Default::default() };
+        let mut benefits = benefits.clone();
+        let admin = admin.to_owned();
+        async move {
+            match benefits.get_standing(authed(&admin, request)).await {
+                Ok(answer) => answer.into_inner().standing.map_or(0, |s| s.redeemable_available),
+                Err(_) => 0,
+            }
+        }
+    };
+    if available(&mut benefits).await >= 1 {
+        return;
+    }
+    let mut points = PointsServiceClient::new(channels["points"].clone());
+    let bonus = RecordInput { rule_code: "E02".into(), points: 2, ..cleanup_bonus(household) };
+    points.submit_record(authed(&tokens["grid_worker"], SubmitRecordRequest { record: Some(bonus) })).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while available(&mut benefits).await < 1 {
+        assert!(Instant::now() < deadline, "benefits never counted the bonus of household {household}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A redemption of the side's shop item by the first household's head (after earning the
+/// point for it): returns its id.
+async fn redemption(
+    channels: &HashMap<&'static str, Channel>,
+    tokens: &HashMap<String, String>,
+    admin: &str,
+    side: &Side,
+) -> String {
+    redeemable_point(channels, tokens, admin, &side.household).await;
+    let request = RedeemRequest {
+        benefit_id: side.shop_item.clone(),
+        household_id: side.household.clone(),
+        quantity: 1,
+        client_key: uuid::Uuid::new_v4().to_string(),
+    };
+    let mut benefits = BenefitsServiceClient::new(channels["benefits"].clone());
+    benefits.redeem(authed(&tokens["resident"], request)).await.unwrap().into_inner().redemption.unwrap().id
+}
+
+/// A channel to each service, by the name its RPC paths carry.
+async fn channels(sys: &TestSystem) -> HashMap<&'static str, Channel> {
+    let mut channels = HashMap::new();
+    for (name, service) in [
+        ("identity", ServiceName::Identity),
+        ("pledges", ServiceName::Pledges),
+        ("points", ServiceName::Points),
+        ("council", ServiceName::Council),
+        ("benefits", ServiceName::Benefits),
+        ("bank", ServiceName::Bank),
+    ] {
+        channels.insert(name, sys.channel_to(service).await);
+    }
+    channels
 }
 
 /// Registers a household of two adults in `grid`: returns its id and the spouse's resident id.
@@ -545,6 +630,10 @@ impl World {
             }
             "SetHouseholdHead" | "RemoveMember" | "MoveMember" | "SplitHousehold" | "MergeHouseholds"
             | "RecordDeath" => fresh = self.fresh_couple(side).await,
+            "Redeem" => redeemable_point(&self.channels, tokens, &self.admin, &fresh.household).await,
+            "CancelRedemption" => {
+                fresh.redemption = redemption(&self.channels, tokens, &self.admin, &fresh).await;
+            }
             "RevokePledge" => {
                 // Signed again on paper (signing what is in force changes nothing).
                 let mut pledges = PledgesServiceClient::new(self.channels["pledges"].clone());
@@ -787,6 +876,14 @@ async fn build_side(
         valid_from: "2020-01-01".into(),
         ..Default::default()
     };
+    let shop_item = Benefit {
+        name: "洗衣皂一块".into(),
+        description: "积分超市 / points shop".into(),
+        scene: Scene::Other as i32,
+        kind: BenefitKind::Redemption as i32,
+        cost_points: 1,
+        ..benefit.clone()
+    };
     let benefit = benefits
         .save_benefit(authed(admin, SaveBenefitRequest { benefit: Some(benefit) }))
         .await
@@ -795,11 +892,21 @@ async fn build_side(
         .benefit
         .unwrap()
         .id;
+    let shop_item = benefits
+        .save_benefit(authed(admin, SaveBenefitRequest { benefit: Some(shop_item) }))
+        .await
+        .unwrap()
+        .into_inner()
+        .benefit
+        .unwrap()
+        .id;
 
     let (family, spouse) = couple(&mut identity, admin, &grid).await;
-    let side = Side {
+    let mut side = Side {
         family,
         spouse,
+        shop_item,
+        redemption: String::new(),
         village,
         grid,
         household: first.id,
@@ -818,6 +925,7 @@ async fn build_side(
         deduction,
         task,
     };
+    side.redemption = redemption(&channels(sys).await, &tokens, admin, &side).await;
     (side, tokens)
 }
 
@@ -909,17 +1017,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
     let key = common::signing_key(&sys).await;
     let (side_a, tokens_a) = build_side(&sys, &admin, &county, 1, &key).await;
     let (side_b, tokens_b) = build_side(&sys, &admin, &county, 2, &key).await;
-    let mut channels = HashMap::new();
-    for (name, service) in [
-        ("identity", ServiceName::Identity),
-        ("pledges", ServiceName::Pledges),
-        ("points", ServiceName::Points),
-        ("council", ServiceName::Council),
-        ("benefits", ServiceName::Benefits),
-        ("bank", ServiceName::Bank),
-    ] {
-        channels.insert(name, sys.channel_to(service).await);
-    }
+    let channels = channels(&sys).await;
     let world = World { tokens: [tokens_a, tokens_b], sides: [side_a, side_b], channels, admin: admin.clone() };
     for tokens in &world.tokens {
         assert_eq!(tokens.keys().collect::<BTreeSet<_>>(), matrix.roles.iter().collect::<BTreeSet<_>>());
