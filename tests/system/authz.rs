@@ -18,8 +18,8 @@ use jiaxin_proto::{
         SaveProductRequest, TierLimit, bank_service_client::BankServiceClient,
     },
     benefits::{
-        Benefit, BenefitKind, GetStandingRequest, Provider, ProviderKind, RedeemRequest, SaveBenefitRequest,
-        SaveProviderRequest, Scene, benefits_service_client::BenefitsServiceClient,
+        Benefit, BenefitKind, EvaluateYearRequest, GetStandingRequest, Provider, ProviderKind, PublishHonoursRequest,
+        RedeemRequest, SaveBenefitRequest, SaveProviderRequest, Scene, benefits_service_client::BenefitsServiceClient,
     },
     council::{
         CastVoteRequest, Choice, ListTasksRequest, Member, MemberKind, SaveCouncilRequest, SeatMemberRequest,
@@ -96,6 +96,8 @@ struct Side {
     institution: String,
     /// The village's pledge campaign.
     campaign: String,
+    /// The village's published evaluation of this year (信用户 and 信用村 honours).
+    honours: String,
     /// A deduction recorded for the first household, and the council's review task of it.
     deduction: String,
     task: String,
@@ -127,6 +129,7 @@ impl Side {
             redemption: id(),
             institution: id(),
             campaign: id(),
+            honours: id(),
             task: id(),
             deduction: id(),
             family: id(),
@@ -340,6 +343,42 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             f::CancelRedemptionRequest { id: t.redemption.clone(), reason: "顾客退货 / returned".into() }
                 .encode_to_vec()
         }
+        "AuthoriseMember" => b::AuthoriseMemberRequest {
+            household_id: t.household.clone(),
+            resident_id: t.head.clone(),
+            withdraw: false,
+        }
+        .encode_to_vec(),
+        "BatchSignPledges" => {
+            let item = p::SignPledgeRequest::decode(request("SignPledge", role, t).as_slice()).unwrap();
+            p::BatchSignPledgesRequest { items: vec![item] }.encode_to_vec()
+        }
+        "PublishTemplate" => common::pledge_template(&t.village, false).encode_to_vec(),
+        // Last year's evaluation, never published, so it may be computed again and again.
+        "EvaluateYear" => {
+            f::EvaluateYearRequest { year: this_year() - 1, org_node_id: t.village.clone() }.encode_to_vec()
+        }
+        // Publishing what is published changes nothing.
+        "PublishHonours" => f::PublishHonoursRequest { evaluation_id: t.honours.clone() }.encode_to_vec(),
+        "ListHonours" => f::ListHonoursRequest {
+            evaluation_id: t.honours.clone(),
+            kind: f::HonourKind::Household as i32,
+            org_node_id: t.village.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListVillageReports" => f::ListVillageReportsRequest {
+            evaluation_id: t.honours.clone(),
+            org_node_id: t.village.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "GetHonourStatus" => f::GetHonourStatusRequest {
+            year: this_year(),
+            household_id: t.household.clone(),
+            village_id: String::new(),
+        }
+        .encode_to_vec(),
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -437,6 +476,10 @@ async fn redemption(
     };
     let mut benefits = BenefitsServiceClient::new(channels["benefits"].clone());
     benefits.redeem(authed(&tokens["resident"], request)).await.unwrap().into_inner().redemption.unwrap().id
+}
+
+fn this_year() -> i32 {
+    chrono::Datelike::year(&chrono::Utc::now())
 }
 
 /// A channel to each service, by the name its RPC paths carry.
@@ -901,8 +944,21 @@ async fn build_side(
         .unwrap()
         .id;
 
+    let evaluation =
+        retry_while_unknown("this year's evaluation", || {
+            let request = EvaluateYearRequest { year: this_year(), org_node_id: village.clone() };
+            let mut benefits = benefits.clone();
+            let admin = admin.to_owned();
+            async move {
+                benefits.evaluate_year(authed(&admin, request)).await.map(|r| r.into_inner().evaluation.unwrap().id)
+            }
+        })
+        .await;
+    let publish = PublishHonoursRequest { evaluation_id: evaluation.clone() };
+    benefits.publish_honours(authed(admin, publish)).await.unwrap();
     let (family, spouse) = couple(&mut identity, admin, &grid).await;
     let mut side = Side {
+        honours: evaluation,
         family,
         spouse,
         shop_item,

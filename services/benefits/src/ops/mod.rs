@@ -66,14 +66,12 @@ impl Benefits {
         if org_node_id.trim().is_empty() {
             return Err(BenefitsError::invalid(field, "必填 / required"));
         }
-        let path = readmodel::org_path(&mut **tx, org_node_id)
-            .await?
-            .ok_or_else(|| BenefitsError::invalid(field, "机构不存在 / no such org node"))?;
-        if caller.covers(&path_ids(&path)) {
-            Ok(path)
-        } else {
-            Err(BenefitsError::invalid(field, "不在您的管辖范围内 / outside your scope"))
-        }
+        // One answer for a node that does not exist and one outside the caller's scope, so the
+        // answer does not tell which nodes exist elsewhere (the authorisation matrix checks it).
+        let unknown =
+            || BenefitsError::invalid(field, "机构不存在或不在您的管辖范围内 / no such org node in your scope");
+        let path = readmodel::org_path(&mut **tx, org_node_id).await?.ok_or_else(unknown)?;
+        if caller.covers(&path_ids(&path)) { Ok(path) } else { Err(unknown()) }
     }
 }
 
