@@ -379,6 +379,15 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             village_id: String::new(),
         }
         .encode_to_vec(),
+        "VerifyCouncilAuditLog" => c::VerifyAuditLogRequest {}.encode_to_vec(),
+        "VerifyBenefitsAuditLog" => f::VerifyAuditLogRequest {}.encode_to_vec(),
+        "VerifyBankAuditLog" => b::VerifyAuditLogRequest {}.encode_to_vec(),
+        "ListRules" => o::ListRulesRequest::default().encode_to_vec(),
+        "ListBenefits" => f::ListBenefitsRequest::default().encode_to_vec(),
+        "BatchCheckEligibility" => {
+            f::BatchCheckEligibilityRequest { benefit_id: t.benefit.clone(), household_ids: vec![t.household.clone()] }
+                .encode_to_vec()
+        }
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -1097,7 +1106,13 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
                         world.sides[target].clone()
                     };
                     let answer = world.answer(case, role, caller, &object).await;
-                    let holds = if expected_allow { answer.is_ok() && answer != missing } else { answer == missing };
+                    let holds = match (case.subject.as_str(), expected_allow) {
+                        // Nothing named: a role may call it or is refused outright.
+                        ("none", true) => answer.is_ok(),
+                        ("none", false) => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
+                        (_, true) => answer.is_ok() && answer != missing,
+                        (_, false) => answer == missing,
+                    };
                     if !holds {
                         wrong.push(format!(
                             "{} × {role} × {column} (side {caller}): expected {}, got {answer:?}; missing object: {missing:?}",
@@ -1138,8 +1153,8 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         } else {
             world.sides[1 - caller].clone()
         };
-        if case.other.contains(role) {
-            continue; // allowed across scope by the matrix: not an attack
+        if case.other.contains(role) || case.subject == "none" {
+            continue; // allowed across scope by the matrix, or naming nothing: not an attack
         }
         attempts.push((case, role, caller, target));
     }
@@ -1207,6 +1222,9 @@ fn check_coverage(matrix: &Matrix) {
     let unplaced: Vec<_> = rpcs.iter().filter(|rpc| !cased.contains(*rpc) && !pending.contains(*rpc)).collect();
     assert!(unplaced.is_empty(), "RPCs the authorisation matrix does not place: {unplaced:?}");
     for case in &matrix.case {
+        if case.subject == "none" {
+            assert_eq!(case.own, case.other, "case {} names nothing: its own and other columns must agree", case.name);
+        }
         for role in case.own.iter().chain(&case.other) {
             assert!(matrix.roles.contains(role), "case {} names unknown role {role}", case.name);
         }
