@@ -71,6 +71,7 @@ fn matrix() -> Matrix {
 /// The objects of one side of the county, named by the cases' requests.
 #[derive(Clone, Debug)]
 struct Side {
+    town: String,
     village: String,
     grid: String,
     household: String,
@@ -86,6 +87,11 @@ struct Side {
     account: String,
     /// The first household's head's ID number.
     id_number: String,
+    /// The side's agency (a benefits provider) and its account.
+    provider: String,
+    agency: String,
+    /// The council member's account.
+    council_member: String,
     /// A benefit of the side's agency, for the side's town.
     benefit: String,
     /// An item of the agency's points shop (积分超市), one redeemable point each, and a
@@ -112,6 +118,10 @@ impl Side {
     fn missing() -> Side {
         let id = || uuid::Uuid::now_v7().to_string();
         Side {
+            town: id(),
+            provider: id(),
+            agency: id(),
+            council_member: id(),
             village: id(),
             grid: id(),
             household: id(),
@@ -388,6 +398,20 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             f::BatchCheckEligibilityRequest { benefit_id: t.benefit.clone(), household_ids: vec![t.household.clone()] }
                 .encode_to_vec()
         }
+        // Saved again as they are (an upsert that changes nothing).
+        "SeatMember" => {
+            c::SeatMemberRequest { org_node_id: t.village.clone(), member: Some(council_seat(&t.council_member)) }
+                .encode_to_vec()
+        }
+        "SaveProvider" => {
+            f::SaveProviderRequest { provider: Some(agency_provider(&t.provider, &t.town, &t.agency)) }.encode_to_vec()
+        }
+        "SaveBenefit" => {
+            f::SaveBenefitRequest { benefit: Some(priority_benefit(&t.benefit, &t.provider, &t.town)) }.encode_to_vec()
+        }
+        "SaveProduct" => {
+            b::SaveProductRequest { product: Some(loan_product(&t.product, &t.institution)) }.encode_to_vec()
+        }
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -523,6 +547,58 @@ async fn couple(identity: &mut IdentityServiceClient<Channel>, admin: &str, grid
     };
     let spouse = identity.add_member(authed(admin, add)).await.unwrap().into_inner().resident.unwrap();
     (household.id, spouse.id)
+}
+
+/// The council member's seat on the village's council, for this year.
+fn council_seat(account: &str) -> Member {
+    let year = this_year();
+    Member {
+        account_id: account.into(),
+        display_name: "议事会成员".into(),
+        kind: MemberKind::LocalWorthy as i32,
+        term_from: format!("{year}-01-01"),
+        term_to: format!("{year}-12-31"),
+    }
+}
+
+/// The side's agency: a benefits provider for the town, acting through the agency account.
+fn agency_provider(id: &str, town: &str, agency: &str) -> Provider {
+    Provider {
+        id: id.into(),
+        name: "镇便民服务中心".into(),
+        kind: ProviderKind::Agency as i32,
+        org_node_id: town.into(),
+        account_ids: vec![agency.into()],
+    }
+}
+
+/// The agency's benefit for credit households of the town.
+fn priority_benefit(id: &str, provider: &str, town: &str) -> Benefit {
+    Benefit {
+        id: id.into(),
+        name: "信用户优先办理".into(),
+        description: "持信用户证明优先办理".into(),
+        scene: Scene::Approval as i32,
+        kind: BenefitKind::Priority as i32,
+        provider_id: provider.into(),
+        org_node_id: town.into(),
+        policy_basis: "《盱眙县信用户激励办法》第五条".into(),
+        valid_from: "2020-01-01".into(),
+        ..Default::default()
+    }
+}
+
+/// The side's lender's loan product.
+fn loan_product(id: &str, institution: &str) -> Product {
+    Product {
+        id: id.into(),
+        institution_id: institution.into(),
+        name: "信易贷".into(),
+        purpose: "生产经营".into(),
+        limits: vec![TierLimit { tier: "A".into(), limit_fen: 20_000_000 }],
+        term_months: 12,
+        rate_note: "LPR + 0.5%".into(),
+    }
 }
 
 /// The council a village sets up (saving it again changes nothing).
@@ -804,15 +880,7 @@ async fn build_side(
         async move { council.save_council(authed(&admin, request)).await.map(drop) }
     })
     .await;
-    let year = chrono::Utc::now().format("%Y").to_string();
-    let member = Member {
-        account_id: council_member,
-        display_name: "议事会成员".into(),
-        kind: MemberKind::LocalWorthy as i32,
-        term_from: format!("{year}-01-01"),
-        term_to: format!("{year}-12-31"),
-    };
-    let seat = SeatMemberRequest { org_node_id: village.clone(), member: Some(member) };
+    let seat = SeatMemberRequest { org_node_id: village.clone(), member: Some(council_seat(&council_member)) };
     council.clone().seat_member(authed(admin, seat)).await.unwrap();
 
     common::await_points_household(&mut points, admin, &first.id).await;
@@ -839,15 +907,7 @@ async fn build_side(
         .institution
         .unwrap()
         .id;
-    let product = Product {
-        institution_id: institution.clone(),
-        name: "信易贷".into(),
-        purpose: "生产经营".into(),
-        limits: vec![TierLimit { tier: "A".into(), limit_fen: 20_000_000 }],
-        term_months: 12,
-        rate_note: "LPR + 0.5%".into(),
-        ..Default::default()
-    };
+    let product = loan_product("", &institution);
     let product = bank
         .save_product(authed(&tokens["bank_officer"], SaveProductRequest { product: Some(product) }))
         .await
@@ -900,13 +960,7 @@ async fn build_side(
 
     let mut benefits = BenefitsServiceClient::new(sys.channel_to(ServiceName::Benefits).await);
     let provider = retry_while_unknown("the provider", || {
-        let provider = Provider {
-            name: format!("第{n}镇便民服务中心"),
-            kind: ProviderKind::Agency as i32,
-            org_node_id: town.clone(),
-            account_ids: vec![agency.clone()],
-            ..Default::default()
-        };
+        let provider = agency_provider("", &town, &agency);
         let mut benefits = benefits.clone();
         let admin = admin.to_owned();
         async move {
@@ -917,17 +971,7 @@ async fn build_side(
         }
     })
     .await;
-    let benefit = Benefit {
-        name: "信用户优先办理".into(),
-        description: "持信用户证明优先办理".into(),
-        scene: Scene::Approval as i32,
-        kind: BenefitKind::Priority as i32,
-        provider_id: provider,
-        org_node_id: town.clone(),
-        policy_basis: "《盱眙县信用户激励办法》第五条".into(),
-        valid_from: "2020-01-01".into(),
-        ..Default::default()
-    };
+    let benefit = priority_benefit("", &provider, &town);
     let shop_item = Benefit {
         name: "洗衣皂一块".into(),
         description: "积分超市 / points shop".into(),
@@ -967,6 +1011,10 @@ async fn build_side(
     benefits.publish_honours(authed(admin, publish)).await.unwrap();
     let (family, spouse) = couple(&mut identity, admin, &grid).await;
     let mut side = Side {
+        town,
+        provider,
+        agency,
+        council_member,
         honours: evaluation,
         family,
         spouse,
