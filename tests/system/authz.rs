@@ -30,7 +30,7 @@ use jiaxin_proto::{
         identity_service_client::IdentityServiceClient,
     },
     pledges::{CreateCampaignRequest, Moment, pledges_service_client::PledgesServiceClient},
-    points::{RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
+    points::{CreateRuleRequest, RecordInput, SubmitRecordRequest, points_service_client::PointsServiceClient},
 };
 use prost::Message;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -55,6 +55,10 @@ struct Case {
     /// revoked): every allowed cell gets a fresh object of the subject (`World::fresh`).
     #[serde(default)]
     consumes: bool,
+    /// The object is published (the rule catalogue): its existence is no secret, so a denial is
+    /// PERMISSION_DENIED instead of the missing-object answer.
+    #[serde(default)]
+    public: bool,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +106,8 @@ struct Side {
     institution: String,
     /// The village's pledge campaign.
     campaign: String,
+    /// The code of a local rule of the village (村规民约's own items).
+    rule: String,
     /// The village's published evaluation of this year (信用户 and 信用村 honours).
     honours: String,
     /// A deduction recorded for the first household, and the council's review task of it.
@@ -139,6 +145,7 @@ impl Side {
             redemption: id(),
             institution: id(),
             campaign: id(),
+            rule: rule_code(),
             honours: id(),
             task: id(),
             deduction: id(),
@@ -412,6 +419,11 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         "SaveProduct" => {
             b::SaveProductRequest { product: Some(loan_product(&t.product, &t.institution)) }.encode_to_vec()
         }
+        "GetRule" => o::GetRuleRequest { code: t.rule.clone() }.encode_to_vec(),
+        "CreateRule" => o::CreateRuleRequest { rule: Some(local_rule(&rule_code(), &t.village)) }.encode_to_vec(),
+        // A new version with the same content.
+        "ReviseRule" => o::ReviseRuleRequest { rule: Some(local_rule(&t.rule, &t.village)) }.encode_to_vec(),
+        "RetireRule" => o::RetireRuleRequest { code: t.rule.clone() }.encode_to_vec(),
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -547,6 +559,45 @@ async fn couple(identity: &mut IdentityServiceClient<Channel>, admin: &str, grid
     };
     let spouse = identity.add_member(authed(admin, add)).await.unwrap().into_inner().resident.unwrap();
     (household.id, spouse.id)
+}
+
+/// A fresh, valid rule code (letters and digits, at most 32).
+fn rule_code() -> String {
+    format!("L{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A village's local bonus rule (river-bank cleaning), with its provenance.
+fn local_rule(code: &str, village: &str) -> jiaxin_proto::points::Rule {
+    jiaxin_proto::points::Rule {
+        code: code.into(),
+        category: jiaxin_proto::points::Category::Environment as i32,
+        name_zh: "参加河道保洁".into(),
+        name_en: "Cleaning the river banks".into(),
+        kind: jiaxin_proto::points::RuleKind::Bonus as i32,
+        points_min: 2,
+        points_max: 5,
+        yearly_cap: 30,
+        recorders: vec!["grid_worker".into(), "village_cadre".into()],
+        article: "村规民约第八条".into(),
+        adopted_by: "村民代表会议".into(),
+        adopted_on: "2026-06-01".into(),
+        basis: "《盱眙县家庭信用积分管理办法(试行)》".into(),
+        scope_org_node_id: village.into(),
+        ..Default::default()
+    }
+}
+
+/// Creates a local rule of the village once points knows the village (bounded): its code.
+async fn create_local_rule(points: &mut PointsServiceClient<Channel>, admin: &str, village: &str) -> String {
+    let code = rule_code();
+    retry_while_unknown("a local rule", || {
+        let request = CreateRuleRequest { rule: Some(local_rule(&code, village)) };
+        let mut points = points.clone();
+        let admin = admin.to_owned();
+        async move { points.create_rule(authed(&admin, request)).await.map(drop) }
+    })
+    .await;
+    code
 }
 
 /// The council member's seat on the village's council, for this year.
@@ -761,6 +812,10 @@ impl World {
             "Redeem" => redeemable_point(&self.channels, tokens, &self.admin, &fresh.household).await,
             "CancelRedemption" => {
                 fresh.redemption = redemption(&self.channels, tokens, &self.admin, &fresh).await;
+            }
+            "RetireRule" => {
+                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                fresh.rule = create_local_rule(&mut points, &self.admin, &fresh.village).await;
             }
             "RevokePledge" => {
                 // Signed again on paper (signing what is in force changes nothing).
@@ -1009,8 +1064,10 @@ async fn build_side(
         .await;
     let publish = PublishHonoursRequest { evaluation_id: evaluation.clone() };
     benefits.publish_honours(authed(admin, publish)).await.unwrap();
+    let rule = create_local_rule(&mut points, admin, &village).await;
     let (family, spouse) = couple(&mut identity, admin, &grid).await;
     let mut side = Side {
+        rule,
         town,
         provider,
         agency,
@@ -1158,6 +1215,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
                         // Nothing named: a role may call it or is refused outright.
                         ("none", true) => answer.is_ok(),
                         ("none", false) => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
+                        (_, false) if case.public => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
                         (_, true) => answer.is_ok() && answer != missing,
                         (_, false) => answer == missing,
                     };
@@ -1212,8 +1270,12 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
             let missing = &missing_answers[&(*caller, case.name.as_str(), role.as_str())];
             async move {
                 let answer = world.answer(case, role, *caller, target).await;
-                (answer != *missing)
-                    .then(|| format!("{} × {role} (side {caller}) on {target:?}: {answer:?}", case.name))
+                let refused = if case.public {
+                    matches!(answer, Outcome::Err(Code::PermissionDenied, _))
+                } else {
+                    answer == *missing
+                };
+                (!refused).then(|| format!("{} × {role} (side {caller}) on {target:?}: {answer:?}", case.name))
             }
         })
         .buffer_unordered(16)
@@ -1221,7 +1283,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         .collect()
         .await;
     println!(
-        "random cross-scope attempts: {} made, {} succeeded or answered unlike a missing object",
+        "random cross-scope attempts: {} made, {} succeeded or answered unlike a refusal",
         attempts.len(),
         successes.len()
     );

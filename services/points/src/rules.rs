@@ -65,6 +65,23 @@ impl Points {
         if caller.covers(&ids) { Ok(()) } else { Err(PointsError::NotFound("组织节点")) }
     }
 
+    /// The current version of a rule the caller may edit. Who may edit rules at all is settled
+    /// before the lookup; a rule outside the caller's scope is refused with PERMISSION_DENIED,
+    /// not NOT_FOUND: the catalogue is published, so its rules and their scopes are no secret.
+    async fn editable_rule(
+        &self,
+        tx: &mut jiaxin_kit::storage::Tx,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<store::RuleRow> {
+        caller.require_any_role(LOCAL_EDITORS).map_err(|_| PointsError::PermissionDenied)?;
+        let current = store::current_rule(&mut **tx, code).await?.ok_or(PointsError::NotFound("规则"))?;
+        match self.may_edit(tx, caller, &current.scope_node_id).await {
+            Err(PointsError::NotFound(_)) => Err(PointsError::PermissionDenied),
+            other => other.map(|()| current),
+        }
+    }
+
     pub async fn create_rule(&self, caller: &Caller, rule: Rule) -> Result<Rule> {
         let windows = Windows::shipped().map_err(|e| PointsError::Internal(e.to_string()))?;
         let def = rule_def(&rule, &windows)?;
@@ -84,8 +101,7 @@ impl Points {
         let windows = Windows::shipped().map_err(|e| PointsError::Internal(e.to_string()))?;
         let def = rule_def(&rule, &windows)?;
         let mut tx = self.db.begin().await?;
-        let current = store::current_rule(&mut *tx, &def.code).await?.ok_or(PointsError::NotFound("规则"))?;
-        self.may_edit(&mut tx, caller, &current.scope_node_id).await?;
+        let current = self.editable_rule(&mut tx, caller, &def.code).await?;
         if current.retired == 1 {
             return Err(PointsError::Precondition("规则已停用 / the rule is retired".into()));
         }
@@ -98,8 +114,7 @@ impl Points {
 
     pub async fn retire_rule(&self, caller: &Caller, code: &str) -> Result<Rule> {
         let mut tx = self.db.begin().await?;
-        let current = store::current_rule(&mut *tx, code.trim()).await?.ok_or(PointsError::NotFound("规则"))?;
-        self.may_edit(&mut tx, caller, &current.scope_node_id).await?;
+        let current = self.editable_rule(&mut tx, caller, code.trim()).await?;
         store::retire_rule(&mut *tx, &current.code, current.version).await?;
         let row = store::current_rule(&mut *tx, &current.code).await?.ok_or(PointsError::NotFound("规则"))?;
         tx.commit().await?;
