@@ -14,8 +14,8 @@ use jiaxin::system::ServiceName;
 use jiaxin_kit::auth::{Claims, ISSUER, TokenSigner};
 use jiaxin_proto::{
     bank::{
-        Branch, GrantConsentRequest, Institution, Product, Purpose, SaveBranchRequest, SaveInstitutionRequest,
-        SaveProductRequest, TierLimit, bank_service_client::BankServiceClient,
+        Branch, GrantConsentRequest, Institution, Product, Purpose, SaveBranchRequest, SaveBusinessRequest,
+        SaveInstitutionRequest, SaveProductRequest, TierLimit, bank_service_client::BankServiceClient,
     },
     benefits::{
         Benefit, BenefitKind, EvaluateYearRequest, GetStandingRequest, Provider, ProviderKind, PublishHonoursRequest,
@@ -104,6 +104,8 @@ struct Side {
     redemption: String,
     /// The side's lender.
     institution: String,
+    /// A family farm (家庭农场) linked to the first household.
+    business: String,
     /// The village's pledge campaign.
     campaign: String,
     /// The code of a local rule of the village (村规民约's own items).
@@ -144,6 +146,7 @@ impl Side {
             shop_item: id(),
             redemption: id(),
             institution: id(),
+            business: id(),
             campaign: id(),
             rule: rule_code(),
             honours: id(),
@@ -424,6 +427,14 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         // A new version with the same content.
         "ReviseRule" => o::ReviseRuleRequest { rule: Some(local_rule(&t.rule, &t.village)) }.encode_to_vec(),
         "RetireRule" => o::RetireRuleRequest { code: t.rule.clone() }.encode_to_vec(),
+        // Saved again as it is.
+        "SaveBusiness" => {
+            b::SaveBusinessRequest { business: Some(family_farm(&t.business, &t.household)) }.encode_to_vec()
+        }
+        "GetBusinessReport" => {
+            b::GetBusinessReportRequest { consent_id: t.consent.clone(), business_id: t.business.clone() }
+                .encode_to_vec()
+        }
         "ReverseRecord" => {
             o::ReverseRecordRequest { record_id: t.record.clone(), reason: "录入有误 / entered by mistake".into() }
                 .encode_to_vec()
@@ -636,6 +647,19 @@ fn priority_benefit(id: &str, provider: &str, town: &str) -> Benefit {
         policy_basis: "《盱眙县信用户激励办法》第五条".into(),
         valid_from: "2020-01-01".into(),
         ..Default::default()
+    }
+}
+
+/// A family farm of 120 mu, its credit resting on `household`'s score.
+fn family_farm(id: &str, household: &str) -> jiaxin_proto::bank::Business {
+    jiaxin_proto::bank::Business {
+        id: id.into(),
+        name: "绿野家庭农场".into(),
+        kind: jiaxin_proto::bank::BusinessKind::FamilyFarm as i32,
+        household_id: household.into(),
+        credit_code: String::new(),
+        scale_mu: 120,
+        updated_at: None,
     }
 }
 
@@ -1002,6 +1026,14 @@ async fn build_side(
     })
     .await;
 
+    let business = retry_while_unknown("the family farm", || {
+        let request = SaveBusinessRequest { business: Some(family_farm("", &first.id)) };
+        let mut bank = bank.clone();
+        let admin = admin.to_owned();
+        async move { bank.save_business(authed(&admin, request)).await.map(|r| r.into_inner().business.unwrap().id) }
+    })
+    .await;
+
     let campaign = CreateCampaignRequest {
         name: format!("第{n}村医保缴费同步签约"),
         moment: Moment::MedicalInsurance as i32,
@@ -1067,6 +1099,7 @@ async fn build_side(
     let rule = create_local_rule(&mut points, admin, &village).await;
     let (family, spouse) = couple(&mut identity, admin, &grid).await;
     let mut side = Side {
+        business,
         rule,
         town,
         provider,

@@ -85,7 +85,12 @@ impl Bank {
         consent_id: &str,
         business_id: &str,
     ) -> Result<GetBusinessReportResponse> {
-        let business = store::business(self.db.pool(), business_id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        // Who may ask at all is settled before the lookup: a refusal must not tell whether the
+        // business exists (the authorisation matrix found it did).
+        let mut read = self.db.begin_read().await?;
+        self.officer_institution(&mut read, caller).await?;
+        let business = store::business(&mut *read, business_id).await?.ok_or(BankError::NotFound(CONSENT))?;
+        read.rollback().await?;
         let report = self.credit_report_for(caller, consent_id, Some(&business)).await?;
         Ok(GetBusinessReportResponse { business: Some(business_proto(&business)), report: Some(report) })
     }
