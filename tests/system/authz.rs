@@ -422,6 +422,7 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         "SaveProduct" => {
             b::SaveProductRequest { product: Some(loan_product(&t.product, &t.institution)) }.encode_to_vec()
         }
+        "VerifyLedger" => o::VerifyLedgerRequest { household_id: t.household.clone() }.encode_to_vec(),
         "GetRule" => o::GetRuleRequest { code: t.rule.clone() }.encode_to_vec(),
         "CreateRule" => o::CreateRuleRequest { rule: Some(local_rule(&rule_code(), &t.village)) }.encode_to_vec(),
         // A new version with the same content.
@@ -1264,6 +1265,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
             }
         }
     }
+    ledger_verification_stays_in_scope(&world).await;
     let (across, wrong_across) = moves_across_towns(&world).await;
     cells += across;
     wrong.extend(wrong_across);
@@ -1321,6 +1323,25 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         successes.len()
     );
     assert!(successes.is_empty(), "cross-scope attempts that did not read as missing:\n{}", successes.join("\n"));
+}
+
+/// Verifying the whole ledger checks the chains within the caller's scope only: each town's
+/// auditor checks its own town's households, and the two together are the county's.
+async fn ledger_verification_stays_in_scope(world: &World) {
+    let checked = |token: String| {
+        let mut points = PointsServiceClient::new(world.channels["points"].clone());
+        async move {
+            let request = jiaxin_proto::points::VerifyLedgerRequest::default();
+            let answer = points.verify_ledger(authed(&token, request)).await.unwrap().into_inner();
+            assert!(answer.intact);
+            answer.households_checked
+        }
+    };
+    let town_a = checked(world.tokens[0]["auditor"].clone()).await;
+    let town_b = checked(world.tokens[1]["auditor"].clone()).await;
+    let county = checked(world.admin.clone()).await;
+    assert!(town_a > 0 && town_b > 0, "each town has households with entries: {town_a}, {town_b}");
+    assert_eq!(town_a + town_b, county, "each town's auditor verifies its own town's chains only");
 }
 
 /// The household changes that name two households: an editor moving a member of their own

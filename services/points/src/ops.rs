@@ -703,11 +703,21 @@ impl Points {
     /// Recomputes every hash of one household's chain, or of all (a page of households at a time).
     pub async fn verify(&self, caller: &Caller, household_id: &str) -> Result<VerifyLedgerResponse> {
         caller.require_any_role(access::VERIFIERS).map_err(|_| PointsError::PermissionDenied)?;
+        // Only chains within the caller's scope: how many entries another town's household has is
+        // not theirs to learn, and a household outside reads like one that does not exist.
+        let scope = store::org_node_path(self.db.pool(), caller.scope()).await?.ok_or(PointsError::PermissionDenied)?;
+        if !household_id.is_empty() {
+            let (path, _) =
+                store::household_path(self.db.pool(), household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
+            if !caller.covers(&path_ids(&path)) {
+                return Err(PointsError::NotFound(HOUSEHOLD));
+            }
+        }
         let mut response = VerifyLedgerResponse { intact: true, ..Default::default() };
         let mut after = String::new();
         loop {
             let households = if household_id.is_empty() {
-                store::ledger_households(self.db.pool(), &after, 500).await?
+                store::ledger_households_under(self.db.pool(), &scope, &after, 500).await?
             } else if after.is_empty() {
                 vec![household_id.to_owned()]
             } else {

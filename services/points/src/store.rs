@@ -389,15 +389,22 @@ pub async fn set_frozen<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, fro
 }
 
 /// Households with ledger entries, after `after`, a page at a time (for verifying every chain).
-pub async fn ledger_households<'c, E: Executor<'c, Database = Any>>(
+/// The next `limit` households after `after` with ledger entries, living under the node at `path`.
+pub async fn ledger_households_under<'c, E: Executor<'c, Database = Any>>(
     e: E,
+    path: &str,
     after: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<String>> {
+    let upper = format!("{}0", path.strip_suffix('/').unwrap_or(path));
     sqlx::query_scalar(
-        "SELECT DISTINCT household_id FROM ledger WHERE household_id > $1 ORDER BY household_id LIMIT $2",
+        "SELECT DISTINCT l.household_id FROM ledger l JOIN households h ON h.id = l.household_id \
+         JOIN org_nodes o ON o.id = h.grid_id \
+         WHERE l.household_id > $1 AND o.path >= $2 AND o.path < $3 ORDER BY l.household_id LIMIT $4",
     )
     .bind(after)
+    .bind(path)
+    .bind(upper)
     .bind(limit)
     .fetch_all(e)
     .await
