@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JIAXIN_CLUSTER_DIR="${JIAXIN_CLUSTER_DIR:-$(mktemp -d /tmp/jiaxin-test-cluster.XXXXXX)}"
+# A broker of this run's own, started empty: every test makes topics of its own namespace, and
+# tansu grows slower with every topic it holds, so a broker kept from earlier runs made later runs
+# stall (librdkafka request timeouts for minutes in a local CI run on a machine's tenth suite).
+export JIAXIN_BROKER_DIR="${JIAXIN_BROKER_DIR:-$JIAXIN_CLUSTER_DIR/broker}"
 cleanup() {
   status=$?
   scripts/dev-cluster.sh stop >/dev/null 2>&1 || true
