@@ -502,3 +502,25 @@ pub fn bonus_records(prefix: &str, households: &[String]) -> Vec<jiaxin_proto::p
     }
     records
 }
+
+/// A local bonus rule (cleaning the river banks), with its provenance: a test's own, so edits
+/// never touch what other tests of a shared cluster use.
+pub fn river_cleaning_rule(code: &str, scope: &str, max: i64) -> jiaxin_proto::points::Rule {
+    jiaxin_proto::points::Rule {
+        code: code.into(),
+        category: jiaxin_proto::points::Category::Environment as i32,
+        name_zh: "参加河道保洁".into(),
+        name_en: "Cleaning the river banks".into(),
+        kind: jiaxin_proto::points::RuleKind::Bonus as i32,
+        points_min: 2,
+        points_max: max,
+        yearly_cap: 30,
+        recorders: vec!["grid_worker".into(), "village_cadre".into()],
+        article: "村规民约第八条".into(),
+        adopted_by: "村民代表会议".into(),
+        adopted_on: "2026-06-01".into(),
+        basis: "《盱眙县家庭信用积分管理办法(试行)》".into(),
+        scope_org_node_id: scope.into(),
+        ..Default::default()
+    }
+}

@@ -430,9 +430,12 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         }
         "VerifyLedger" => o::VerifyLedgerRequest { household_id: t.household.clone() }.encode_to_vec(),
         "GetRule" => o::GetRuleRequest { code: t.rule.clone() }.encode_to_vec(),
-        "CreateRule" => o::CreateRuleRequest { rule: Some(local_rule(&rule_code(), &t.village)) }.encode_to_vec(),
+        "CreateRule" => o::CreateRuleRequest { rule: Some(common::river_cleaning_rule(&rule_code(), &t.village, 5)) }
+            .encode_to_vec(),
         // A new version with the same content.
-        "ReviseRule" => o::ReviseRuleRequest { rule: Some(local_rule(&t.rule, &t.village)) }.encode_to_vec(),
+        "ReviseRule" => {
+            o::ReviseRuleRequest { rule: Some(common::river_cleaning_rule(&t.rule, &t.village, 5)) }.encode_to_vec()
+        }
         "RetireRule" => o::RetireRuleRequest { code: t.rule.clone() }.encode_to_vec(),
         // Saved again as it is.
         "SaveBusiness" => {
@@ -584,32 +587,11 @@ fn rule_code() -> String {
     format!("L{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// A village's local bonus rule (river-bank cleaning), with its provenance.
-fn local_rule(code: &str, village: &str) -> jiaxin_proto::points::Rule {
-    jiaxin_proto::points::Rule {
-        code: code.into(),
-        category: jiaxin_proto::points::Category::Environment as i32,
-        name_zh: "参加河道保洁".into(),
-        name_en: "Cleaning the river banks".into(),
-        kind: jiaxin_proto::points::RuleKind::Bonus as i32,
-        points_min: 2,
-        points_max: 5,
-        yearly_cap: 30,
-        recorders: vec!["grid_worker".into(), "village_cadre".into()],
-        article: "村规民约第八条".into(),
-        adopted_by: "村民代表会议".into(),
-        adopted_on: "2026-06-01".into(),
-        basis: "《盱眙县家庭信用积分管理办法(试行)》".into(),
-        scope_org_node_id: village.into(),
-        ..Default::default()
-    }
-}
-
 /// Creates a local rule of the village once points knows the village (bounded): its code.
 async fn create_local_rule(points: &mut PointsServiceClient<Channel>, admin: &str, village: &str) -> String {
     let code = rule_code();
     retry_while_unknown("a local rule", || {
-        let request = CreateRuleRequest { rule: Some(local_rule(&code, village)) };
+        let request = CreateRuleRequest { rule: Some(common::river_cleaning_rule(&code, village, 5)) };
         let mut points = points.clone();
         let admin = admin.to_owned();
         async move { points.create_rule(authed(&admin, request)).await.map(drop) }
@@ -789,6 +771,13 @@ impl World {
         Side { family, spouse, ..self.sides[side].clone() }
     }
 
+    /// A deduction recorded just now for the side's first household, and its review task.
+    async fn fresh_review_task(&self, side: &Side, tokens: &HashMap<String, String>) -> (String, String) {
+        let mut points = PointsServiceClient::new(self.channels["points"].clone());
+        let council = CouncilServiceClient::new(self.channels["council"].clone());
+        review_task(&mut points, &council, &tokens["grid_worker"], &self.admin, &side.household, &side.village).await
+    }
+
     /// Side `side` with a fresh object in place of the one a consuming case uses up, made the
     /// way the side's own people make it and ready to be acted on.
     async fn fresh(&self, case: &Case, side: usize) -> Side {
@@ -803,32 +792,11 @@ impl World {
                 let request = authed(&tokens["grid_worker"], SubmitRecordRequest { record: Some(bonus) });
                 fresh.record = points.submit_record(request).await.unwrap().into_inner().record.unwrap().id;
             }
-            "CastVote" => {
-                let mut points = PointsServiceClient::new(self.channels["points"].clone());
-                let council = CouncilServiceClient::new(self.channels["council"].clone());
-                (fresh.deduction, fresh.task) = review_task(
-                    &mut points,
-                    &council,
-                    &tokens["grid_worker"],
-                    &self.admin,
-                    &fresh.household,
-                    &fresh.village,
-                )
-                .await;
-            }
+            "CastVote" => (fresh.deduction, fresh.task) = self.fresh_review_task(&fresh, tokens).await,
             "FileObjection" => {
                 // A deduction the council approved (its one-vote quorum): on the disclosure list.
-                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                let (deduction, task) = self.fresh_review_task(&fresh, tokens).await;
                 let mut council = CouncilServiceClient::new(self.channels["council"].clone());
-                let (deduction, task) = review_task(
-                    &mut points,
-                    &council,
-                    &tokens["grid_worker"],
-                    &self.admin,
-                    &fresh.household,
-                    &fresh.village,
-                )
-                .await;
                 let vote = CastVoteRequest {
                     task_id: task,
                     choice: Choice::Approve as i32,
@@ -1074,22 +1042,12 @@ async fn build_side(
         cost_points: 1,
         ..benefit.clone()
     };
-    let benefit = benefits
-        .save_benefit(authed(admin, SaveBenefitRequest { benefit: Some(benefit) }))
-        .await
-        .unwrap()
-        .into_inner()
-        .benefit
-        .unwrap()
-        .id;
-    let shop_item = benefits
-        .save_benefit(authed(admin, SaveBenefitRequest { benefit: Some(shop_item) }))
-        .await
-        .unwrap()
-        .into_inner()
-        .benefit
-        .unwrap()
-        .id;
+    let mut save = async |benefit| {
+        let request = authed(admin, SaveBenefitRequest { benefit: Some(benefit) });
+        benefits.save_benefit(request).await.unwrap().into_inner().benefit.unwrap().id
+    };
+    let benefit = save(benefit).await;
+    let shop_item = save(shop_item).await;
 
     let evaluation =
         retry_while_unknown("this year's evaluation", || {

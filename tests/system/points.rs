@@ -503,27 +503,6 @@ async fn bad_records_are_refused_by_field_and_write_nothing_and_batches_answer_p
     assert_eq!(response.results[5].error_field, "points");
 }
 
-/// A bonus rule of the test's own, so edits never touch what other tests of a shared cluster use.
-fn own_rule(code: &str, scope: &str, max: i64) -> jiaxin_proto::points::Rule {
-    jiaxin_proto::points::Rule {
-        code: code.into(),
-        category: Category::Environment as i32,
-        name_zh: "参加河道保洁".into(),
-        name_en: "Cleaning the river banks".into(),
-        kind: RuleKind::Bonus as i32,
-        points_min: 2,
-        points_max: max,
-        yearly_cap: 30,
-        recorders: vec!["grid_worker".into(), "village_cadre".into()],
-        article: "村规民约第八条".into(),
-        adopted_by: "村民代表会议".into(),
-        adopted_on: "2026-06-01".into(),
-        basis: "《盱眙县家庭信用积分管理办法(试行)》".into(),
-        scope_org_node_id: scope.into(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_deleted() {
     let mut c = county().await;
@@ -547,7 +526,7 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
 
     // The county's own rule, then a new version of it: earlier records keep their version.
     let code_c = format!("C-{suffix}");
-    let rule = own_rule(&code_c, &county_id, 4);
+    let rule = common::river_cleaning_rule(&code_c, &county_id, 4);
     let created = eventually(async || {
         c.points
             .create_rule(authed(&c.admin, CreateRuleRequest { rule: Some(rule.clone()) }))
@@ -562,7 +541,7 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
         .await
         .unwrap();
     let first = first.into_inner().record.unwrap();
-    let wider = own_rule(&code_c, &county_id, 8);
+    let wider = common::river_cleaning_rule(&code_c, &county_id, 8);
     let denied = c.points.revise_rule(authed(&worker, ReviseRuleRequest { rule: Some(wider.clone()) })).await;
     assert_eq!(code(denied), Code::PermissionDenied);
     let revised = c
@@ -586,7 +565,7 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
     // A village adds a local rule; a household of another village cannot be recorded under it.
     let cadre = c.account(Role::VillageCadre, &c.village.clone()).await;
     let code_v = format!("V-{suffix}");
-    let local = own_rule(&code_v, &c.village, 2);
+    let local = common::river_cleaning_rule(&code_v, &c.village, 2);
     eventually(async || c.points.create_rule(authed(&cadre, CreateRuleRequest { rule: Some(local.clone()) })).await)
         .await;
     c.points
@@ -609,12 +588,15 @@ async fn rules_are_revised_by_version_local_to_their_village_and_retired_never_d
     // Nor may a village cadre make rules for the whole deployment.
     let status = c
         .points
-        .create_rule(authed(&cadre, CreateRuleRequest { rule: Some(own_rule(&format!("W-{suffix}"), "", 2)) }))
+        .create_rule(authed(
+            &cadre,
+            CreateRuleRequest { rule: Some(common::river_cleaning_rule(&format!("W-{suffix}"), "", 2)) },
+        ))
         .await;
     assert_eq!(code(status), Code::PermissionDenied);
 
     // A rule that breaks the catalogue's invariants is refused by field.
-    let mut no_class = own_rule(&format!("D-{suffix}"), &c.village, 2);
+    let mut no_class = common::river_cleaning_rule(&format!("D-{suffix}"), &c.village, 2);
     no_class.kind = RuleKind::Deduction as i32;
     let status = c.points.create_rule(authed(&cadre, CreateRuleRequest { rule: Some(no_class) })).await.unwrap_err();
     assert_eq!(field_violations(&status)[0].field, "rule.severity");
