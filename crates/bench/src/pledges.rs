@@ -35,7 +35,7 @@ pub struct Args {
 pub async fn run(args: Args) {
     let bench = Bench::start(&[]).await;
     let admin = bench.admin.clone();
-    let mut pledges = PledgesServiceClient::new(bench.channel.clone())
+    let mut pledges = PledgesServiceClient::new(bench.channel(ServiceName::Pledges))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let county = support::onboard_county(&bench, args.households).await;
@@ -188,5 +188,5 @@ pub async fn run(args: Args) {
         percentile(&scans, 0.50),
         percentile(&scans, 0.99)
     );
-    bench.running.shutdown().await;
+    bench.shutdown().await;
 }

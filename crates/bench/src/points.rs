@@ -1,18 +1,22 @@
-//! Points throughput and score reads at a county's size, embedded mode, with a baseline from the
-//! same run. Prints its figures; asserts nothing about time.
+//! Points throughput and score reads at a county's size, with a baseline from the same run, in
+//! embedded mode or against a running distributed cluster. Prints its figures; asserts nothing
+//! about time.
 //!
 //!     cargo run --release -p jiaxin-bench -- points --households 210000 --records 950000
+//!     JIAXIN_UNPLEDGED_RECORDS=accept scripts/dev-cluster.sh start
+//!     cargo run --release -p jiaxin-bench -- points --cluster /tmp/jiaxin-cluster
 //!
 //! 1. Onboards a synthetic county through the same CSV import cadres use (streamed over gRPC).
 //! 2. Pushes a year of records through BatchSubmitRecords, to effective ledger entries and
 //!    updated balances (rules that need no review, so every record goes the whole way).
-//! 3. Baseline: a plain batched insert of the same number of rows into one SQLite table.
+//! 3. Baseline: a plain batched insert of the same number of rows into one table of the same
+//!    database engine (SQLite embedded, the cluster's PostgreSQL distributed).
 //! 4. Household score reads in process (the API object, no network): p50 / p99, while the
 //!    records' events still drain to the other services and again once they have.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-use std::{sync::Arc, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use crate::support::{self, Bench, PASSWORD, authed, percentile, rate};
 use jiaxin::system::ServiceName;
@@ -39,6 +43,11 @@ pub struct Args {
     batch: usize,
     #[arg(long, default_value_t = 20_000)]
     reads: usize,
+    /// A running distributed cluster's directory (`scripts/dev-cluster.sh start`, with
+    /// JIAXIN_UNPLEDGED_RECORDS=accept so records count without a pledge, as here embedded):
+    /// measure it instead of an embedded system.
+    #[arg(long)]
+    cluster: Option<PathBuf>,
 }
 
 /// Bonus rules that need no review, with their yearly caps in records: a household's year of
@@ -47,10 +56,13 @@ const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4
 
 pub async fn run(args: Args) {
     // This program measures records, not pledges (the pledges scenario does): they count at once.
-    let bench = Bench::start(&["--unpledged-records", "accept"]).await;
+    let bench = match &args.cluster {
+        Some(dir) => Bench::connect(dir).await,
+        None => Bench::start(&["--unpledged-records", "accept"]).await,
+    };
     let (config, admin, root) = (bench.config.clone(), bench.admin.clone(), bench.root.clone());
     let mut identity = bench.identity();
-    let mut points = PointsServiceClient::new(bench.channel.clone())
+    let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let county = support::onboard_county(&bench, args.households).await;
@@ -63,9 +75,10 @@ pub async fn run(args: Args) {
     let households: Vec<String> =
         sqlx::query_scalar("SELECT id FROM households ORDER BY id").fetch_all(points_db.pool()).await.unwrap();
 
-    // A collector for the whole county.
+    // A collector for the whole county (a name of this run's own: a cluster may be measured twice).
+    let username = format!("bench-collector-{}", chrono::Utc::now().timestamp_millis());
     let collector = CreateAccountRequest {
-        username: "bench-collector".into(),
+        username: username.clone(),
         display_name: "采集员".into(),
         roles: vec![ProtoRole::GridWorker as i32],
         org_node_id: root.clone(),
@@ -73,12 +86,8 @@ pub async fn run(args: Args) {
         ..Default::default()
     };
     identity.create_account(authed(&admin, collector)).await.unwrap();
-    let token = identity
-        .login(LoginRequest { username: "bench-collector".into(), password: PASSWORD.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let token =
+        identity.login(LoginRequest { username, password: PASSWORD.into() }).await.unwrap().into_inner().access_token;
 
     // A year of records, spread over households and rules, within the caps.
     let now = chrono::Utc::now().timestamp();
@@ -127,9 +136,14 @@ pub async fn run(args: Args) {
     let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(points_db.pool()).await.unwrap();
     assert_eq!(entries as usize, accepted);
 
-    // Baseline: the same number of rows, plainly batch-inserted into one SQLite table.
-    let baseline_db =
-        Database::connect(&DatabaseLocation::sqlite_in(bench.scratch(), "baseline").unwrap()).await.unwrap();
+    // Baseline: the same number of rows, plainly batch-inserted into one table of the same engine.
+    let baseline_location = if bench.is_embedded() {
+        DatabaseLocation::sqlite_in(bench.scratch(), "baseline").unwrap()
+    } else {
+        let points_location = config.location(ServiceName::Points).unwrap();
+        DatabaseLocation { schema: Some(format!("{}_baseline", points_location.schema.unwrap())), ..points_location }
+    };
+    let baseline_db = Database::connect(&baseline_location).await.unwrap();
     sqlx::query("CREATE TABLE plain (id TEXT PRIMARY KEY, household_id TEXT, rule_code TEXT, points BIGINT, occurred_at BIGINT, evidence TEXT)")
         .execute(baseline_db.pool())
         .await
@@ -184,14 +198,17 @@ pub async fn run(args: Args) {
     let busy = read_scores().await;
     let mut quiet_reads = 0;
     while quiet_reads < 2 {
-        quiet_reads = if bench.running.undelivered_events().await.unwrap() == 0 { quiet_reads + 1 } else { 0 };
+        let undelivered =
+            bench.undelivered(ServiceName::Points, &[ServiceName::Council, ServiceName::Benefits, ServiceName::Bank]);
+        quiet_reads = if undelivered.await == 0 { quiet_reads + 1 } else { 0 };
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let drained = records_done.elapsed();
     let quiet = read_scores().await;
 
     println!(
-        "jiaxin points benchmark — embedded (SQLite), {} cores",
+        "jiaxin points benchmark — {}, {} cores",
+        bench.mode(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     println!("county:   {} households, {} residents, {} grids", args.households, residents, grids.len());
@@ -213,7 +230,7 @@ pub async fn run(args: Args) {
         records_elapsed.as_secs_f64()
     );
     println!(
-        "baseline: {:>10.0} rows/s        (plain batched INSERT of the same rows into one SQLite table, {:.1} s)",
+        "baseline: {:>10.0} rows/s        (plain batched INSERT of the same rows into one table, same engine, {:.1} s)",
         rate(accepted, baseline_elapsed),
         baseline_elapsed.as_secs_f64()
     );
@@ -234,5 +251,5 @@ pub async fn run(args: Args) {
             latencies.len()
         );
     }
-    bench.running.shutdown().await;
+    bench.shutdown().await;
 }

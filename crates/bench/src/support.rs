@@ -1,14 +1,17 @@
-//! What the benchmark programs share: an embedded system of their own, and a synthetic county
-//! onboarded through the same CSV import cadres use (streamed over gRPC).
+//! What the benchmark programs share: the system under test — an embedded one of their own, or
+//! a running distributed cluster — and a synthetic county onboarded through the same CSV import
+//! cadres use (streamed over gRPC).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmarks fail loudly
 
 use std::{
+    collections::HashMap,
+    path::Path,
     str::FromStr,
     time::{Duration, Instant},
 };
 
-use jiaxin::system::{self, RunningSystem, SystemConfig};
+use jiaxin::system::{self, RunningSystem, ServiceName, SystemConfig};
 use jiaxin_proto::identity::{
     CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions, LoginRequest, OrgNodeKind,
     identity_service_client::IdentityServiceClient, import_households_request::Part,
@@ -43,15 +46,25 @@ fn id_number(n: usize) -> String {
     format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
 }
 
-/// An embedded system of the benchmark's own, in a temporary directory.
+/// Where the system under test runs.
+enum Target {
+    /// Every service in this process, on SQLite and the in-process bus.
+    Embedded(RunningSystem),
+    /// A running distributed cluster (`scripts/dev-cluster.sh`): one process per service on
+    /// PostgreSQL and a Kafka-protocol broker; the benchmark is a client of their gRPC ports.
+    Cluster,
+}
+
+/// The system under test, signed in as its admin.
 pub struct Bench {
-    pub running: RunningSystem,
+    target: Target,
+    channels: HashMap<ServiceName, Channel>,
+    /// The system's settings, for its database locations (SQLite files, or PostgreSQL schemas).
     pub config: SystemConfig,
-    pub channel: Channel,
     pub admin: String,
     /// The admin's scope: the county's root node.
     pub root: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Bench {
@@ -79,21 +92,115 @@ impl Bench {
         let config = SystemConfig::from_args(args).unwrap();
         let running = system::start(config.clone()).await.unwrap();
         let channel = Channel::from_shared(format!("http://{}", running.grpc_addr)).unwrap().connect().await.unwrap();
-        let mut identity = IdentityServiceClient::new(channel.clone());
-        let login = LoginRequest { username: "admin".into(), password: PASSWORD.into() };
+        let channels = ServiceName::ALL.iter().map(|service| (*service, channel.clone())).collect();
+        Self::signed_in(Target::Embedded(running), channels, config, PASSWORD, dir).await
+    }
+
+    /// Connects to the distributed cluster described by `<cluster_dir>/cluster.env` (written by
+    /// `scripts/dev-cluster.sh start`): its services' endpoints, admin password and PostgreSQL.
+    pub async fn connect(cluster_dir: &Path) -> Self {
+        let text = std::fs::read_to_string(cluster_dir.join("cluster.env"))
+            .unwrap_or_else(|e| panic!("{}/cluster.env: {e} (start the cluster first)", cluster_dir.display()));
+        let env: HashMap<&str, &str> =
+            text.lines().filter_map(|line| line.strip_prefix("export ")?.split_once('=')).collect();
+        let var = |name: &str| *env.get(name).unwrap_or_else(|| panic!("cluster.env has no {name}"));
+        let mut channels = HashMap::new();
+        for service in ServiceName::ALL {
+            let endpoint = var(&format!("JIAXIN_TEST_ENDPOINT_{}", service.as_str().to_uppercase()));
+            channels.insert(*service, Channel::from_shared(endpoint.to_owned()).unwrap().connect().await.unwrap());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = SystemConfig::from_args([
+            "bench",
+            "--database-url",
+            var("JIAXIN_TEST_DATABASE_URL"),
+            "--database-schema-prefix",
+            var("JIAXIN_TEST_DATABASE_SCHEMA_PREFIX"),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .unwrap();
+        let password = var("JIAXIN_TEST_CLUSTER_ADMIN_PASSWORD").to_owned();
+        let mut bench = Self::signed_in(Target::Cluster, channels, config, &password, dir).await;
+        // The dev cluster's root is a city (淮安市): the run's county is a new one under it.
+        let name = format!("基准县{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+        bench.root = create_node(&mut bench.identity(), &bench.admin, &bench.root, OrgNodeKind::County, name).await;
+        bench
+    }
+
+    async fn signed_in(
+        target: Target,
+        channels: HashMap<ServiceName, Channel>,
+        config: SystemConfig,
+        password: &str,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let mut identity = IdentityServiceClient::new(channels[&ServiceName::Identity].clone());
+        let login = LoginRequest { username: "admin".into(), password: password.into() };
         let admin = identity.login(login).await.unwrap().into_inner().access_token;
         let account = identity.get_current_account(authed(&admin, GetCurrentAccountRequest {})).await.unwrap();
         let root = account.into_inner().account.unwrap().org_node_id;
-        Self { running, config, channel, admin, root, _dir: dir }
+        Self { target, channels, config, admin, root, dir }
+    }
+
+    /// "embedded (SQLite, in-process bus)" or "distributed (PostgreSQL, Kafka, a process per
+    /// service)", for the figures' heading.
+    pub fn mode(&self) -> &'static str {
+        match self.target {
+            Target::Embedded(_) => "embedded (SQLite, in-process bus)",
+            Target::Cluster => "distributed (PostgreSQL, Kafka-protocol broker, a process per service)",
+        }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.target, Target::Embedded(_))
+    }
+
+    pub fn channel(&self, service: ServiceName) -> Channel {
+        self.channels[&service].clone()
     }
 
     /// A scratch directory for baselines, next to the system's data.
     pub fn scratch(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     pub fn identity(&self) -> IdentityServiceClient<Channel> {
-        IdentityServiceClient::new(self.channel.clone()).max_decoding_message_size(256 << 20)
+        IdentityServiceClient::new(self.channel(ServiceName::Identity)).max_decoding_message_size(256 << 20)
+    }
+
+    /// Events written by `producer` that have not yet been applied by every one of `consumers`.
+    /// Embedded: what the in-process bus has not delivered. Distributed: the producer's outbox
+    /// rows missing from a consumer's inbox (both kept in PostgreSQL, schema by schema).
+    pub async fn undelivered(&self, producer: ServiceName, consumers: &[ServiceName]) -> i64 {
+        match &self.target {
+            Target::Embedded(running) => running.undelivered_events().await.unwrap(),
+            Target::Cluster => {
+                let schema = |service| self.config.location(service).unwrap().schema.unwrap();
+                let db =
+                    jiaxin_kit::storage::Database::connect(&self.config.location(producer).unwrap()).await.unwrap();
+                let mut missing = 0;
+                for consumer in consumers {
+                    let sql = format!(
+                        "SELECT COUNT(*) FROM {}.kit_outbox o WHERE NOT EXISTS \
+                         (SELECT 1 FROM {}.kit_inbox i WHERE i.event_id = o.event_id)",
+                        schema(producer),
+                        schema(*consumer)
+                    );
+                    let count: i64 = sqlx::query_scalar(&sql).fetch_one(db.pool()).await.unwrap();
+                    missing += count;
+                }
+                db.close().await;
+                missing
+            }
+        }
+    }
+
+    /// Stops an embedded system; leaves a cluster running (it was there before).
+    pub async fn shutdown(self) {
+        if let Target::Embedded(running) = self.target {
+            running.shutdown().await;
+        }
     }
 }
 
