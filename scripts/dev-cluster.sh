@@ -14,6 +14,10 @@ dir="${JIAXIN_CLUSTER_DIR:-/tmp/jiaxin-cluster}"
 # Fixed ports below Linux's ephemeral range (32768–60999), so no outgoing connection can hold
 # one of them first.
 base_port="${JIAXIN_CLUSTER_PORT:-21061}"
+# Three partitions a topic, not the services' production default of twelve: the test broker
+# (tansu) spends CPU on every partition a consumer polls, and at twelve an idle cluster's polling
+# alone kept it near a full core (docs/benchmarks.md, distributed mode). Override to measure.
+export JIAXIN_KAFKA_PARTITIONS="${JIAXIN_KAFKA_PARTITIONS:-3}"
 bin="${JIAXIN_BIN:-$root/target/debug/jiaxin}"
 
 services() { "$bin" services; }
