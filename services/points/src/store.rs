@@ -388,8 +388,8 @@ pub async fn set_frozen<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, fro
     Ok(())
 }
 
-/// Households with ledger entries, after `after`, a page at a time (for verifying every chain).
-/// The next `limit` households after `after` with ledger entries, living under the node at `path`.
+/// The next `limit` households after `after` with ledger entries, living under the node at `path`
+/// (for verifying every chain in a caller's scope, a page at a time).
 pub async fn ledger_households_under<'c, E: Executor<'c, Database = Any>>(
     e: E,
     path: &str,
