@@ -185,6 +185,8 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             ..Default::default()
         }
         .encode_to_vec(),
+        // The side's grid "moved" under the village it is in: the move's checks, nothing moved.
+        "MoveOrgNode" => i::MoveOrgNodeRequest { id: t.grid.clone(), new_parent_id: t.village.clone() }.encode_to_vec(),
         "RenameOrgNode" => i::RenameOrgNodeRequest { id: t.grid.clone(), name: "第一网格".into() }.encode_to_vec(),
         "RegisterHousehold" => i::RegisterHouseholdRequest {
             grid_id: t.grid.clone(),
@@ -1308,10 +1310,10 @@ async fn ledger_verification_stays_in_scope(world: &World) {
     assert_eq!(town_a + town_b, county, "each town's auditor verifies its own town's chains only");
 }
 
-/// The household changes that name two households: an editor moving a member of their own
-/// side into the other side's household, or merging their own side's household into it, must
-/// be refused exactly as if that household did not exist. Returns how many such calls were made
-/// and the ones that do not hold.
+/// The changes that name two objects: an editor moving a member of their own side into the other
+/// side's household, merging their own side's household into it, or moving their own grid under
+/// the other side's village, must be refused exactly as if that household or village did not
+/// exist. Returns how many such calls were made and the ones that do not hold.
 async fn moves_across_towns(world: &World) -> (usize, Vec<String>) {
     let (mut made, mut wrong) = (0, Vec::new());
     for role in ["county_admin", "town_admin", "village_cadre", "grid_worker"] {
@@ -1320,7 +1322,10 @@ async fn moves_across_towns(world: &World) -> (usize, Vec<String>) {
             let own = world.fresh_couple(caller).await;
             let across = Side { neighbour: world.sides[1 - caller].neighbour.clone(), ..own.clone() };
             let nowhere = Side { neighbour: Side::missing().neighbour, ..own.clone() };
-            for name in ["MoveMember", "MergeHouseholds"] {
+            // Also the caller's own grid moved under the other town's village.
+            let across = Side { village: world.sides[1 - caller].village.clone(), ..across };
+            let nowhere = Side { village: Side::missing().village, ..nowhere };
+            for name in ["MoveMember", "MergeHouseholds", "MoveOrgNode"] {
                 let rpc = format!("/jiaxin.identity.v1.IdentityService/{name}");
                 let missing = world.call(&rpc, token, request(name, role, &nowhere)).await;
                 let answer = world.call(&rpc, token, request(name, role, &across)).await;
