@@ -855,10 +855,12 @@ impl World {
     }
 }
 
-/// Creates one side of the county under `county`: a town, a village with its council, pledge
-/// template and a signing campaign (the council member's account seated on it), a grid with two households (the first pledged, with a bonus
-/// record, a deduction under council review and a consent), an account for every role, a lender
-/// serving the village and an agency with a benefit in the town. Returns the side and its tokens.
+/// Creates one side of the county under `county`: a town; a village with its council (the
+/// council member seated), pledge template, signing campaign, a local rule and this year's
+/// published evaluation; a grid with two households (the first pledged, with a bonus record, a
+/// deduction under council review, a consent, a family farm and a shop redemption) and a couple;
+/// an account for every role; a lender serving the village; an agency with a benefit and a shop
+/// item in the town. Returns the side and its tokens.
 async fn build_side(
     sys: &TestSystem,
     admin: &str,
