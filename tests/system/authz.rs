@@ -297,15 +297,7 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
             business_id: String::new(),
         }
         .encode_to_vec(),
-        "CreateAccount" => i::CreateAccountRequest {
-            username: format!("volunteer-{}", uuid::Uuid::new_v4().simple()),
-            display_name: "志愿者".into(),
-            roles: vec![Role::Volunteer as i32],
-            org_node_id: t.grid.clone(),
-            password: "volunteer-pass-1".into(),
-            ..Default::default()
-        }
-        .encode_to_vec(),
+        "CreateAccount" => volunteer_account(&t.grid).encode_to_vec(),
         // The head signs again — on the app, or on a paper form a collector enters: signing what
         // is in force changes nothing.
         "SignPledge" if role == "resident" => p::SignPledgeRequest {
@@ -584,6 +576,18 @@ async fn couple(identity: &mut IdentityServiceClient<Channel>, admin: &str, grid
     (household.id, spouse.id)
 }
 
+/// A new volunteer's account at `grid`, under a fresh username.
+fn volunteer_account(grid: &str) -> CreateAccountRequest {
+    CreateAccountRequest {
+        username: format!("volunteer-{}", uuid::Uuid::new_v4().simple()),
+        display_name: "志愿者".into(),
+        roles: vec![Role::Volunteer as i32],
+        org_node_id: grid.into(),
+        password: "volunteer-pass-1".into(),
+        ..Default::default()
+    }
+}
+
 /// A fresh, valid rule code (letters and digits, at most 32).
 fn rule_code() -> String {
     format!("L{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -838,15 +842,8 @@ impl World {
             }
             "DisableAccount" => {
                 let mut identity = IdentityServiceClient::new(self.channels["identity"].clone());
-                let request = CreateAccountRequest {
-                    username: format!("volunteer-{}", uuid::Uuid::new_v4().simple()),
-                    display_name: "志愿者".into(),
-                    roles: vec![Role::Volunteer as i32],
-                    org_node_id: fresh.grid.clone(),
-                    password: "volunteer-pass-1".into(),
-                    ..Default::default()
-                };
-                let account = identity.create_account(authed(&self.admin, request)).await.unwrap();
+                let request = authed(&self.admin, volunteer_account(&fresh.grid));
+                let account = identity.create_account(request).await.unwrap();
                 fresh.account = account.into_inner().account.unwrap().id;
             }
             other => panic!("case {other} consumes its object, but tests/system/authz.rs cannot make a fresh one"),

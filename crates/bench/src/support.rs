@@ -51,8 +51,9 @@ enum Target {
     /// Every service in this process, on SQLite and the in-process bus.
     Embedded(RunningSystem),
     /// A running distributed cluster (`scripts/dev-cluster.sh`): one process per service on
-    /// PostgreSQL and a Kafka-protocol broker; the benchmark is a client of their gRPC ports.
-    Cluster,
+    /// PostgreSQL and a Kafka-protocol broker; the benchmark is a client of their gRPC ports,
+    /// and reads the services' schemas through one connection pool of its own.
+    Cluster(jiaxin_kit::storage::Database),
 }
 
 /// The system under test, signed in as its admin.
@@ -121,7 +122,9 @@ impl Bench {
         ])
         .unwrap();
         let password = var("JIAXIN_TEST_CLUSTER_ADMIN_PASSWORD").to_owned();
-        let mut bench = Self::signed_in(Target::Cluster, channels, config, &password, dir).await;
+        // Any service's location reaches the shared database; queries name their schemas.
+        let db = jiaxin_kit::storage::Database::connect(&config.location(ServiceName::Points).unwrap()).await.unwrap();
+        let mut bench = Self::signed_in(Target::Cluster(db), channels, config, &password, dir).await;
         // The dev cluster's root is a city (淮安市): the run's county is a new one under it.
         let name = format!("基准县{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
         bench.root = create_node(&mut bench.identity(), &bench.admin, &bench.root, OrgNodeKind::County, name).await;
@@ -148,7 +151,7 @@ impl Bench {
     pub fn mode(&self) -> &'static str {
         match self.target {
             Target::Embedded(_) => "embedded (SQLite, in-process bus)",
-            Target::Cluster => "distributed (PostgreSQL, Kafka-protocol broker, a process per service)",
+            Target::Cluster(_) => "distributed (PostgreSQL, Kafka-protocol broker, a process per service)",
         }
     }
 
@@ -175,10 +178,8 @@ impl Bench {
     pub async fn undelivered(&self, producer: ServiceName, consumers: &[ServiceName]) -> i64 {
         match &self.target {
             Target::Embedded(running) => running.undelivered_events().await.unwrap(),
-            Target::Cluster => {
+            Target::Cluster(db) => {
                 let schema = |service| self.config.location(service).unwrap().schema.unwrap();
-                let db =
-                    jiaxin_kit::storage::Database::connect(&self.config.location(producer).unwrap()).await.unwrap();
                 let mut missing = 0;
                 for consumer in consumers {
                     let sql = format!(
@@ -190,7 +191,6 @@ impl Bench {
                     let count: i64 = sqlx::query_scalar(&sql).fetch_one(db.pool()).await.unwrap();
                     missing += count;
                 }
-                db.close().await;
                 missing
             }
         }

@@ -705,14 +705,16 @@ impl Points {
         caller.require_any_role(access::VERIFIERS).map_err(|_| PointsError::PermissionDenied)?;
         // Only chains within the caller's scope: how many entries another town's household has is
         // not theirs to learn, and a household outside reads like one that does not exist.
-        let scope = store::org_node_path(self.db.pool(), caller.scope()).await?.ok_or(PointsError::PermissionDenied)?;
-        if !household_id.is_empty() {
+        let scope = if household_id.is_empty() {
+            store::org_node_path(self.db.pool(), caller.scope()).await?.ok_or(PointsError::PermissionDenied)?
+        } else {
             let (path, _) =
                 store::household_path(self.db.pool(), household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
             if !caller.covers(&path_ids(&path)) {
                 return Err(PointsError::NotFound(HOUSEHOLD));
             }
-        }
+            path
+        };
         let mut response = VerifyLedgerResponse { intact: true, ..Default::default() };
         let mut after = String::new();
         loop {
