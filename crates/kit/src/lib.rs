@@ -4,10 +4,12 @@
 pub mod audit;
 pub mod auth;
 pub mod bus;
+mod checkpoint;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod group_commit;
 pub mod inbox;
 #[cfg(feature = "kafka")]
 pub mod kafka;

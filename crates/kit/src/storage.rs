@@ -5,7 +5,13 @@
 //! the common subset (`$1` placeholders, `ON CONFLICT`, `RETURNING`, BIGINT micros for time, and
 //! integers rather than booleans), and the two dialects differ only in their migration files.
 
-use std::{borrow::Cow, path::Path, str::FromStr, sync::Once, time::Duration};
+use std::{
+    borrow::Cow,
+    path::Path,
+    str::FromStr,
+    sync::{Arc, Once},
+    time::Duration,
+};
 
 use sqlx::{
     AnyPool, Connection, Executor,
@@ -13,7 +19,9 @@ use sqlx::{
     migrate::Migrator,
 };
 
-use crate::secret::Secret;
+use tokio_util::sync::DropGuard;
+
+use crate::{checkpoint, secret::Secret};
 
 /// A transaction on a service's database.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -115,6 +123,8 @@ impl DatabaseLocation {
 pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite: stops the WAL checkpointer when the last clone is dropped.
+    _checkpointer: Option<Arc<DropGuard>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -147,7 +157,10 @@ impl Database {
         let mut attempt = 0u32;
         loop {
             match Self::try_connect(dialect, &options, location.max_connections, schema.clone()).await {
-                Ok(pool) => return Ok(Self { pool, dialect }),
+                Ok(pool) => {
+                    let checkpointer = (dialect == Dialect::Sqlite).then(|| Arc::new(checkpoint::start(pool.clone())));
+                    return Ok(Self { pool, dialect, _checkpointer: checkpointer });
+                }
                 Err(error) if is_transient(&error) && attempt < 10 => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "database not reachable yet; retrying");
@@ -199,6 +212,8 @@ impl Database {
                             // into each connection's own small cache: fewer system calls, and
                             // the pages are the OS's page cache, shared by every connection.
                             conn.execute("PRAGMA mmap_size = 1073741824").await?;
+                            // Checkpoints are the checkpointer task's, not a commit's.
+                            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         }
                         Dialect::Postgres => {
                             if let Some(schema) = schema {
