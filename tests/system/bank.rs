@@ -415,6 +415,16 @@ async fn the_officer_rate_limit_holds_under_a_burst_and_every_answer_is_listed()
     let listed =
         c.bank.list_consents(authed(&home.head, ListConsentsRequest { household_id: home.id.clone() })).await.unwrap();
     assert_eq!(listed.into_inner().consents[0].queries.len(), answered);
+    // The burst's reports were committed together (group commit): each answered one has its own
+    // audit entry, and the chain still verifies.
+    let verified = c.bank.verify_audit_log(authed(&c.admin, VerifyAuditLogRequest {})).await.unwrap().into_inner();
+    assert!(verified.intact, "{verified:?}");
+    let db = c.sys.database(ServiceName::Bank).await;
+    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'credit.report'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(audited, answered as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use jiaxin_kit::{
     error::{self, FieldViolation},
+    group_commit::GroupCommitError,
     outbox::OutboxError,
 };
 use tonic::Status;
@@ -28,6 +29,9 @@ pub enum BankError {
     Outbox(#[from] OutboxError),
     #[error("event: {0}")]
     Envelope(#[from] jiaxin_kit::events::EnvelopeError),
+    /// The report journal's batch failed, or the journal has stopped.
+    #[error("report journal: {0}")]
+    Journal(#[from] GroupCommitError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -63,6 +67,10 @@ impl From<BankError> for Status {
             BankError::Storage(e) => error::storage(&e),
             BankError::Outbox(e) => error::internal(&e),
             BankError::Envelope(e) => error::internal(&e),
+            BankError::Journal(GroupCommitError::Storage(e)) => error::storage(&e),
+            BankError::Journal(GroupCommitError::Stopped) => {
+                Status::unavailable("服务正在停止,请重试 / the service is stopping; retry")
+            }
             BankError::Internal(message) => {
                 tracing::error!(%message, "bank internal error");
                 Status::internal("内部错误 / internal error")

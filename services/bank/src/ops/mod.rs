@@ -4,14 +4,17 @@
 
 mod businesses;
 mod consents;
+mod journal;
 mod loans;
 mod registry;
 mod reports;
 
 use jiaxin_kit::{
     auth::{Caller, Role},
-    storage::{Database, Tx},
+    group_commit::GroupCommit,
+    storage::Database,
 };
+use sqlx::AnyConnection;
 
 use crate::{
     domain::ratelimit::Limiter,
@@ -27,6 +30,8 @@ pub struct Bank {
     pub(crate) outbox: jiaxin_kit::outbox::Outbox,
     pub(crate) per_officer: Limiter,
     pub(crate) per_institution: Limiter,
+    /// Where credit reports' writes are committed together.
+    pub(crate) journal: GroupCommit<journal::ReportJournal>,
 }
 
 /// Query rate limits, per minute.
@@ -37,8 +42,10 @@ pub struct Rates {
 }
 
 impl Bank {
+    /// Starts the report journal's writer on the current tokio runtime.
     pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, rates: Rates) -> Self {
         Self {
+            journal: GroupCommit::start(db.clone(), journal::ReportJournal),
             db,
             outbox,
             per_officer: Limiter::per_minute(rates.per_officer),
@@ -47,11 +54,11 @@ impl Bank {
     }
 
     /// The institution a bank officer acts for. Anyone else is refused before anything is read.
-    pub(crate) async fn officer_institution(&self, tx: &mut Tx, caller: &Caller) -> Result<String> {
+    pub(crate) async fn officer_institution(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<String> {
         if !caller.has_role(Role::BankOfficer) {
             return Err(BankError::PermissionDenied);
         }
-        store::institution_of(&mut **tx, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
+        store::institution_of(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
     }
 
     /// Spends one query from the officer's and the institution's allowance.

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::AnyConnection;
+
 use jiaxin_kit::{
     audit,
     auth::Caller,
@@ -19,7 +21,7 @@ use jiaxin_proto::{
     points::{Category, Severity},
 };
 
-use super::{Bank, CONSENT, china_today, now};
+use super::{Bank, CONSENT, china_today, journal::ReportWrite, now};
 use crate::{
     domain::{
         consent::{self, Terms},
@@ -35,6 +37,28 @@ use crate::{
 };
 
 const TREND_MONTHS: u32 = 24;
+
+/// The purposes a report may rest on.
+const REPORT_PURPOSES: [Purpose; 2] = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
+
+/// Whether `consent` (of a current household) may be used by `institution` on `today` for a
+/// report of its household, or of one of its businesses (`business_household`: the business's
+/// household). Every case where it may not reads the same NOT_FOUND to the caller.
+pub(crate) fn usable(
+    consent: &store::ConsentRow,
+    institution: &str,
+    business_household: Option<&str>,
+    today: &str,
+) -> bool {
+    let terms = Terms {
+        institution_id: &consent.institution_id,
+        purpose: consent.purpose,
+        valid_until: &consent.valid_until,
+        revoked: consent.revoked_at.is_some(),
+    };
+    consent::usable(&terms, institution, &REPORT_PURPOSES, today)
+        && business_household.is_none_or(|household| household == consent.household_id)
+}
 const YEAR: i64 = 365 * DAY_MICROS;
 
 fn category_name(code: i64) -> String {
@@ -53,97 +77,79 @@ impl Bank {
 
     /// A report under a consent, for the household or for one of its businesses.
     ///
-    /// Two transactions: the report is read from a snapshot (on SQLite, beside other readers and
-    /// without the write lock), then one short write transaction checks the consent again —
-    /// a revocation committed in between refuses the report — and writes the household's query
-    /// record and the audit entry. The report is returned only once that commits.
+    /// The report is read on one pooled connection, statement by statement outside a
+    /// transaction (on PostgreSQL, READ COMMITTED gives each statement its own snapshot anyway;
+    /// a transaction's BEGIN and ROLLBACK would be two more round trips per report). Its writes —
+    /// the consent checked again, so a revocation committed since refuses the report, the
+    /// household's query record and the audit entry — go to the report journal, which commits
+    /// them with other reports' in one transaction. The report is returned only once that
+    /// commits.
     pub(crate) async fn credit_report_for(
         &self,
         caller: &Caller,
         consent_id: &str,
         business: Option<&BusinessRow>,
     ) -> Result<CreditReport> {
-        let mut read = self.db.begin_read().await?;
+        let mut read = self.db.pool().acquire().await?;
         let institution = self.officer_institution(&mut read, caller).await?;
         self.admit(caller, &institution)?;
         let at = now();
-        let row = self.usable_consent(&mut read, consent_id, &institution, business, at).await?;
-        let report = self.assemble(&mut read, &row.household_id, &institution, at).await?;
-        read.rollback().await?;
-        let mut tx = self.db.begin().await?;
-        let row = self.usable_consent(&mut tx, consent_id, &institution, business, at).await?;
-        let report = CreditReport { consent_id: row.id.clone(), ..report };
+        let (consent, standing) = store::report_subject(&mut *read, consent_id)
+            .await?
+            .filter(|(row, _)| usable(row, &institution, business.map(|b| b.household_id.as_str()), &china_today(at)))
+            .ok_or(BankError::NotFound(CONSENT))?;
+        let standing = standing.unwrap_or_else(StandingRow::base);
+        let report = self.assemble(&mut read, &consent.household_id, &standing, &institution, at).await?;
+        drop(read);
+        let report = CreditReport { consent_id: consent.id.clone(), ..report };
         // What the household reads in its query list: whose report, and what it said.
         let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
         let returned = format!(
             "{subject}信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
             report.tier, report.score, report.tier, report.score
         );
-        let query = QueryRow {
-            id: report.id.clone(),
-            consent_id: row.id.clone(),
-            institution_id: institution.clone(),
-            officer_account_id: caller.account_id().to_owned(),
-            purpose: row.purpose,
-            at,
-            returned,
-        };
-        store::insert_queries(&mut tx, std::slice::from_ref(&query)).await?;
         let details = format!(
             "consent={} household={} business={} institution={} tier={} score={} reasons={:?}",
-            row.id,
-            row.household_id,
+            consent.id,
+            consent.household_id,
             business.map(|b| b.id.as_str()).unwrap_or(""),
             institution,
             report.tier,
             report.score,
             report.reasons
         );
-        let action = if business.is_some() { "business.report" } else { "credit.report" };
-        let entry = audit::Entry { at, actor: caller.account_id(), action, subject: &report.id, details: &details };
-        audit::append(&mut tx, &[entry]).await?;
-        tx.commit().await?;
-        Ok(report)
-    }
-
-    /// The consent, if the caller's institution may use it now for a report (of the household,
-    /// or of one of its businesses); every other case is the same NOT_FOUND.
-    async fn usable_consent(
-        &self,
-        tx: &mut jiaxin_kit::storage::Tx,
-        consent_id: &str,
-        institution: &str,
-        business: Option<&BusinessRow>,
-        at: i64,
-    ) -> Result<store::ConsentRow> {
-        let row = store::consent(&mut **tx, consent_id).await?.ok_or(BankError::NotFound(CONSENT))?;
-        let terms = Terms {
-            institution_id: &row.institution_id,
-            purpose: row.purpose,
-            valid_until: &row.valid_until,
-            revoked: row.revoked_at.is_some(),
+        let write = ReportWrite {
+            consent_id: consent.id.clone(),
+            business_household: business.map(|b| b.household_id.clone()),
+            query: QueryRow {
+                id: report.id.clone(),
+                consent_id: consent.id,
+                institution_id: institution.clone(),
+                officer_account_id: caller.account_id().to_owned(),
+                purpose: consent.purpose,
+                at,
+                returned,
+            },
+            institution,
+            actor: caller.account_id().to_owned(),
+            action: if business.is_some() { "business.report" } else { "credit.report" },
+            details,
         };
-        let wanted = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
-        if !consent::usable(&terms, institution, &wanted, &china_today(at))
-            || readmodel::household(&mut **tx, &row.household_id).await?.is_none()
-            || business.is_some_and(|b| b.household_id != row.household_id)
-        {
-            return Err(BankError::NotFound(CONSENT));
-        }
-        Ok(row)
+        self.journal.submit(write).await??;
+        Ok(report)
     }
 
     /// The report's contents from the read models.
     async fn assemble(
         &self,
-        tx: &mut jiaxin_kit::storage::Tx,
+        conn: &mut AnyConnection,
         household_id: &str,
+        standing: &StandingRow,
         institution: &str,
         at: i64,
     ) -> Result<CreditReport> {
-        let standing = readmodel::standing(&mut **tx, household_id).await?.unwrap_or_else(StandingRow::base);
-        let history = readmodel::history(&mut **tx, household_id).await?;
-        let records = readmodel::effective_records(&mut **tx, household_id).await?;
+        let history = readmodel::history(&mut *conn, household_id).await?;
+        let records = readmodel::effective_records(&mut *conn, household_id).await?;
         let ends = report::month_ends(at, TREND_MONTHS);
         let trend = report::trend(&history, &ends);
 
@@ -176,7 +182,7 @@ impl Bank {
             pledged: standing.pledged(),
             credit_household: standing.credit_household_year > 0,
         };
-        let limits = registry::products_of(&mut **tx, institution)
+        let limits = registry::products_of(&mut *conn, institution)
             .await?
             .iter()
             .map(|p| ProductLimit { product_id: p.id.clone(), limit_fen: limits::at(&p.limits, &standing.tier) })

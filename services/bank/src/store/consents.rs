@@ -1,7 +1,12 @@
 //! Consents, the queries made under them, and loan events.
 
-use jiaxin_kit::{sql::values, storage::Dialect};
+use jiaxin_kit::{
+    sql::{placeholders, values},
+    storage::Dialect,
+};
 use sqlx::{Any, AnyConnection, Executor};
+
+use super::readmodel::StandingRow;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ConsentRow {
@@ -23,6 +28,70 @@ const CONSENT_COLUMNS: &str = "id, household_id, institution_id, purpose, valid_
 
 pub async fn consent<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<Option<ConsentRow>> {
     sqlx::query_as(&format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE id = $1")).bind(id).fetch_optional(e).await
+}
+
+/// What a credit report starts from: the consent, if its household is still current (not
+/// dissolved) — the only consents a report may rest on — and the household's standing, if any
+/// score or pledge has reached the bank yet. One statement: a report's cost is its round trips.
+pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    consent_id: &str,
+) -> sqlx::Result<Option<(ConsentRow, Option<StandingRow>)>> {
+    #[derive(sqlx::FromRow)]
+    struct SubjectRow {
+        #[sqlx(flatten)]
+        consent: ConsentRow,
+        score: Option<i64>,
+        tier: Option<String>,
+        pledged_at: Option<i64>,
+        pledge_revoked_at: Option<i64>,
+        credit_household_year: Option<i64>,
+    }
+    let row: Option<SubjectRow> = sqlx::query_as(&format!(
+        "SELECT {}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, s.credit_household_year \
+         FROM consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0 \
+         LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
+        qualified_consent_columns()
+    ))
+    .bind(consent_id)
+    .fetch_optional(e)
+    .await?;
+    Ok(row.map(|row| {
+        let standing = match (row.score, row.tier) {
+            (Some(score), Some(tier)) => Some(StandingRow {
+                score,
+                tier,
+                pledged_at: row.pledged_at,
+                revoked_at: row.pledge_revoked_at,
+                credit_household_year: row.credit_household_year.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        (row.consent, standing)
+    }))
+}
+
+/// The same for many consents at once; the ones missing or of a dissolved household are left out.
+pub async fn consents_of_current_households(conn: &mut AnyConnection, ids: &[&str]) -> sqlx::Result<Vec<ConsentRow>> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT {} FROM consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0 \
+             WHERE c.id IN ({})",
+            qualified_consent_columns(),
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+fn qualified_consent_columns() -> String {
+    CONSENT_COLUMNS.split(", ").map(|column| format!("c.{column}")).collect::<Vec<_>>().join(", ")
 }
 
 pub async fn insert_consent<'c, E: Executor<'c, Database = Any>>(e: E, c: &ConsentRow) -> sqlx::Result<()> {

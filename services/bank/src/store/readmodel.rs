@@ -118,18 +118,6 @@ impl StandingRow {
     }
 }
 
-pub async fn standing<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-) -> sqlx::Result<Option<StandingRow>> {
-    sqlx::query_as(
-        "SELECT score, tier, pledged_at, revoked_at, credit_household_year FROM standings WHERE household_id = $1",
-    )
-    .bind(household_id)
-    .fetch_optional(e)
-    .await
-}
-
 async fn ensure_standing(conn: &mut AnyConnection, household_id: &str) -> sqlx::Result<()> {
     let base = StandingRow::base();
     sqlx::query(

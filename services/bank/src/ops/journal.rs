@@ -1,0 +1,75 @@
+//! The writes that make a credit report answerable — the consent checked again, the household's
+//! query record, the audit entry — made for many concurrent reports in one transaction (group
+//! commit, `jiaxin_kit::group_commit`). A report is returned only once its batch has committed;
+//! a consent revoked or a household dissolved since the report was read refuses that report
+//! alone.
+
+use std::collections::HashMap;
+
+use jiaxin_kit::{audit, group_commit::BatchWriter, storage::Tx};
+
+use super::{CONSENT, china_today, reports::usable};
+use crate::{
+    error::BankError,
+    store::consents::{self as store, QueryRow},
+};
+
+/// One report's writes, as read from its snapshot.
+pub(crate) struct ReportWrite {
+    pub consent_id: String,
+    pub institution: String,
+    /// The household the report's business belongs to, for a business's report.
+    pub business_household: Option<String>,
+    pub query: QueryRow,
+    pub actor: String,
+    pub action: &'static str,
+    pub details: String,
+}
+
+/// Writes batches of reports' query records and audit entries.
+pub(crate) struct ReportJournal;
+
+impl BatchWriter for ReportJournal {
+    type Item = ReportWrite;
+    /// Refused: the consent is no longer usable (the same NOT_FOUND as any refusal).
+    type Answer = Result<(), BankError>;
+
+    async fn write(&self, tx: &mut Tx, items: Vec<ReportWrite>) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        let ids: Vec<&str> = items.iter().map(|item| item.consent_id.as_str()).collect();
+        let consents: HashMap<String, store::ConsentRow> = store::consents_of_current_households(tx, &ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.id.clone(), row))
+            .collect();
+        let mut answers = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
+        for item in &items {
+            let still_usable = consents.get(&item.consent_id).is_some_and(|row| {
+                usable(row, &item.institution, item.business_household.as_deref(), &china_today(item.query.at))
+            });
+            if still_usable {
+                kept.push(item);
+                answers.push(Ok(()));
+            } else {
+                answers.push(Err(BankError::NotFound(CONSENT)));
+            }
+        }
+        if kept.is_empty() {
+            return Ok(answers);
+        }
+        let queries: Vec<QueryRow> = kept.iter().map(|item| item.query.clone()).collect();
+        store::insert_queries(tx, &queries).await?;
+        let entries: Vec<audit::Entry<'_>> = kept
+            .iter()
+            .map(|item| audit::Entry {
+                at: item.query.at,
+                actor: &item.actor,
+                action: item.action,
+                subject: &item.query.id,
+                details: &item.details,
+            })
+            .collect();
+        audit::append(tx, &entries).await?;
+        Ok(answers)
+    }
+}
