@@ -65,6 +65,26 @@ struct Case {
     /// PERMISSION_DENIED instead of the missing-object answer.
     #[serde(default)]
     public: bool,
+    /// A refusal is a field error on this field of the request (INVALID_ARGUMENT naming it), the
+    /// same the request gets when the object there does not exist (a branch's villages: one
+    /// outside the caller's scope and one that is nowhere are both "not in your scope").
+    #[serde(default)]
+    refused_as_field: Option<String>,
+}
+
+impl Case {
+    /// Whether `answer` reads as this case's refusal: PERMISSION_DENIED for a published object,
+    /// the named field's error where the case says so, and otherwise exactly the answer for an
+    /// object that does not exist (`missing`).
+    fn reads_as_refusal(&self, answer: &Outcome, missing: &Outcome) -> bool {
+        if self.public {
+            return matches!(answer, Outcome::Err(Code::PermissionDenied, _));
+        }
+        answer == missing
+            || self.refused_as_field.as_ref().is_some_and(|field| {
+                matches!(answer, Outcome::Err(Code::InvalidArgument, message) if message.contains(&format!("{field}:")))
+            })
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,8 +128,11 @@ struct Side {
     /// redemption of it by the first household.
     shop_item: String,
     redemption: String,
-    /// The side's lender.
+    /// The side's lender, its name and its officer's account, and its branch's name.
     institution: String,
+    institution_name: String,
+    officer: String,
+    branch_name: String,
     /// A family farm (家庭农场) linked to the first household.
     business: String,
     /// The village's pledge campaign.
@@ -152,6 +175,9 @@ impl Side {
             shop_item: id(),
             redemption: id(),
             institution: id(),
+            institution_name: "不存在的银行".into(),
+            officer: id(),
+            branch_name: "不存在的支行".into(),
             business: id(),
             campaign: id(),
             rule: rule_code(),
@@ -419,6 +445,25 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         "SaveBenefit" => {
             f::SaveBenefitRequest { benefit: Some(priority_benefit(&t.benefit, &t.provider, &t.town)) }.encode_to_vec()
         }
+        // The county's lender registry, saved again as it is.
+        "SaveInstitution" => b::SaveInstitutionRequest {
+            institution: Some(Institution {
+                id: t.institution.clone(),
+                name: t.institution_name.clone(),
+                officer_account_ids: vec![t.officer.clone()],
+            }),
+        }
+        .encode_to_vec(),
+        "SaveBranch" => b::SaveBranchRequest {
+            branch: Some(Branch {
+                id: t.branch.clone(),
+                institution_id: t.institution.clone(),
+                name: t.branch_name.clone(),
+                village_ids: vec![t.village.clone()],
+                officer_account_ids: vec![t.officer.clone()],
+            }),
+        }
+        .encode_to_vec(),
         "SaveProduct" => {
             b::SaveProductRequest { product: Some(loan_product(&t.product, &t.institution)) }.encode_to_vec()
         }
@@ -949,8 +994,10 @@ async fn build_side(
         .unwrap()
         .id;
 
+    let institution_name = format!("第{n}镇农商银行");
+    let branch_name = format!("第{n}镇支行");
     let institution = Institution {
-        name: format!("第{n}镇农商银行"),
+        name: institution_name.clone(),
         officer_account_ids: vec![officer.clone()],
         ..Default::default()
     };
@@ -974,7 +1021,7 @@ async fn build_side(
     let branch = retry_while_unknown("the branch", || {
         let branch = Branch {
             institution_id: institution.clone(),
-            name: format!("第{n}镇支行"),
+            name: branch_name.clone(),
             village_ids: vec![village.clone()],
             officer_account_ids: vec![officer.clone()],
             ..Default::default()
@@ -1090,6 +1137,9 @@ async fn build_side(
         id_number: common::id_number("320830", "19700101", n * 10 + 1),
         benefit,
         institution,
+        institution_name,
+        officer,
+        branch_name,
         campaign,
         deduction,
         task,
@@ -1214,9 +1264,8 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
                         // Nothing named: a role may call it or is refused outright.
                         ("none", true) => answer.is_ok(),
                         ("none", false) => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
-                        (_, false) if case.public => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
+                        (_, false) => case.reads_as_refusal(&answer, &missing),
                         (_, true) => answer.is_ok() && answer != missing,
-                        (_, false) => answer == missing,
                     };
                     if !holds {
                         wrong.push(format!(
@@ -1270,12 +1319,8 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
             let missing = &missing_answers[&(*caller, case.name.as_str(), role.as_str())];
             async move {
                 let answer = world.answer(case, role, *caller, target).await;
-                let refused = if case.public {
-                    matches!(answer, Outcome::Err(Code::PermissionDenied, _))
-                } else {
-                    answer == *missing
-                };
-                (!refused).then(|| format!("{} × {role} (side {caller}) on {target:?}: {answer:?}", case.name))
+                (!case.reads_as_refusal(&answer, missing))
+                    .then(|| format!("{} × {role} (side {caller}) on {target:?}: {answer:?}", case.name))
             }
         })
         .buffer_unordered(16)
