@@ -18,6 +18,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::{
+    group_commit::BatchWriter,
     sql::values,
     storage::{Dialect, Tx},
 };
@@ -42,6 +43,37 @@ pub fn hash(prev: &str, entry: &Entry<'_>) -> String {
         hasher.update(field.as_bytes());
     }
     hex::encode(hasher.finalize())
+}
+
+/// An entry that owns its fields, for handing to [`AuditWriter`] from a request.
+#[derive(Debug, Clone)]
+pub struct OwnedEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+}
+
+impl OwnedEntry {
+    pub fn entry(&self) -> Entry<'_> {
+        Entry { at: self.at, actor: &self.actor, action: &self.action, subject: &self.subject, details: &self.details }
+    }
+}
+
+/// Appends the entries of many concurrent answers in one transaction (group commit): an answer
+/// that must be audited submits its entry and is given once the batch holding it has committed.
+pub struct AuditWriter;
+
+impl BatchWriter for AuditWriter {
+    type Item = OwnedEntry;
+    type Answer = ();
+
+    async fn write(&self, tx: &mut Tx, items: Vec<OwnedEntry>) -> Result<Vec<()>, sqlx::Error> {
+        let entries: Vec<Entry<'_>> = items.iter().map(OwnedEntry::entry).collect();
+        append(tx, &entries).await?;
+        Ok(vec![(); items.len()])
+    }
 }
 
 /// Rows per INSERT when appending many entries (7 parameters each, under every driver's limit).

@@ -86,6 +86,17 @@ pub fn storage(error: &sqlx::Error) -> Status {
     }
 }
 
+/// Maps a failed group commit (`crate::group_commit`): its batch's storage error, or the writer
+/// gone because the service is stopping (UNAVAILABLE: another replica, or a retry, answers).
+pub fn group_commit(error: &crate::group_commit::GroupCommitError) -> Status {
+    match error {
+        crate::group_commit::GroupCommitError::Storage(e) => storage(e),
+        crate::group_commit::GroupCommitError::Stopped => {
+            Status::unavailable("服务正在停止,请重试 / the service is stopping; retry")
+        }
+    }
+}
+
 /// The field violations carried by a status, for tests and clients.
 pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
     status

@@ -67,10 +67,7 @@ impl From<BankError> for Status {
             BankError::Storage(e) => error::storage(&e),
             BankError::Outbox(e) => error::internal(&e),
             BankError::Envelope(e) => error::internal(&e),
-            BankError::Journal(GroupCommitError::Storage(e)) => error::storage(&e),
-            BankError::Journal(GroupCommitError::Stopped) => {
-                Status::unavailable("服务正在停止,请重试 / the service is stopping; retry")
-            }
+            BankError::Journal(e) => error::group_commit(&e),
             BankError::Internal(message) => {
                 tracing::error!(%message, "bank internal error");
                 Status::internal("内部错误 / internal error")

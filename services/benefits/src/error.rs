@@ -2,6 +2,7 @@
 
 use jiaxin_kit::{
     error::{self, FieldViolation},
+    group_commit::GroupCommitError,
     outbox::OutboxError,
 };
 use tonic::Status;
@@ -25,6 +26,9 @@ pub enum BenefitsError {
     Outbox(#[from] OutboxError),
     #[error("event: {0}")]
     Envelope(#[from] jiaxin_kit::events::EnvelopeError),
+    /// The audit log's group commit failed, or its writer has stopped.
+    #[error("audit log: {0}")]
+    AuditLog(#[from] GroupCommitError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -57,6 +61,7 @@ impl From<BenefitsError> for Status {
             BenefitsError::Storage(e) => error::storage(&e),
             BenefitsError::Outbox(e) => error::internal(&e),
             BenefitsError::Envelope(e) => error::internal(&e),
+            BenefitsError::AuditLog(e) => error::group_commit(&e),
             BenefitsError::Internal(message) => {
                 tracing::error!(%message, "benefits internal error");
                 Status::internal("内部错误 / internal error")

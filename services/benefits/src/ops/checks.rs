@@ -1,10 +1,12 @@
 //! A household's standing and the eligibility checks agencies make against it. Every check is
-//! written to the audit log in the transaction that produces its answer.
+//! written to the audit log before its answer is given.
 
 use std::collections::HashMap;
 
+use sqlx::AnyConnection;
+
 use jiaxin_kit::{
-    audit::{self as chain, Entry},
+    audit::{self as chain, Entry, OwnedEntry},
     auth::Caller,
     sql::path_ids,
     time::{from_timestamp, to_timestamp},
@@ -115,44 +117,43 @@ impl Benefits {
     /// the same (not found).
     async fn provided_benefit(
         &self,
-        tx: &mut jiaxin_kit::storage::Tx,
+        conn: &mut AnyConnection,
         caller: &Caller,
         benefit_id: &str,
     ) -> Result<BenefitRow> {
         if benefit_id.trim().is_empty() {
             return Err(BenefitsError::invalid("benefit_id", "必填 / required"));
         }
-        let benefit = catalogue::benefit(&mut **tx, benefit_id).await?.ok_or(BenefitsError::NotFound(BENEFIT))?;
-        if catalogue::acts_for(&mut **tx, caller.account_id(), &benefit.provider_id).await? {
+        let benefit = catalogue::benefit(&mut *conn, benefit_id).await?.ok_or(BenefitsError::NotFound(BENEFIT))?;
+        if catalogue::acts_for(&mut *conn, caller.account_id(), &benefit.provider_id).await? {
             Ok(benefit)
         } else {
             Err(BenefitsError::NotFound(BENEFIT))
         }
     }
 
+    /// One check. Read on a pooled connection; the answer's audit entry goes to the audit log's
+    /// group commit with the other checks' of the moment, and the answer is given only once that
+    /// has committed. The entry records what was answered (score, tier and as-of included).
     pub async fn check(&self, caller: &Caller, benefit_id: &str, household_id: &str) -> Result<EligibilityCheck> {
         if household_id.trim().is_empty() {
             return Err(BenefitsError::invalid("household_id", "必填 / required"));
         }
-        let mut tx = self.db.begin().await?;
-        let benefit = self.provided_benefit(&mut tx, caller, benefit_id).await?;
-        let path = readmodel::household_path(&mut *tx, household_id).await?;
-        let standing = readmodel::standing(&mut *tx, household_id).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        let benefit = self.provided_benefit(&mut conn, caller, benefit_id).await?;
+        let path = readmodel::household_path(&mut *conn, household_id).await?;
+        let standing = readmodel::standing(&mut *conn, household_id).await?;
+        drop(conn);
         let at = now();
         let check = decide(&benefit, path.as_deref(), standing.as_ref(), household_id, at);
-        let details = check_details(&check);
-        audit(
-            &mut tx,
-            &[Entry {
-                at,
-                actor: caller.account_id(),
-                action: "eligibility.check",
-                subject: &check.id,
-                details: &details,
-            }],
-        )
-        .await?;
-        tx.commit().await?;
+        let entry = OwnedEntry {
+            at,
+            actor: caller.account_id().to_owned(),
+            action: "eligibility.check".into(),
+            subject: check.id.clone(),
+            details: check_details(&check),
+        };
+        self.audit_log.submit(entry).await?;
         Ok(check)
     }
 

@@ -9,6 +9,7 @@ mod shop;
 use jiaxin_kit::{
     audit,
     auth::{Caller, Role},
+    group_commit::GroupCommit,
     sql::path_ids,
     storage::{Database, Tx},
     time::now_micros,
@@ -27,11 +28,14 @@ pub struct Benefits {
     pub(crate) db: Database,
     pub(crate) outbox: jiaxin_kit::outbox::Outbox,
     pub(crate) criteria: Criteria,
+    /// Where single eligibility checks' audit entries are committed together.
+    pub(crate) audit_log: GroupCommit<audit::AuditWriter>,
 }
 
 impl Benefits {
+    /// Starts the audit log's writer on the current tokio runtime.
     pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, criteria: Criteria) -> Self {
-        Self { db, outbox, criteria }
+        Self { audit_log: GroupCommit::start(db.clone(), audit::AuditWriter), db, outbox, criteria }
     }
 
     /// A household the caller may read: one of its current members, or a reader whose scope
