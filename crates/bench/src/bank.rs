@@ -24,8 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{percentile, rate};
-use jiaxin_bank::{BankConfig, BankService};
+use crate::{
+    fixed::{self, FixedAnswer},
+    load::load,
+    support::{percentile, rate},
+};
+use jiaxin_bank::{BankConfig, BankService, api::BankApi};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
     events,
@@ -35,7 +39,7 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     bank::{
-        Branch, CreditReport, GetCreditReportRequest, GetCreditReportResponse, GrantConsentRequest, Institution,
+        Branch, GetCreditReportRequest, GetCreditReportResponse, GrantConsentRequest, Institution,
         PreApproveVillageRequest, Product, Purpose, SaveBranchRequest, SaveInstitutionRequest, SaveProductRequest,
         TierLimit,
         bank_service_client::BankServiceClient,
@@ -46,7 +50,7 @@ use jiaxin_proto::{
     pledges::PledgeSigned,
     points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
 };
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, service::Routes, transport::Channel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -188,171 +192,27 @@ fn county_events(args: &Args) -> Vec<(&'static str, Envelope)> {
     out
 }
 
-/// The baseline: answers every report request with the same prebuilt report.
-struct Fixed(CreditReport);
-
-#[tonic::async_trait]
-impl jiaxin_proto::bank::bank_service_server::BankService for Fixed {
-    async fn get_credit_report(
-        &self,
-        _: Request<GetCreditReportRequest>,
-    ) -> Result<Response<GetCreditReportResponse>, Status> {
-        Ok(Response::new(GetCreditReportResponse { report: Some(self.0.clone()) }))
-    }
-    async fn save_institution(
-        &self,
-        _: Request<SaveInstitutionRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::SaveInstitutionResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn save_branch(
-        &self,
-        _: Request<SaveBranchRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::SaveBranchResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn save_product(
-        &self,
-        _: Request<SaveProductRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::SaveProductResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn list_products(
-        &self,
-        _: Request<jiaxin_proto::bank::ListProductsRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::ListProductsResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn grant_consent(
-        &self,
-        _: Request<GrantConsentRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::GrantConsentResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn revoke_consent(
-        &self,
-        _: Request<jiaxin_proto::bank::RevokeConsentRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::RevokeConsentResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn list_consents(
-        &self,
-        _: Request<jiaxin_proto::bank::ListConsentsRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::ListConsentsResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn pre_approve_village(
-        &self,
-        _: Request<PreApproveVillageRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::PreApproveVillageResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn report_loan_event(
-        &self,
-        _: Request<jiaxin_proto::bank::ReportLoanEventRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::ReportLoanEventResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn authorise_member(
-        &self,
-        _: Request<jiaxin_proto::bank::AuthoriseMemberRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::AuthoriseMemberResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn save_business(
-        &self,
-        _: Request<jiaxin_proto::bank::SaveBusinessRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::SaveBusinessResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn get_business_report(
-        &self,
-        _: Request<jiaxin_proto::bank::GetBusinessReportRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::GetBusinessReportResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-    async fn verify_audit_log(
-        &self,
-        _: Request<jiaxin_proto::bank::VerifyAuditLogRequest>,
-    ) -> Result<Response<jiaxin_proto::bank::VerifyAuditLogResponse>, Status> {
-        Err(Status::unimplemented("baseline"))
-    }
-}
-
-/// Serves `service` on 127.0.0.1 with the officer put into every request; returns a channel.
-async fn serve<S>(service: S, officer: Caller) -> Channel
-where
-    S: jiaxin_proto::bank::bank_service_server::BankService,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = BankServiceServer::with_interceptor(service, move |mut request: Request<()>| {
+/// Serves the bank's API on 127.0.0.1 with the officer put into every request.
+async fn serve_bank(api: BankApi, officer: Caller) -> Channel {
+    fixed::serve(Routes::new(BankServiceServer::with_interceptor(api, move |mut request: Request<()>| {
         request.extensions_mut().insert(officer.clone());
         Ok(request)
-    });
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .unwrap();
-    });
-    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+    })))
+    .await
 }
 
-struct Load {
-    answered: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// `clients` tasks ask for reports for `seconds`: as fast as answers come (`pause` zero), or on a
-/// fixed schedule of one request every `pause` per client, the clients' schedules spread evenly
-/// over a pause so the requests arrive at a steady rate rather than all together. On a
-/// schedule, latency counts from when the request was due, so a server that falls behind shows
-/// it in the tail (no coordinated omission).
-async fn load(channel: &Channel, consents: &[String], clients: usize, seconds: u64, pause: Duration) -> Load {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
+/// Clients asking for reports under the loan consents, in turn.
+fn reports(channel: Channel, consents: Arc<Vec<String>>) -> impl Fn(usize) -> BoxedCall + Clone + Send + 'static {
+    move |n| {
         let mut client = BankServiceClient::new(channel.clone());
-        let consents = consents.to_vec();
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut i = c * 7919;
-            let mut due = started + pause.mul_f64(c as f64 / clients as f64);
-            tokio::time::sleep_until(due.into()).await;
-            while Instant::now() < deadline {
-                let asked = if pause.is_zero() { Instant::now() } else { due };
-                let request = GetCreditReportRequest { consent_id: consents[i % consents.len()].clone() };
-                client.get_credit_report(request).await.unwrap();
-                latencies.push(asked.elapsed());
-                i += clients;
-                if !pause.is_zero() {
-                    due += pause;
-                    tokio::time::sleep_until(due.into()).await;
-                }
-            }
-            latencies
-        });
+        let request = GetCreditReportRequest { consent_id: consents[n % consents.len()].clone() };
+        Box::pin(async move {
+            client.get_credit_report(request).await.unwrap();
+        })
     }
-    let mut latencies = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        latencies.extend(done.unwrap());
-    }
-    latencies.sort();
-    Load { answered: latencies.len(), elapsed: started.elapsed(), latencies }
 }
 
-fn show(label: &str, load: &Load) {
-    println!(
-        "  {label:<46} {:>8.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
-        rate(load.answered, load.elapsed),
-        percentile(&load.latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&load.latencies, 0.99).as_secs_f64() * 1e3
-    );
-}
+type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
@@ -455,26 +315,26 @@ pub async fn run(args: Args) {
         .into_inner()
         .report
         .unwrap();
-    let baseline_channel = serve(Fixed(sample.clone()), officer.clone()).await;
-    let bank_channel = serve(bank.api(), officer.clone()).await;
+    let answer = GetCreditReportResponse { report: Some(sample.clone()) };
+    let baseline_channel =
+        fixed::serve(Routes::new(FixedAnswer::<BankServiceServer<BankApi>, GetCreditReportRequest, _>::new(answer)))
+            .await;
+    let bank_channel = serve_bank(bank.api(), officer.clone()).await;
     println!(
         "2. credit reports ({} clients, {} s each; a report is {} bytes):",
         args.clients,
         args.seconds,
         prost::Message::encoded_len(&sample)
     );
-    let baseline = load(&baseline_channel, &loan_consents, args.clients, args.seconds, Duration::ZERO).await;
-    show("baseline: tonic answering a fixed report", &baseline);
-    let peak = load(&bank_channel, &loan_consents, args.clients, args.seconds, Duration::ZERO).await;
-    show("GetCreditReport at peak", &peak);
-    let half = rate(peak.answered, peak.elapsed) / 2.0;
-    let pause = Duration::from_secs_f64(args.clients as f64 / half);
-    let halved = load(&bank_channel, &loan_consents, args.clients, args.seconds, pause).await;
-    show("GetCreditReport at half the peak rate", &halved);
-    println!(
-        "   peak is {:.0}% of the baseline",
-        100.0 * rate(peak.answered, peak.elapsed) / rate(baseline.answered, baseline.elapsed)
-    );
+    let consents = Arc::new(loan_consents.clone());
+    let baseline = load(args.clients, args.seconds, Duration::ZERO, reports(baseline_channel, consents.clone())).await;
+    baseline.show("baseline: tonic answering a fixed report");
+    let peak = load(args.clients, args.seconds, Duration::ZERO, reports(bank_channel.clone(), consents.clone())).await;
+    peak.show("GetCreditReport at peak");
+    let pause = peak.pause_for(args.clients, 0.5);
+    let halved = load(args.clients, args.seconds, pause, reports(bank_channel, consents)).await;
+    halved.show("GetCreditReport at half the peak rate");
+    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
 
     // 3. Pre-approval of the largest village.
     let mut times = Vec::new();

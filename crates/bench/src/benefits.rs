@@ -7,10 +7,15 @@
 //!    households; most households pledged; one to three score changes each over the year; a few
 //!    serious deductions) by delivering the events identity, pledges and points would publish
 //!    to benefits' own consumer, a relay batch at a time.
-//! 2. Eligibility checks by an agency, one at a time: p50 / p99, each with its audit entry.
+//! 2. Eligibility checks by an agency, one at a time, in process: p50 / p99, each answered once
+//!    its audit entry has committed.
 //!    Baseline: reading the same household's standing row with no audit write.
-//! 3. A 5,000-household daily queue in one BatchCheckEligibility.
-//! 4. The annual evaluation of the county (credit households and villages), computed twice.
+//! 3. Eligibility checks over gRPC on 127.0.0.1 from concurrent clients: peak checks/s and
+//!    p50/p99, then p50/p99 at half that rate (requests spread evenly). The agency is put in the
+//!    request by an interceptor (no token check). Baseline: a tonic server on the same machine
+//!    answering every check with a prebuilt answer of the same size.
+//! 4. A 5,000-household daily queue in one BatchCheckEligibility.
+//! 5. The annual evaluation of the county (credit households and villages), computed twice.
 //!    Baseline: scanning the rows it reads (households, pledges, score history) with COUNT.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
@@ -20,8 +25,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{percentile, rate};
-use jiaxin_benefits::{BenefitsConfig, BenefitsService};
+use crate::{
+    fixed::{self, FixedAnswer},
+    load::load,
+    support::{percentile, rate},
+};
+use jiaxin_benefits::{BenefitsConfig, BenefitsService, api::BenefitsApi};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
     events,
@@ -32,13 +41,16 @@ use jiaxin_kit::{
 use jiaxin_proto::{
     benefits::{
         BatchCheckEligibilityRequest, Benefit, BenefitKind, CheckEligibilityRequest, EvaluateYearRequest, Provider,
-        ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene, benefits_service_server::BenefitsService as _,
+        ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
+        benefits_service_client::BenefitsServiceClient,
+        benefits_service_server::{BenefitsService as _, BenefitsServiceServer},
     },
     events::Envelope,
     identity::{HouseholdRegistered, OrgNode, OrgNodeCreated, OrgNodeKind},
     pledges::PledgeSigned,
     points::{Record, RecordEffective, RecordSubmitted, ScoreChanged, Severity},
 };
+use tonic::{service::Routes, transport::Channel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +62,11 @@ pub struct Args {
     checks: usize,
     #[arg(long, default_value_t = 2026)]
     year: i32,
+    /// Concurrent gRPC clients for the checks over gRPC.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
 }
 
 const DAY: i64 = 24 * 3600 * 1_000_000;
@@ -268,10 +285,61 @@ pub async fn run(args: Args) {
     baseline.sort();
     latencies.sort();
     println!("2. eligibility checks, one at a time ({} checks, {:.0}/s):", picks.len(), rate(picks.len(), elapsed));
-    show("CheckEligibility (read + audit entry, 1 tx)", &latencies);
+    show("CheckEligibility (reads, audit entry committed)", &latencies);
     show("baseline: read the standing row only", &baseline);
 
-    // 3. A daily queue.
+    // 3. Checks over gRPC against the fixed-answer baseline, same clients, same duration.
+    let sample = api
+        .check_eligibility(request(
+            &agency,
+            CheckEligibilityRequest { benefit_id: benefit_id.clone(), household_id: picks[0].clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    println!(
+        "3. eligibility checks over gRPC ({} clients, {} s each; an answer is {} bytes):",
+        args.clients,
+        args.seconds,
+        prost::Message::encoded_len(&sample)
+    );
+    let baseline_channel =
+        fixed::serve(Routes::new(FixedAnswer::<BenefitsServiceServer<BenefitsApi>, CheckEligibilityRequest, _>::new(
+            sample,
+        )))
+        .await;
+    let interceptor_agency = agency.clone();
+    let service_channel = fixed::serve(Routes::new(BenefitsServiceServer::with_interceptor(
+        service.api(),
+        move |mut request: tonic::Request<()>| {
+            request.extensions_mut().insert(interceptor_agency.clone());
+            Ok(request)
+        },
+    )))
+    .await;
+    let picks = Arc::new(picks);
+    let checks = |channel: Channel| {
+        let (picks, benefit_id) = (picks.clone(), benefit_id.clone());
+        move |n: usize| {
+            let mut client = BenefitsServiceClient::new(channel.clone());
+            let ask = CheckEligibilityRequest {
+                benefit_id: benefit_id.clone(),
+                household_id: picks[n % picks.len()].clone(),
+            };
+            async move {
+                client.check_eligibility(ask).await.unwrap();
+            }
+        }
+    };
+    let baseline = load(args.clients, args.seconds, Duration::ZERO, checks(baseline_channel)).await;
+    baseline.show("baseline: tonic answering a fixed answer");
+    let peak = load(args.clients, args.seconds, Duration::ZERO, checks(service_channel.clone())).await;
+    peak.show("CheckEligibility at peak");
+    let halved = load(args.clients, args.seconds, peak.pause_for(args.clients, 0.5), checks(service_channel)).await;
+    halved.show("CheckEligibility at half the peak rate");
+    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+
+    // 4. A daily queue.
     let queue: Vec<String> = picks.iter().take(5_000).cloned().collect();
     let started = Instant::now();
     let checks = api
@@ -286,7 +354,7 @@ pub async fn run(args: Args) {
     let elapsed = started.elapsed();
     let eligible = checks.iter().filter(|c| c.eligible).count();
     println!(
-        "3. BatchCheckEligibility of {} households: {:.0} ms ({eligible} eligible), {:.0} checks/s",
+        "4. BatchCheckEligibility of {} households: {:.0} ms ({eligible} eligible), {:.0} checks/s",
         queue.len(),
         elapsed.as_secs_f64() * 1e3,
         rate(queue.len(), elapsed)
@@ -308,7 +376,7 @@ pub async fn run(args: Args) {
             .evaluation
             .unwrap();
         println!(
-            "4. annual evaluation ({run}): {:.2} s — {} households, {} 信用户; {} villages, {} 信用村居",
+            "5. annual evaluation ({run}): {:.2} s — {} households, {} 信用户; {} villages, {} 信用村居",
             started.elapsed().as_secs_f64(),
             evaluation.households,
             evaluation.credit_households,

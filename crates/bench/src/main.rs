@@ -9,6 +9,8 @@
 mod bank;
 mod benefits;
 mod county;
+mod fixed;
+mod load;
 mod pledges;
 mod points;
 mod support;
