@@ -37,6 +37,7 @@ use crate::{
 };
 
 const TREND_MONTHS: u32 = 24;
+const YEAR: i64 = 365 * DAY_MICROS;
 
 /// The purposes a report may rest on.
 const REPORT_PURPOSES: [Purpose; 2] = [Purpose::LoanApplication, Purpose::PostLoanMonitoring];
@@ -59,7 +60,6 @@ pub(crate) fn usable(
     consent::usable(&terms, institution, &REPORT_PURPOSES, today)
         && business_household.is_none_or(|household| household == consent.household_id)
 }
-const YEAR: i64 = 365 * DAY_MICROS;
 
 fn category_name(code: i64) -> String {
     Category::try_from(code as i32)
