@@ -27,14 +27,12 @@ use std::{
 use crate::{
     fixed::{self, FixedAnswer},
     load::load,
-    support::{percentile, rate},
+    support::{engine, percentile, rate, scenario_database},
 };
 use jiaxin_bank::{BankConfig, BankService, api::BankApi};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
-    events,
-    storage::{Database, DatabaseLocation},
-    tiers,
+    events, tiers,
     time::{DAY_MICROS, now_micros, to_timestamp},
 };
 use jiaxin_proto::{
@@ -54,6 +52,10 @@ use tonic::{Request, service::Routes, transport::Channel};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Run the service on this PostgreSQL (a fresh schema) instead of a SQLite file, e.g.
+    /// postgres://postgres@127.0.0.1:25432/postgres from scripts/postgres.sh.
+    #[arg(long)]
+    postgres: Option<String>,
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 250)]
@@ -216,15 +218,18 @@ type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 
 pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "bank").unwrap()).await.unwrap();
+    let db = scenario_database(args.postgres.as_deref(), dir.path(), "bank").await;
     db.migrate("bank", &jiaxin_bank::MIGRATIONS).await.unwrap();
     let unlimited = BankConfig { bank_officer_rate: u32::MAX / 2, bank_institution_rate: u32::MAX / 2 };
     let bank = BankService::start(db.clone(), &unlimited);
     let (_, consumer) = bank.consumer();
     let api = bank.api();
     println!(
-        "bank 基准 / benchmark: {} households, {} villages (largest {}), embedded SQLite, gRPC on 127.0.0.1",
-        args.households, args.villages, args.large_village
+        "bank 基准 / benchmark: {} households, {} villages (largest {}), in process on {}, gRPC on 127.0.0.1",
+        args.households,
+        args.villages,
+        args.large_village,
+        engine(args.postgres.as_deref())
     );
 
     // 1. The read model, then the institution and the households' consents.

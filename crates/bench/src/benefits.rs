@@ -28,14 +28,12 @@ use std::{
 use crate::{
     fixed::{self, FixedAnswer},
     load::load,
-    support::{percentile, rate},
+    support::{engine, percentile, rate, scenario_database},
 };
 use jiaxin_benefits::{BenefitsConfig, BenefitsService, api::BenefitsApi};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
-    events,
-    storage::{Database, DatabaseLocation},
-    tiers,
+    events, tiers,
     time::to_timestamp,
 };
 use jiaxin_proto::{
@@ -54,6 +52,10 @@ use tonic::{service::Routes, transport::Channel};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Run the service on this PostgreSQL (a fresh schema) instead of a SQLite file, e.g.
+    /// postgres://postgres@127.0.0.1:25432/postgres from scripts/postgres.sh.
+    #[arg(long)]
+    postgres: Option<String>,
     #[arg(long, default_value_t = 20_000)]
     households: usize,
     #[arg(long, default_value_t = 250)]
@@ -205,7 +207,7 @@ fn show(label: &str, sorted: &[Duration]) {
 
 pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&DatabaseLocation::sqlite_in(dir.path(), "benefits").unwrap()).await.unwrap();
+    let db = scenario_database(args.postgres.as_deref(), dir.path(), "benefits").await;
     db.migrate("benefits", &jiaxin_benefits::MIGRATIONS).await.unwrap();
     let service = BenefitsService::start(db.clone(), &BenefitsConfig::default());
     let (_, consumer) = service.consumer();
@@ -218,8 +220,10 @@ pub async fn run(args: Args) {
         .timestamp_micros()
         - 8 * 3600 * 1_000_000;
     println!(
-        "benefits 基准 / benchmark: {} households, {} villages (embedded, SQLite)",
-        args.households, args.villages
+        "benefits 基准 / benchmark: {} households, {} villages (in process on {})",
+        args.households,
+        args.villages,
+        engine(args.postgres.as_deref())
     );
 
     // 1. The read model, from the events.

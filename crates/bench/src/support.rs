@@ -280,3 +280,23 @@ pub async fn await_rows(db: &jiaxin_kit::storage::Database, table: &str, expecte
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A service's own database for an in-process scenario: a SQLite file in `dir`, or — with
+/// `--postgres <url>` — a fresh schema of that PostgreSQL (`bench_<pid>_<time>_<service>`), so a run
+/// never meets an earlier one's rows.
+pub async fn scenario_database(postgres: Option<&str>, dir: &Path, service: &str) -> jiaxin_kit::storage::Database {
+    let location = match postgres {
+        Some(url) => {
+            let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+            let prefix = format!("bench_{}_{}_", std::process::id(), started.as_secs());
+            jiaxin_kit::storage::DatabaseLocation::shared(jiaxin_kit::Secret::new(url.to_owned()), &prefix, service)
+        }
+        None => jiaxin_kit::storage::DatabaseLocation::sqlite_in(dir, service).unwrap(),
+    };
+    jiaxin_kit::storage::Database::connect(&location).await.unwrap()
+}
+
+/// The engine a scenario runs on, for its heading.
+pub fn engine(postgres: Option<&str>) -> &'static str {
+    if postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+}
