@@ -55,10 +55,18 @@ impl Bank {
 
     /// The institution a bank officer acts for. Anyone else is refused before anything is read.
     pub(crate) async fn officer_institution(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<String> {
-        if !caller.has_role(Role::BankOfficer) {
-            return Err(BankError::PermissionDenied);
-        }
+        require_officer(caller)?;
         store::institution_of(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
+    }
+
+    /// The same, with the institution's products (id, limit table) read alongside.
+    pub(crate) async fn officer_products(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        require_officer(caller)?;
+        store::officer_products(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
     }
 
     /// Spends one query from the officer's and the institution's allowance.
@@ -71,6 +79,11 @@ impl Bank {
         }
         Ok(())
     }
+}
+
+/// Only bank officers act for an institution; anyone else is refused before anything is read.
+fn require_officer(caller: &Caller) -> Result<()> {
+    if caller.has_role(Role::BankOfficer) { Ok(()) } else { Err(BankError::PermissionDenied) }
 }
 
 pub(crate) fn now() -> i64 {

@@ -91,7 +91,7 @@ impl Bank {
         business: Option<&BusinessRow>,
     ) -> Result<CreditReport> {
         let mut read = self.db.pool().acquire().await?;
-        let institution = self.officer_institution(&mut read, caller).await?;
+        let (institution, products) = self.officer_products(&mut read, caller).await?;
         self.admit(caller, &institution)?;
         let at = now();
         let (consent, standing) = store::report_subject(&mut *read, consent_id)
@@ -99,7 +99,7 @@ impl Bank {
             .filter(|(row, _)| usable(row, &institution, business.map(|b| b.household_id.as_str()), &china_today(at)))
             .ok_or(BankError::NotFound(CONSENT))?;
         let standing = standing.unwrap_or_else(StandingRow::base);
-        let report = self.assemble(&mut read, &consent.household_id, &standing, &institution, at).await?;
+        let report = self.assemble(&mut read, &consent.household_id, &standing, &products, at).await?;
         drop(read);
         let report = CreditReport { consent_id: consent.id.clone(), ..report };
         // What the household reads in its query list: whose report, and what it said.
@@ -145,7 +145,7 @@ impl Bank {
         conn: &mut AnyConnection,
         household_id: &str,
         standing: &StandingRow,
-        institution: &str,
+        products: &[(String, String)],
         at: i64,
     ) -> Result<CreditReport> {
         let history = readmodel::history(&mut *conn, household_id).await?;
@@ -182,10 +182,9 @@ impl Bank {
             pledged: standing.pledged(),
             credit_household: standing.credit_household_year > 0,
         };
-        let limits = registry::products_of(&mut *conn, institution)
-            .await?
+        let limits = products
             .iter()
-            .map(|p| ProductLimit { product_id: p.id.clone(), limit_fen: limits::at(&p.limits, &standing.tier) })
+            .map(|(id, table)| ProductLimit { product_id: id.clone(), limit_fen: limits::at(table, &standing.tier) })
             .collect();
         Ok(CreditReport {
             id: uuid::Uuid::now_v7().to_string(),

@@ -150,6 +150,32 @@ pub async fn products_of<'c, E: Executor<'c, Database = Any>>(
         .await
 }
 
+/// The institution an officer acts for (as [`institution_of`] picks it) with its products' ids
+/// and limit tables, in one statement: a credit report needs both, and a report's cost is its
+/// round trips. `None` when the account is no institution's officer.
+pub async fn officer_products<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    account_id: &str,
+) -> sqlx::Result<Option<(String, Vec<(String, String)>)>> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT o.institution_id, p.id, p.limits FROM officers o \
+         LEFT JOIN products p ON p.institution_id = o.institution_id \
+         WHERE o.account_id = $1 ORDER BY o.institution_id, p.id",
+    )
+    .bind(account_id)
+    .fetch_all(e)
+    .await?;
+    let Some(institution) = rows.first().map(|(institution, ..)| institution.clone()) else {
+        return Ok(None);
+    };
+    let products = rows
+        .into_iter()
+        .filter(|(of, ..)| *of == institution)
+        .filter_map(|(_, id, limits)| Some((id?, limits?)))
+        .collect();
+    Ok(Some((institution, products)))
+}
+
 pub async fn save_product<'c, E: Executor<'c, Database = Any>>(e: E, p: &ProductRow) -> sqlx::Result<()> {
     sqlx::query(&format!(
         "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
