@@ -2,6 +2,8 @@
 # Starts (or stops) tansu — an Apache Kafka-compatible broker written in Rust, installed from
 # crates.io — for the distributed suite, on 127.0.0.1 only. Its storage is a SQLite file (tansu's
 # libSQL engine), so a broker restart keeps every topic, offset and consumer group.
+# JIAXIN_BROKER_STORAGE overrides it (e.g. memory://tansu/ for a benchmark cluster, which needs a
+# tansu built with the dynostore feature: see docs/benchmarks.md).
 #   scripts/broker.sh start   -> prints host:port on stdout
 #   scripts/broker.sh stop
 #   scripts/broker.sh restart
@@ -41,7 +43,7 @@ start() {
       --cluster-id jiaxin-test \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "sqlite://tansu.db" >>"$dir/broker.log" 2>&1 &
+      --storage-engine "${JIAXIN_BROKER_STORAGE:-sqlite://tansu.db}" >>"$dir/broker.log" 2>&1 &
     echo $! >"$dir/pid"
   )
   for _ in $(seq 1 150); do
