@@ -415,7 +415,12 @@ impl Points {
         for household in &households {
             let mut tx = self.db.begin().await?;
             store::lock_household(&mut *tx, household).await?;
-            changed += usize::from(self.refresh_balance(&mut tx, household, now).await?);
+            // Evaluated as of now, read once the lock is held: a batch that committed entries
+            // for this household after `now` was taken also wrote a balance as of its own later
+            // moment, and evaluating at `now` would move that balance back in time, without
+            // the entries that did not exist yet at `now` (the crash campaign caught one).
+            let at = now.max(now_micros());
+            changed += usize::from(self.refresh_balance(&mut tx, household, at).await?);
             tx.commit().await?;
         }
         store::set_tick(self.db.pool(), now).await?;
