@@ -380,3 +380,23 @@ proptest::proptest! {
         })?;
     }
 }
+
+/// A tick never moves a balance back in time: a tick whose moment was taken before a record
+/// was committed (the ticker waited for the household's lock meanwhile) still counts that
+/// record. (The crash campaign caught a tick that did not: it wrote an evaluation as of its
+/// older moment over the newer balance.)
+#[tokio::test]
+async fn a_tick_whose_moment_is_older_than_a_record_still_counts_it() {
+    let Pledged { service, db, household, dir: _dir, .. } = pledged_household().await;
+    service.tick_at(now_micros()).await.unwrap();
+    // Attending the villagers' meeting (A01): 2 points, no review, counts at once.
+    record(&service, household, "meeting-1", "A01", 0).await;
+    let tick_moment = now_micros();
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    record(&service, household, "meeting-2", "A01", 0).await;
+    assert_eq!(maintained_score(&db, household).await, 1004);
+    // The first record started counting since the last tick, so this tick visits the household.
+    service.tick_at(tick_moment).await.unwrap();
+    assert_eq!(maintained_score(&db, household).await, 1004, "the record committed after the tick's moment counts");
+    assert_eq!(score_as_of(&service, household, now_micros()).await, 1004, "the ledger agrees");
+}
