@@ -14,14 +14,12 @@ use crate::{
     store::consents::{self as store, QueryRow},
 };
 
-/// One report's writes, as read from its snapshot.
+/// One report's writes: the household's query record (which names the consent, the officer's
+/// institution and the officer) and the audit entry's action and details.
 pub(crate) struct ReportWrite {
-    pub consent_id: String,
-    pub institution: String,
     /// The household the report's business belongs to, for a business's report.
     pub business_household: Option<String>,
     pub query: QueryRow,
-    pub actor: String,
     pub action: &'static str,
     pub details: String,
 }
@@ -35,7 +33,7 @@ impl BatchWriter for ReportJournal {
     type Answer = Result<(), BankError>;
 
     async fn write(&self, tx: &mut Tx, items: Vec<ReportWrite>) -> Result<Vec<Self::Answer>, sqlx::Error> {
-        let ids: Vec<&str> = items.iter().map(|item| item.consent_id.as_str()).collect();
+        let ids: Vec<&str> = items.iter().map(|item| item.query.consent_id.as_str()).collect();
         let consents: HashMap<String, store::ConsentRow> = store::consents_of_current_households(tx, &ids)
             .await?
             .into_iter()
@@ -44,8 +42,8 @@ impl BatchWriter for ReportJournal {
         let mut answers = Vec::with_capacity(items.len());
         let mut kept = Vec::with_capacity(items.len());
         for item in &items {
-            let still_usable = consents.get(&item.consent_id).is_some_and(|row| {
-                usable(row, &item.institution, item.business_household.as_deref(), &china_today(item.query.at))
+            let still_usable = consents.get(&item.query.consent_id).is_some_and(|row| {
+                usable(row, &item.query.institution_id, item.business_household.as_deref(), &china_today(item.query.at))
             });
             if still_usable {
                 kept.push(item);
@@ -63,7 +61,7 @@ impl BatchWriter for ReportJournal {
             .iter()
             .map(|item| audit::Entry {
                 at: item.query.at,
-                actor: &item.actor,
+                actor: &item.query.officer_account_id,
                 action: item.action,
                 subject: &item.query.id,
                 details: &item.details,

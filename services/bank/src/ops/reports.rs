@@ -119,19 +119,16 @@ impl Bank {
             report.reasons
         );
         let write = ReportWrite {
-            consent_id: consent.id.clone(),
             business_household: business.map(|b| b.household_id.clone()),
             query: QueryRow {
                 id: report.id.clone(),
                 consent_id: consent.id,
-                institution_id: institution.clone(),
+                institution_id: institution,
                 officer_account_id: caller.account_id().to_owned(),
                 purpose: consent.purpose,
                 at,
                 returned,
             },
-            institution,
-            actor: caller.account_id().to_owned(),
             action: if business.is_some() { "business.report" } else { "credit.report" },
             details,
         };
