@@ -208,10 +208,13 @@ impl Database {
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
-                            // Reads through a shared memory map instead of a read() per page
-                            // into each connection's own small cache: fewer system calls, and
-                            // the pages are the OS's page cache, shared by every connection.
-                            conn.execute("PRAGMA mmap_size = 1073741824").await?;
+                            // No memory map (SQLite's default, said aloud). In WAL mode a
+                            // connection that finds the WAL changed since its last read drops
+                            // its whole map and faults the pages in again: with a commit every
+                            // few milliseconds that was a munmap and mmap per read (60,000 in a
+                            // 20,000-household bank benchmark, TLB shootdowns on both cores) and
+                            // cost a third of the credit reports' throughput (docs/benchmarks.md).
+                            conn.execute("PRAGMA mmap_size = 0").await?;
                             // Checkpoints are the checkpointer task's, not a commit's.
                             conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         }
