@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::AnyConnection;
-
 use jiaxin_kit::{
     audit,
     auth::Caller,
@@ -94,13 +92,13 @@ impl Bank {
         let (institution, products) = self.officer_products(&mut read, caller).await?;
         self.admit(caller, &institution)?;
         let at = now();
-        let (consent, standing) = store::report_subject(&mut *read, consent_id)
+        let subject = store::report_subject(&mut *read, consent_id)
             .await?
-            .filter(|(row, _)| usable(row, &institution, business.map(|b| b.household_id.as_str()), &china_today(at)))
+            .filter(|s| usable(&s.consent, &institution, business.map(|b| b.household_id.as_str()), &china_today(at)))
             .ok_or(BankError::NotFound(CONSENT))?;
-        let standing = standing.unwrap_or_else(StandingRow::base);
-        let report = self.assemble(&mut read, &consent.household_id, &standing, &products, at).await?;
         drop(read);
+        let report = assemble(&subject, &products, at);
+        let consent = subject.consent;
         let report = CreditReport { consent_id: consent.id.clone(), ..report };
         // What the household reads in its query list: whose report, and what it said.
         let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
@@ -134,76 +132,6 @@ impl Bank {
         };
         self.journal.submit(write).await??;
         Ok(report)
-    }
-
-    /// The report's contents from the read models.
-    async fn assemble(
-        &self,
-        conn: &mut AnyConnection,
-        household_id: &str,
-        standing: &StandingRow,
-        products: &[(String, String)],
-        at: i64,
-    ) -> Result<CreditReport> {
-        let history = readmodel::history(&mut *conn, household_id).await?;
-        let records = readmodel::effective_records(&mut *conn, household_id).await?;
-        let ends = report::month_ends(at, TREND_MONTHS);
-        let trend = report::trend(&history, &ends);
-
-        // Items by category over the trend's window; serious deductions counting now.
-        let window_start = ends.first().map(|(_, end)| end - 31 * DAY_MICROS).unwrap_or(at);
-        let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        let mut serious = Vec::new();
-        let (mut bonuses_last_year, mut deductions_last_year) = (0, 0);
-        for (category, severity, bonus, from, until) in &records {
-            if *from >= window_start && *from <= at {
-                let entry = counts.entry(*category).or_default();
-                if *bonus == 1 { entry.0 += 1 } else { entry.1 += 1 }
-            }
-            if *from > at - YEAR && *from <= at {
-                if *bonus == 1 { bonuses_last_year += 1 } else { deductions_last_year += 1 }
-            }
-            if *bonus == 0 && *severity == Severity::Serious as i64 && *from <= at && at < *until {
-                serious.push(ActiveDeduction {
-                    severity: Severity::Serious as i32,
-                    counts_until: Some(to_timestamp(*until)),
-                });
-            }
-        }
-        let facts = Facts {
-            score: standing.score,
-            score_a_year_ago: report::score_at(&history, at - YEAR).0,
-            serious_active: !serious.is_empty(),
-            deductions_last_year,
-            bonuses_last_year,
-            pledged: standing.pledged(),
-            credit_household: standing.credit_household_year > 0,
-        };
-        let limits = products
-            .iter()
-            .map(|(id, table)| ProductLimit { product_id: id.clone(), limit_fen: limits::at(table, &standing.tier) })
-            .collect();
-        Ok(CreditReport {
-            id: uuid::Uuid::now_v7().to_string(),
-            consent_id: String::new(),
-            household_id: household_id.to_owned(),
-            generated_at: Some(to_timestamp(at)),
-            score: standing.score,
-            tier: standing.tier.clone(),
-            trend,
-            counts: counts
-                .into_iter()
-                .map(|(category, (bonus, deduction))| CategoryCount {
-                    category: category_name(category),
-                    bonus_items: bonus,
-                    deduction_items: deduction,
-                })
-                .collect(),
-            serious_deductions: serious,
-            credit_household: facts.credit_household,
-            reasons: report::reasons(&facts).into_iter().map(|r| r as i32).collect(),
-            limits,
-        })
     }
 
     /// 整村授信: a branch's officer asks for a village the branch serves. Aggregates cover every
@@ -322,5 +250,67 @@ impl Bank {
             entries_checked: verified.entries_checked,
             broken_seq: verified.broken_seq,
         })
+    }
+}
+
+/// The report's contents from what the bank's read models hold of its subject.
+fn assemble(subject: &store::ReportSubject, products: &[(String, String)], at: i64) -> CreditReport {
+    let base = StandingRow::base();
+    let standing = subject.standing.as_ref().unwrap_or(&base);
+    let (history, records) = (&subject.history, &subject.records);
+    let ends = report::month_ends(at, TREND_MONTHS);
+    let trend = report::trend(history, &ends);
+
+    // Items by category over the trend's window; serious deductions counting now.
+    let window_start = ends.first().map(|(_, end)| end - 31 * DAY_MICROS).unwrap_or(at);
+    let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut serious = Vec::new();
+    let (mut bonuses_last_year, mut deductions_last_year) = (0, 0);
+    for (category, severity, bonus, from, until) in records {
+        if *from >= window_start && *from <= at {
+            let entry = counts.entry(*category).or_default();
+            if *bonus == 1 { entry.0 += 1 } else { entry.1 += 1 }
+        }
+        if *from > at - YEAR && *from <= at {
+            if *bonus == 1 { bonuses_last_year += 1 } else { deductions_last_year += 1 }
+        }
+        if *bonus == 0 && *severity == Severity::Serious as i64 && *from <= at && at < *until {
+            serious
+                .push(ActiveDeduction { severity: Severity::Serious as i32, counts_until: Some(to_timestamp(*until)) });
+        }
+    }
+    let facts = Facts {
+        score: standing.score,
+        score_a_year_ago: report::score_at(history, at - YEAR).0,
+        serious_active: !serious.is_empty(),
+        deductions_last_year,
+        bonuses_last_year,
+        pledged: standing.pledged(),
+        credit_household: standing.credit_household_year > 0,
+    };
+    let limits = products
+        .iter()
+        .map(|(id, table)| ProductLimit { product_id: id.clone(), limit_fen: limits::at(table, &standing.tier) })
+        .collect();
+    CreditReport {
+        id: uuid::Uuid::now_v7().to_string(),
+        consent_id: String::new(),
+        household_id: subject.consent.household_id.clone(),
+        generated_at: Some(to_timestamp(at)),
+        score: standing.score,
+        tier: standing.tier.clone(),
+        trend,
+        counts: counts
+            .into_iter()
+            .map(|(category, (bonus, deduction))| CategoryCount {
+                category: category_name(category),
+                bonus_items: bonus,
+                deduction_items: deduction,
+            })
+            .collect(),
+        serious_deductions: serious,
+        credit_household: facts.credit_household,
+        reasons: report::reasons(&facts).into_iter().map(|r| r as i32).collect(),
+        limits,
     }
 }

@@ -30,13 +30,34 @@ pub async fn consent<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sql
     sqlx::query_as(&format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
-/// What a credit report starts from: the consent, if its household is still current (not
-/// dissolved) — the only consents a report may rest on — and the household's standing, if any
-/// score or pledge has reached the bank yet. One statement: a report's cost is its round trips.
+/// The consents a report may rest on: those of a household still current (not dissolved).
+const CURRENT_CONSENTS: &str = "consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0";
+
+const QUALIFIED_CONSENT_COLUMNS: &str = "c.id, c.household_id, c.institution_id, c.purpose, c.valid_until, c.channel, \
+     c.scan_reference, c.granted_by, c.entered_by, c.granted_at, c.revoked_at";
+
+/// Everything a credit report reads about its subject.
+pub struct ReportSubject {
+    pub consent: ConsentRow,
+    /// `None` until a score or a pledge of the household has reached the bank.
+    pub standing: Option<StandingRow>,
+    /// The household's score changes, oldest first: (at, score, tier).
+    pub history: Vec<(i64, i64, String)>,
+    /// Its records that took effect and were not reversed:
+    /// (category, severity, bonus, effective_from, expires_at).
+    pub records: Vec<(i64, i64, i64, i64, i64)>,
+}
+
+/// What a credit report rests on and reads, in one statement: the consent (if its household is
+/// still current — the only consents a report may rest on), the household's standing, its score
+/// history and its effective records. A report's cost is its round trips to the database (on
+/// SQLite, hand-offs to the connection's thread, per statement and per row), so the history and
+/// the records come as one aggregated text column each, in the forms [`parse_history`] and
+/// [`parse_records`] read.
 pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
     e: E,
     consent_id: &str,
-) -> sqlx::Result<Option<(ConsentRow, Option<StandingRow>)>> {
+) -> sqlx::Result<Option<ReportSubject>> {
     #[derive(sqlx::FromRow)]
     struct SubjectRow {
         #[sqlx(flatten)]
@@ -46,29 +67,82 @@ pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
         pledged_at: Option<i64>,
         pledge_revoked_at: Option<i64>,
         credit_household_year: Option<i64>,
+        history: Option<String>,
+        records: Option<String>,
     }
+    // A record without an end (points always sets one) counts until points says otherwise.
     let row: Option<SubjectRow> = sqlx::query_as(&format!(
-        "SELECT {}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, s.credit_household_year \
-         FROM consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0 \
-         LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
-        qualified_consent_columns()
+        "SELECT {QUALIFIED_CONSENT_COLUMNS}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, \
+         s.credit_household_year, \
+         (SELECT string_agg(sh.at || ' ' || sh.score || ' ' || sh.tier, ',' ORDER BY sh.at) \
+          FROM score_history sh WHERE sh.household_id = c.household_id) AS history, \
+         (SELECT string_agg(r.category || ' ' || r.severity || ' ' || r.bonus || ' ' || r.effective_from || ' ' \
+          || COALESCE(r.expires_at, {}), ',') \
+          FROM records r WHERE r.household_id = c.household_id AND r.reversed = 0 AND r.effective_from IS NOT NULL) \
+          AS records \
+         FROM {CURRENT_CONSENTS} LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
+        i64::MAX
     ))
     .bind(consent_id)
     .fetch_optional(e)
     .await?;
-    Ok(row.map(|row| {
-        let standing = match (row.score, row.tier) {
-            (Some(score), Some(tier)) => Some(StandingRow {
-                score,
-                tier,
-                pledged_at: row.pledged_at,
-                revoked_at: row.pledge_revoked_at,
-                credit_household_year: row.credit_household_year.unwrap_or_default(),
-            }),
-            _ => None,
-        };
-        (row.consent, standing)
+    let Some(row) = row else { return Ok(None) };
+    let standing = match (row.score, row.tier) {
+        (Some(score), Some(tier)) => Some(StandingRow {
+            score,
+            tier,
+            pledged_at: row.pledged_at,
+            revoked_at: row.pledge_revoked_at,
+            credit_household_year: row.credit_household_year.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Some(ReportSubject {
+        consent: row.consent,
+        standing,
+        history: parse_history(row.history.as_deref().unwrap_or_default())?,
+        records: parse_records(row.records.as_deref().unwrap_or_default())?,
     }))
+}
+
+/// `at score tier` items, comma-separated (a tier is letters only).
+fn parse_history(text: &str) -> sqlx::Result<Vec<(i64, i64, String)>> {
+    aggregated_items(text)
+        .map(|item| {
+            let mut fields = item.split(' ');
+            let (Some(at), Some(score), Some(tier), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return Err(malformed("score history", item));
+            };
+            Ok((number(at, "score history")?, number(score, "score history")?, tier.to_owned()))
+        })
+        .collect()
+}
+
+/// `category severity bonus effective_from expires_at` items, comma-separated.
+fn parse_records(text: &str) -> sqlx::Result<Vec<(i64, i64, i64, i64, i64)>> {
+    aggregated_items(text)
+        .map(|item| {
+            let fields = item.split(' ').map(|field| number(field, "records")).collect::<sqlx::Result<Vec<_>>>()?;
+            match fields[..] {
+                [category, severity, bonus, from, until] => Ok((category, severity, bonus, from, until)),
+                _ => Err(malformed("records", item)),
+            }
+        })
+        .collect()
+}
+
+fn aggregated_items(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').filter(|item| !item.is_empty())
+}
+
+fn number(field: &str, what: &str) -> sqlx::Result<i64> {
+    field.parse().map_err(|_| malformed(what, field))
+}
+
+fn malformed(what: &str, item: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("malformed {what} item in a credit report's read: {item:?}").into())
 }
 
 /// The same for many consents at once; the ones missing or of a dissolved household are left out.
@@ -76,9 +150,7 @@ pub async fn consents_of_current_households(conn: &mut AnyConnection, ids: &[&st
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let sql = format!(
-            "SELECT {} FROM consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0 \
-             WHERE c.id IN ({})",
-            qualified_consent_columns(),
+            "SELECT {QUALIFIED_CONSENT_COLUMNS} FROM {CURRENT_CONSENTS} WHERE c.id IN ({})",
             placeholders(1, chunk.len())
         );
         let mut query = sqlx::query_as(&sql);
@@ -88,10 +160,6 @@ pub async fn consents_of_current_households(conn: &mut AnyConnection, ids: &[&st
         rows.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(rows)
-}
-
-fn qualified_consent_columns() -> String {
-    CONSENT_COLUMNS.split(", ").map(|column| format!("c.{column}")).collect::<Vec<_>>().join(", ")
 }
 
 pub async fn insert_consent<'c, E: Executor<'c, Database = Any>>(e: E, c: &ConsentRow) -> sqlx::Result<()> {
@@ -270,4 +338,39 @@ pub async fn insert_loan_event<'c, E: Executor<'c, Database = Any>>(e: E, l: &Lo
     .execute(e)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_qualified_columns_are_the_consent_columns() {
+        let qualified: Vec<String> = CONSENT_COLUMNS.split(", ").map(|column| format!("c.{column}")).collect();
+        assert_eq!(QUALIFIED_CONSENT_COLUMNS, qualified.join(", "));
+    }
+
+    #[test]
+    fn aggregated_history_and_records_read_back_in_order() {
+        assert_eq!(
+            parse_history("100 1000 A,200 1060 AA").unwrap(),
+            [(100, 1000, "A".to_owned()), (200, 1060, "AA".to_owned())]
+        );
+        assert_eq!(
+            parse_records("3 2 0 10 20,1 0 1 -5 9223372036854775807").unwrap(),
+            [(3, 2, 0, 10, 20), (1, 0, 1, -5, i64::MAX)]
+        );
+        assert!(parse_history("").unwrap().is_empty(), "a household without history");
+        assert!(parse_records("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_malformed_aggregate_is_an_error_not_a_wrong_report() {
+        for bad in ["100 1000", "100 1000 A extra", "x 1000 A"] {
+            assert!(matches!(parse_history(bad), Err(sqlx::Error::Decode(_))), "{bad}");
+        }
+        for bad in ["1 2 3 4", "1 2 3 4 5 6", "1 2 3 4 five"] {
+            assert!(matches!(parse_records(bad), Err(sqlx::Error::Decode(_))), "{bad}");
+        }
+    }
 }

@@ -150,17 +150,6 @@ pub async fn apply_score(
     jiaxin_kit::orgmodel::record_score(&mut *conn, household_id, at, score, tier).await
 }
 
-/// A household's score changes, oldest first: (at, score, tier).
-pub async fn history<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-) -> sqlx::Result<Vec<(i64, i64, String)>> {
-    sqlx::query_as("SELECT at, score, tier FROM score_history WHERE household_id = $1 ORDER BY at")
-        .bind(household_id)
-        .fetch_all(e)
-        .await
-}
-
 /// Sets a pledge moment: `pledged_at` on signing, `revoked_at` on revocation.
 pub async fn set_pledge_moment(
     conn: &mut AnyConnection,
@@ -240,21 +229,6 @@ pub async fn record_effective<'c, E: Executor<'c, Database = Any>>(
 pub async fn record_reversed<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE records SET reversed = 1 WHERE id = $1").bind(id).execute(e).await?;
     Ok(())
-}
-
-/// A household's effective, unreversed records: (category, severity, bonus, effective_from,
-/// expires_at).
-pub async fn effective_records<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    household_id: &str,
-) -> sqlx::Result<Vec<(i64, i64, i64, i64, i64)>> {
-    sqlx::query_as(
-        "SELECT category, severity, bonus, effective_from, expires_at FROM records \
-         WHERE household_id = $1 AND reversed = 0 AND effective_from IS NOT NULL",
-    )
-    .bind(household_id)
-    .fetch_all(e)
-    .await
 }
 
 /// The current households of a village and their standing: (id, score, tier); the base for a
