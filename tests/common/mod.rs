@@ -317,6 +317,9 @@ pub async fn await_pledges_household(
     }
 }
 
+/// The password of every account [`account`] makes.
+pub const ACCOUNT_PASSWORD: &str = "account-pass-1";
+
 /// A new account with `roles` in `scope` (linked to `resident` unless empty), logged in:
 /// (account id, access token).
 pub async fn account(
@@ -327,19 +330,18 @@ pub async fn account(
     scope: &str,
     resident: &str,
 ) -> (String, String) {
-    const PASSWORD: &str = "account-pass-1";
     let username = format!("account-{}", uuid::Uuid::new_v4().simple());
     let request = CreateAccountRequest {
         username: username.clone(),
         display_name: "测试账号".into(),
         roles: roles.iter().map(|r| *r as i32).collect(),
         org_node_id: scope.into(),
-        password: PASSWORD.into(),
+        password: ACCOUNT_PASSWORD.into(),
         resident_id: resident.into(),
         ..Default::default()
     };
     let id = identity.create_account(authed(admin, request)).await.unwrap().into_inner().account.unwrap().id;
-    (id, sys.login(&username, PASSWORD).await)
+    (id, sys.login(&username, ACCOUNT_PASSWORD).await)
 }
 
 /// Polls points for the household's score until `ready` holds of it (identity's and pledges'

@@ -43,6 +43,9 @@ use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};
 /// bound — each wait ends as soon as the event is in.
 const EVENTS_WITHIN: Duration = Duration::from_secs(240);
 
+/// What ChangePassword changes an account's password to (and back from, at once).
+const CHANGED_PASSWORD: &str = "account-pass-2";
+
 #[derive(Deserialize)]
 struct Matrix {
     roles: Vec<String>,
@@ -70,9 +73,34 @@ struct Case {
     /// outside the caller's scope and one that is nowhere are both "not in your scope").
     #[serde(default)]
     refused_as_field: Option<String>,
+    /// What an allowed cell answers when it is not OK: the code of a precondition the call
+    /// reaches only past every check of role and scope (a credit repair's waiting period, days
+    /// of real time). The answer must also differ from the missing object's.
+    #[serde(default)]
+    allowed_answer: Option<String>,
 }
 
 impl Case {
+    /// Whether `answer` reads as this case's allowed answer: OK, or the precondition the case
+    /// names; either way unlike the missing object's answer.
+    fn reads_as_allowed(&self, answer: &Outcome, missing: &Outcome) -> bool {
+        self.allowed_shape(answer) && answer != missing
+    }
+
+    /// Whether `answer` has the shape of an allowed caller's: OK, or the named precondition.
+    fn allowed_shape(&self, answer: &Outcome) -> bool {
+        match &self.allowed_answer {
+            None => answer.is_ok(),
+            Some(code) => matches!(answer, Outcome::Err(got, _) if format!("{got:?}") == *code),
+        }
+    }
+
+    /// Whether the request names nothing of a side: the RPC acts on the deployment (`none`) or
+    /// on the caller's own account (`self`), so there is no other scope to attack.
+    fn names_nothing(&self) -> bool {
+        matches!(self.subject.as_str(), "none" | "self")
+    }
+
     /// Whether `answer` reads as this case's refusal: PERMISSION_DENIED for a published object,
     /// the named field's error where the case says so, and otherwise exactly the answer for an
     /// object that does not exist (`missing`).
@@ -144,6 +172,8 @@ struct Side {
     /// A deduction recorded for the first household, and the council's review task of it.
     deduction: String,
     task: String,
+    /// A deduction of the first household the council approved (in its disclosure period).
+    approved_deduction: String,
     /// A third household of the grid, a couple, for the household changes: its id and the
     /// spouse's resident id.
     family: String,
@@ -184,6 +214,7 @@ impl Side {
             honours: id(),
             task: id(),
             deduction: id(),
+            approved_deduction: id(),
             family: id(),
             spouse: id(),
         }
@@ -502,6 +533,37 @@ fn request(case: &str, role: &str, t: &Side) -> Vec<u8> {
         .encode_to_vec(),
         "RevokeConsent" => b::RevokeConsentRequest { id: t.consent.clone() }.encode_to_vec(),
         "DisableAccount" => i::DisableAccountRequest { id: t.account.clone() }.encode_to_vec(),
+        "RotateSigningKey" => i::RotateSigningKeyRequest {}.encode_to_vec(),
+        "GetCurrentAccount" => i::GetCurrentAccountRequest {}.encode_to_vec(),
+        "ChangePassword" => i::ChangePasswordRequest {
+            current_password: common::ACCOUNT_PASSWORD.into(),
+            new_password: CHANGED_PASSWORD.into(),
+        }
+        .encode_to_vec(),
+        // A client stream (length-delimited messages, see `World::call`): a dry run of one new
+        // household in the side's grid, named by id; validated, nothing written.
+        "ImportHouseholds" => {
+            use i::import_households_request::Part;
+            let head = new_resident();
+            let csv = format!(
+                "household_ref,grid,address,relation,name,id_number\nH1,{},导入新户,户主,{},{}\n",
+                t.grid, head.name, head.id_number
+            );
+            let options = i::ImportOptions { dry_run: true, skip_bad_rows: false };
+            let mut body =
+                i::ImportHouseholdsRequest { part: Some(Part::Options(options)) }.encode_length_delimited_to_vec();
+            body.extend(
+                i::ImportHouseholdsRequest { part: Some(Part::Chunk(csv.into_bytes())) }
+                    .encode_length_delimited_to_vec(),
+            );
+            body
+        }
+        "ApplyRepair" => c::ApplyRepairRequest {
+            record_id: t.approved_deduction.clone(),
+            statement: "已清理并参加环境整治志愿活动 / cleaned up and joined the clean-up volunteers".into(),
+            evidence: vec!["photo:repair-1".into()],
+        }
+        .encode_to_vec(),
         other => panic!("the matrix names case {other}, which tests/system/authz.rs cannot build"),
     }
 }
@@ -797,6 +859,8 @@ struct World {
     channels: HashMap<&'static str, Channel>,
     /// The county admin's token, for setting up fresh objects.
     admin: String,
+    /// The RPCs whose requests are client streams (read from the descriptors).
+    client_streaming: BTreeSet<String>,
 }
 
 impl World {
@@ -804,15 +868,32 @@ impl World {
         let service = rpc.trim_start_matches("/jiaxin.").split('.').next().unwrap();
         let mut grpc = tonic::client::Grpc::new(self.channels[service].clone());
         grpc.ready().await.unwrap();
-        let request = authed(token, body);
-        match grpc.unary(request, PathAndQuery::from_str(rpc).unwrap(), Raw).await {
+        let path = PathAndQuery::from_str(rpc).unwrap();
+        let answer = if self.client_streaming.contains(rpc) {
+            let messages = length_delimited(&body);
+            grpc.client_streaming(authed(token, futures::stream::iter(messages)), path, Raw).await
+        } else {
+            grpc.unary(authed(token, body), path, Raw).await
+        };
+        match answer {
             Ok(response) => Outcome::Ok(response.into_inner()),
             Err(status) => Outcome::Err(status.code(), status.message().to_owned()),
         }
     }
 
     async fn answer(&self, case: &Case, role: &str, caller: usize, target: &Side) -> Outcome {
-        self.call(&case.rpc, &self.tokens[caller][role], request(&case.name, role, target)).await
+        let token = &self.tokens[caller][role];
+        let answer = self.call(&case.rpc, token, request(&case.name, role, target)).await;
+        if case.name == "ChangePassword" && answer.is_ok() {
+            // Changed back at once, so that every cell presents the same current password.
+            let back = jiaxin_proto::identity::ChangePasswordRequest {
+                current_password: CHANGED_PASSWORD.into(),
+                new_password: common::ACCOUNT_PASSWORD.into(),
+            };
+            let restored = self.call(&case.rpc, token, back.encode_to_vec()).await;
+            assert!(restored.is_ok(), "{role}'s password could not be changed back: {restored:?}");
+        }
+        answer
     }
 
     /// Side `side` with a couple registered just now in place of its standing one.
@@ -845,17 +926,11 @@ impl World {
             }
             "CastVote" => (fresh.deduction, fresh.task) = self.fresh_review_task(&fresh, tokens).await,
             "FileObjection" => {
-                // A deduction the council approved (its one-vote quorum): on the disclosure list.
-                let (deduction, task) = self.fresh_review_task(&fresh, tokens).await;
-                let mut council = CouncilServiceClient::new(self.channels["council"].clone());
-                let vote = CastVoteRequest {
-                    task_id: task,
-                    choice: Choice::Approve as i32,
-                    amended_points: 0,
-                    reason: "经核实,情况属实 / verified".into(),
-                };
-                council.cast_vote(authed(&tokens["council_member"], vote)).await.unwrap();
-                fresh.deduction = deduction;
+                let mut points = PointsServiceClient::new(self.channels["points"].clone());
+                let council = CouncilServiceClient::new(self.channels["council"].clone());
+                fresh.deduction =
+                    approved_deduction(&mut points, &council, tokens, &self.admin, &fresh.household, &fresh.village)
+                        .await;
             }
             "SetHouseholdHead" | "RemoveMember" | "MoveMember" | "SplitHousehold" | "MergeHouseholds"
             | "RecordDeath" => fresh = self.fresh_couple(side).await,
@@ -1067,6 +1142,7 @@ async fn build_side(
     let campaign = pledges.create_campaign(authed(admin, campaign)).await.unwrap().into_inner().campaign.unwrap().id;
     let (deduction, task) =
         review_task(&mut points, &council, &tokens["grid_worker"], admin, &first.id, &village).await;
+    let approved_deduction = approved_deduction(&mut points, &council, &tokens, admin, &first.id, &village).await;
 
     let mut benefits = BenefitsServiceClient::new(sys.channel_to(ServiceName::Benefits).await);
     let provider = retry_while_unknown("the provider", || {
@@ -1143,6 +1219,7 @@ async fn build_side(
         campaign,
         deduction,
         task,
+        approved_deduction,
     };
     side.redemption = redemption(&channels(sys).await, &tokens, admin, &side).await;
     (side, tokens)
@@ -1180,6 +1257,54 @@ async fn review_task(
     }
 }
 
+/// A deduction for the household that the council approved (its one seated member votes for it):
+/// on the disclosure list, open to an objection, and to a repair once it has counted long enough.
+async fn approved_deduction(
+    points: &mut PointsServiceClient<Channel>,
+    council: &CouncilServiceClient<Channel>,
+    tokens: &HashMap<String, String>,
+    admin: &str,
+    household: &str,
+    village: &str,
+) -> String {
+    let (deduction, task) = review_task(points, council, &tokens["grid_worker"], admin, household, village).await;
+    let vote = CastVoteRequest {
+        task_id: task,
+        choice: Choice::Approve as i32,
+        amended_points: 0,
+        reason: "经核实,情况属实 / verified".into(),
+    };
+    council.clone().cast_vote(authed(&tokens["council_member"], vote)).await.unwrap();
+    deduction
+}
+
+/// The messages of a client stream, as `request` writes them: each length-delimited.
+fn length_delimited(mut body: &[u8]) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    while !body.is_empty() {
+        let length = prost::decode_length_delimiter(&mut body).unwrap();
+        messages.push(body[..length].to_vec());
+        body = &body[length..];
+    }
+    messages
+}
+
+/// Every client-streaming RPC of jiaxin's services (`/package.Service/Method`).
+fn client_streaming_rpcs() -> BTreeSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(jiaxin_proto::FILE_DESCRIPTOR_SET).unwrap();
+    set.file
+        .iter()
+        .flat_map(|f| {
+            f.service.iter().flat_map(move |s| {
+                s.method
+                    .iter()
+                    .filter(|m| m.client_streaming())
+                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+            })
+        })
+        .collect()
+}
+
 fn role_name(role: Role) -> String {
     role.as_str_name().trim_start_matches("ROLE_").to_lowercase()
 }
@@ -1214,7 +1339,7 @@ async fn settle(world: &World, matrix: &Matrix) {
             let deadline = Instant::now() + EVENTS_WITHIN;
             loop {
                 let answer = world.answer(case, role, side, &world.sides[side]).await;
-                if answer.is_ok() {
+                if case.allowed_shape(&answer) {
                     break;
                 }
                 assert!(Instant::now() < deadline, "{} never answered {role} on side {side}: {answer:?}", case.name);
@@ -1237,7 +1362,13 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
     let (side_a, tokens_a) = build_side(&sys, &admin, &county, 1, &key).await;
     let (side_b, tokens_b) = build_side(&sys, &admin, &county, 2, &key).await;
     let channels = channels(&sys).await;
-    let world = World { tokens: [tokens_a, tokens_b], sides: [side_a, side_b], channels, admin: admin.clone() };
+    let world = World {
+        tokens: [tokens_a, tokens_b],
+        sides: [side_a, side_b],
+        channels,
+        admin: admin.clone(),
+        client_streaming: client_streaming_rpcs(),
+    };
     for tokens in &world.tokens {
         assert_eq!(tokens.keys().collect::<BTreeSet<_>>(), matrix.roles.iter().collect::<BTreeSet<_>>());
     }
@@ -1264,8 +1395,12 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
                         // Nothing named: a role may call it or is refused outright.
                         ("none", true) => answer.is_ok(),
                         ("none", false) => matches!(answer, Outcome::Err(Code::PermissionDenied, _)),
+                        // The caller's own account: the province's token here has no account
+                        // behind it, which reads as an account that does not exist.
+                        ("self", true) => answer.is_ok(),
+                        ("self", false) => matches!(answer, Outcome::Err(Code::NotFound, _)),
                         (_, false) => case.reads_as_refusal(&answer, &missing),
-                        (_, true) => answer.is_ok() && answer != missing,
+                        (_, true) => case.reads_as_allowed(&answer, &missing),
                     };
                     if !holds {
                         wrong.push(format!(
@@ -1308,7 +1443,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         } else {
             world.sides[1 - caller].clone()
         };
-        if case.other.contains(role) || case.subject == "none" {
+        if case.other.contains(role) || case.names_nothing() {
             continue; // allowed across scope by the matrix, or naming nothing: not an attack
         }
         attempts.push((case, role, caller, target));
@@ -1399,7 +1534,7 @@ fn check_coverage(matrix: &Matrix) {
     let unplaced: Vec<_> = rpcs.iter().filter(|rpc| !cased.contains(*rpc) && !pending.contains(*rpc)).collect();
     assert!(unplaced.is_empty(), "RPCs the authorisation matrix does not place: {unplaced:?}");
     for case in &matrix.case {
-        if case.subject == "none" {
+        if case.names_nothing() {
             assert_eq!(case.own, case.other, "case {} names nothing: its own and other columns must agree", case.name);
         }
         for role in case.own.iter().chain(&case.other) {
