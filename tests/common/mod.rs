@@ -317,6 +317,12 @@ pub async fn await_pledges_household(
     }
 }
 
+/// How long a test waits for a service to learn of what another did. In the distributed suite
+/// every test shares one test broker (tansu), which falls minutes behind when the heaviest tests
+/// overlap (seen in CI: librdkafka request timeouts for two minutes): generous, and only a
+/// bound — each wait ends as soon as the event is in.
+pub const EVENTS_WITHIN: std::time::Duration = std::time::Duration::from_secs(240);
+
 /// The password of every account [`account`] makes.
 pub const ACCOUNT_PASSWORD: &str = "account-pass-1";
 

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{self, TestSystem, authed};
+use crate::common::{self, EVENTS_WITHIN, TestSystem, authed};
 use futures::StreamExt;
 use jiaxin::system::ServiceName;
 use jiaxin_kit::auth::{Claims, ISSUER, TokenSigner};
@@ -36,12 +36,6 @@ use prost::Message;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Deserialize;
 use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};
-
-/// How long the set-up waits for a service to learn of what another did. In the distributed
-/// suite every test shares one test broker (tansu), which falls minutes behind when the heaviest
-/// tests overlap (seen in CI: librdkafka request timeouts for two minutes): generous, and only a
-/// bound — each wait ends as soon as the event is in.
-const EVENTS_WITHIN: Duration = Duration::from_secs(240);
 
 /// What ChangePassword changes an account's password to (and back from, at once).
 const CHANGED_PASSWORD: &str = "account-pass-2";

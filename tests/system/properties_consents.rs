@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, TestSystem, authed};
+use crate::common::{self, EVENTS_WITHIN, TestSystem, authed};
 use jiaxin::system::ServiceName;
 use jiaxin_proto::{
     bank::{
@@ -114,7 +114,7 @@ impl Cast {
         let household = common::register_household(&mut self.identity, &self.admin, &self.grid, n).await;
         let grid = self.grid.clone();
         let (_, head) = self.account(Role::Resident, &grid, &household.head_resident_id).await;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + EVENTS_WITHIN;
         loop {
             let request = authed(&head, ListConsentsRequest { household_id: household.id.clone() });
             if self.bank.list_consents(request).await.is_ok() {
@@ -193,12 +193,6 @@ impl Cast {
 
 #[test]
 fn consents_grant_revoke_and_report_as_a_reference_model_says() {
-    // The models check the services' logic; in the distributed run every step would also race
-    // the read models' propagation (a report before the bank has the household's standing), and
-    // a failure would be shrunk through hundreds of fresh households. Embedded only.
-    if common::distributed() {
-        return;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cast = std::cell::RefCell::new(runtime.block_on(Cast::new()));
     let config =
