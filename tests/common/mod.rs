@@ -462,19 +462,28 @@ pub async fn signing_key(sys: &TestSystem) -> (String, ed25519_dalek::SigningKey
 /// Every RPC of every jiaxin service that needs a token (`/package.Service/Method`), read from the
 /// descriptors the server is built from: a test over them covers a new RPC the day it exists.
 pub fn token_rpcs() -> Vec<String> {
+    let public = jiaxin_identity::IdentityService::public_methods();
+    jiaxin_rpcs().into_iter().map(|(rpc, _)| rpc).filter(|rpc| !public.contains(rpc)).collect()
+}
+
+/// Every RPC of jiaxin's services whose request is a client stream.
+pub fn client_streaming_rpcs() -> Vec<String> {
+    jiaxin_rpcs().into_iter().filter(|(_, method)| method.client_streaming()).map(|(rpc, _)| rpc).collect()
+}
+
+/// Every RPC of every jiaxin service, by path, with its descriptor.
+fn jiaxin_rpcs() -> Vec<(String, prost_types::MethodDescriptorProto)> {
     use prost::Message;
     let set = prost_types::FileDescriptorSet::decode(jiaxin_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let public = jiaxin_identity::IdentityService::public_methods();
-    set.file
-        .iter()
-        .filter(|f| f.package().starts_with("jiaxin."))
-        .flat_map(|f| {
-            f.service
-                .iter()
-                .flat_map(move |s| s.method.iter().map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name())))
-        })
-        .filter(|rpc| !public.contains(rpc))
-        .collect()
+    let mut rpcs = Vec::new();
+    for file in set.file.iter().filter(|f| f.package().starts_with("jiaxin.")) {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push((format!("/{}.{}/{}", file.package(), service.name(), method.name()), method.clone()));
+            }
+        }
+    }
+    rpcs
 }
 
 /// Bonuses a grid worker or village cadre records that need no review, with points inside each

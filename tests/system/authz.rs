@@ -1283,22 +1283,6 @@ fn length_delimited(mut body: &[u8]) -> Vec<Vec<u8>> {
     messages
 }
 
-/// Every client-streaming RPC of jiaxin's services (`/package.Service/Method`).
-fn client_streaming_rpcs() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(jiaxin_proto::FILE_DESCRIPTOR_SET).unwrap();
-    set.file
-        .iter()
-        .flat_map(|f| {
-            f.service.iter().flat_map(move |s| {
-                s.method
-                    .iter()
-                    .filter(|m| m.client_streaming())
-                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
-            })
-        })
-        .collect()
-}
-
 fn role_name(role: Role) -> String {
     role.as_str_name().trim_start_matches("ROLE_").to_lowercase()
 }
@@ -1361,7 +1345,7 @@ async fn every_cell_of_the_authorisation_matrix_holds_and_random_cross_scope_att
         sides: [side_a, side_b],
         channels,
         admin: admin.clone(),
-        client_streaming: client_streaming_rpcs(),
+        client_streaming: common::client_streaming_rpcs().into_iter().collect(),
     };
     for tokens in &world.tokens {
         assert_eq!(tokens.keys().collect::<BTreeSet<_>>(), matrix.roles.iter().collect::<BTreeSet<_>>());

@@ -75,9 +75,10 @@ impl Bank {
 
     /// A report under a consent, for the household or for one of its businesses.
     ///
-    /// The report is read on one pooled connection, statement by statement outside a
-    /// transaction (on PostgreSQL, READ COMMITTED gives each statement its own snapshot anyway;
-    /// a transaction's BEGIN and ROLLBACK would be two more round trips per report). Its writes —
+    /// The report is read on one pooled connection in two statements — the officer's institution
+    /// and products; the consent with everything read of its household — outside a transaction
+    /// (on PostgreSQL, READ COMMITTED gives each statement its own snapshot anyway; a
+    /// transaction's BEGIN and ROLLBACK would be two more round trips per report). Its writes —
     /// the consent checked again, so a revocation committed since refuses the report, the
     /// household's query record and the audit entry — go to the report journal, which commits
     /// them with other reports' in one transaction. The report is returned only once that
@@ -99,7 +100,6 @@ impl Bank {
         drop(read);
         let report = assemble(&subject, &products, at);
         let consent = subject.consent;
-        let report = CreditReport { consent_id: consent.id.clone(), ..report };
         // What the household reads in its query list: whose report, and what it said.
         let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
         let returned = format!(
@@ -266,17 +266,18 @@ fn assemble(subject: &store::ReportSubject, products: &[(String, String)], at: i
     let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut serious = Vec::new();
     let (mut bonuses_last_year, mut deductions_last_year) = (0, 0);
-    for (category, severity, bonus, from, until) in records {
-        if *from >= window_start && *from <= at {
-            let entry = counts.entry(*category).or_default();
-            if *bonus == 1 { entry.0 += 1 } else { entry.1 += 1 }
+    for record in records {
+        let (from, until) = (record.effective_from, record.expires_at);
+        if from >= window_start && from <= at {
+            let entry = counts.entry(record.category).or_default();
+            if record.bonus { entry.0 += 1 } else { entry.1 += 1 }
         }
-        if *from > at - YEAR && *from <= at {
-            if *bonus == 1 { bonuses_last_year += 1 } else { deductions_last_year += 1 }
+        if from > at - YEAR && from <= at {
+            if record.bonus { bonuses_last_year += 1 } else { deductions_last_year += 1 }
         }
-        if *bonus == 0 && *severity == Severity::Serious as i64 && *from <= at && at < *until {
+        if !record.bonus && record.severity == Severity::Serious as i64 && from <= at && at < until {
             serious
-                .push(ActiveDeduction { severity: Severity::Serious as i32, counts_until: Some(to_timestamp(*until)) });
+                .push(ActiveDeduction { severity: Severity::Serious as i32, counts_until: Some(to_timestamp(until)) });
         }
     }
     let facts = Facts {
@@ -294,7 +295,7 @@ fn assemble(subject: &store::ReportSubject, products: &[(String, String)], at: i
         .collect();
     CreditReport {
         id: uuid::Uuid::now_v7().to_string(),
-        consent_id: String::new(),
+        consent_id: subject.consent.id.clone(),
         household_id: subject.consent.household_id.clone(),
         generated_at: Some(to_timestamp(at)),
         score: standing.score,

@@ -43,10 +43,36 @@ pub struct ReportSubject {
     pub standing: Option<StandingRow>,
     /// The household's score changes, oldest first: (at, score, tier).
     pub history: Vec<(i64, i64, String)>,
-    /// Its records that took effect and were not reversed:
-    /// (category, severity, bonus, effective_from, expires_at).
-    pub records: Vec<(i64, i64, i64, i64, i64)>,
+    /// Its records that took effect and were not reversed.
+    pub records: Vec<EffectiveRecord>,
 }
+
+/// A record as a report counts it: its category and class, and the window it counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveRecord {
+    pub category: i64,
+    pub severity: i64,
+    pub bonus: bool,
+    pub effective_from: i64,
+    pub expires_at: i64,
+}
+
+/// The statement of [`report_subject`]. A record without an end (points always sets one) counts
+/// until points says otherwise.
+static REPORT_SUBJECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {QUALIFIED_CONSENT_COLUMNS}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, \
+         s.credit_household_year, \
+         (SELECT string_agg(sh.at || ' ' || sh.score || ' ' || sh.tier, ',' ORDER BY sh.at) \
+          FROM score_history sh WHERE sh.household_id = c.household_id) AS history, \
+         (SELECT string_agg(r.category || ' ' || r.severity || ' ' || r.bonus || ' ' || r.effective_from || ' ' \
+          || COALESCE(r.expires_at, {}), ',') \
+          FROM records r WHERE r.household_id = c.household_id AND r.reversed = 0 AND r.effective_from IS NOT NULL) \
+          AS records \
+         FROM {CURRENT_CONSENTS} LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
+        i64::MAX
+    )
+});
 
 /// What a credit report rests on and reads, in one statement: the consent (if its household is
 /// still current — the only consents a report may rest on), the household's standing, its score
@@ -70,22 +96,7 @@ pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
         history: Option<String>,
         records: Option<String>,
     }
-    // A record without an end (points always sets one) counts until points says otherwise.
-    let row: Option<SubjectRow> = sqlx::query_as(&format!(
-        "SELECT {QUALIFIED_CONSENT_COLUMNS}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, \
-         s.credit_household_year, \
-         (SELECT string_agg(sh.at || ' ' || sh.score || ' ' || sh.tier, ',' ORDER BY sh.at) \
-          FROM score_history sh WHERE sh.household_id = c.household_id) AS history, \
-         (SELECT string_agg(r.category || ' ' || r.severity || ' ' || r.bonus || ' ' || r.effective_from || ' ' \
-          || COALESCE(r.expires_at, {}), ',') \
-          FROM records r WHERE r.household_id = c.household_id AND r.reversed = 0 AND r.effective_from IS NOT NULL) \
-          AS records \
-         FROM {CURRENT_CONSENTS} LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
-        i64::MAX
-    ))
-    .bind(consent_id)
-    .fetch_optional(e)
-    .await?;
+    let row: Option<SubjectRow> = sqlx::query_as(&REPORT_SUBJECT).bind(consent_id).fetch_optional(e).await?;
     let Some(row) = row else { return Ok(None) };
     let standing = match (row.score, row.tier) {
         (Some(score), Some(tier)) => Some(StandingRow {
@@ -121,12 +132,14 @@ fn parse_history(text: &str) -> sqlx::Result<Vec<(i64, i64, String)>> {
 }
 
 /// `category severity bonus effective_from expires_at` items, comma-separated.
-fn parse_records(text: &str) -> sqlx::Result<Vec<(i64, i64, i64, i64, i64)>> {
+fn parse_records(text: &str) -> sqlx::Result<Vec<EffectiveRecord>> {
     aggregated_items(text)
         .map(|item| {
             let fields = item.split(' ').map(|field| number(field, "records")).collect::<sqlx::Result<Vec<_>>>()?;
             match fields[..] {
-                [category, severity, bonus, from, until] => Ok((category, severity, bonus, from, until)),
+                [category, severity, bonus, effective_from, expires_at] => {
+                    Ok(EffectiveRecord { category, severity, bonus: bonus == 1, effective_from, expires_at })
+                }
                 _ => Err(malformed("records", item)),
             }
         })
@@ -356,9 +369,16 @@ mod tests {
             parse_history("100 1000 A,200 1060 AA").unwrap(),
             [(100, 1000, "A".to_owned()), (200, 1060, "AA".to_owned())]
         );
+        let record = |category, severity, bonus, effective_from, expires_at| EffectiveRecord {
+            category,
+            severity,
+            bonus,
+            effective_from,
+            expires_at,
+        };
         assert_eq!(
             parse_records("3 2 0 10 20,1 0 1 -5 9223372036854775807").unwrap(),
-            [(3, 2, 0, 10, 20), (1, 0, 1, -5, i64::MAX)]
+            [record(3, 2, false, 10, 20), record(1, 0, true, -5, i64::MAX)]
         );
         assert!(parse_history("").unwrap().is_empty(), "a household without history");
         assert!(parse_records("").unwrap().is_empty());
