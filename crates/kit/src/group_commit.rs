@@ -13,7 +13,7 @@
 //! request whose item the writer refuses (its state changed since it was read) gets that item's
 //! own answer while the rest of the batch commits.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,9 +67,11 @@ impl<W: BatchWriter> Clone for GroupCommit<W> {
 
 impl<W: BatchWriter> GroupCommit<W> {
     /// Starts the writer task on the current tokio runtime. It ends when every handle is dropped.
-    pub fn start(db: Database, writer: W) -> Self {
+    /// `name` labels its metrics (`writer`): how many items each batch carried and how long its
+    /// transaction took — the batch time is most of what a request waits.
+    pub fn start(db: Database, name: &'static str, writer: W) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, writer, pending));
+        tokio::spawn(run(db, name, writer, pending));
         Self { queue }
     }
 
@@ -81,12 +83,18 @@ impl<W: BatchWriter> GroupCommit<W> {
     }
 }
 
-async fn run<W: BatchWriter>(db: Database, writer: W, mut pending: mpsc::Receiver<Pending<W>>) {
+async fn run<W: BatchWriter>(db: Database, name: &'static str, writer: W, mut pending: mpsc::Receiver<Pending<W>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Waits for the first request; takes whatever else has queued meanwhile without waiting.
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (items, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        match write_batch(&db, &writer, items).await {
+        let started = Instant::now();
+        metrics::histogram!("jiaxin_group_commit_batch_items", "writer" => name).record(items.len() as f64);
+        let written = write_batch(&db, &writer, items).await;
+        let outcome = if written.is_ok() { "committed" } else { "failed" };
+        metrics::histogram!("jiaxin_group_commit_batch_seconds", "writer" => name, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match written {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     // A request that went away (its client hung up) still had its write made.
@@ -157,7 +165,7 @@ mod tests {
     async fn concurrent_requests_share_commits_and_each_gets_its_own_answer() {
         let dir = tempfile::tempdir().unwrap();
         let db = database(dir.path()).await;
-        let commit = GroupCommit::start(db.clone(), Numbers);
+        let commit = GroupCommit::start(db.clone(), "numbers", Numbers);
         let requests: Vec<_> = (0..1000)
             .map(|n| {
                 let commit = commit.clone();
@@ -182,11 +190,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_batch_is_counted_by_items_and_time_under_its_writer() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let scrape = recorder.handle();
+        // The writer is its own task: only a global recorder sees it. No other test here sets one.
+        metrics::set_global_recorder(recorder).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(dir.path()).await;
+        let commit = GroupCommit::start(db.clone(), "metered", Numbers);
+        for n in [2, 4, 6] {
+            commit.submit(n).await.unwrap().unwrap();
+        }
+        let text = scrape.render();
+        let count = |metric: &str, labels: &str| {
+            text.lines()
+                .find(|line| line.starts_with(&format!("{metric}_count{{{labels}}}")))
+                .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        assert_eq!(count("jiaxin_group_commit_batch_items", "writer=\"metered\""), Some(3), "{text}");
+        assert_eq!(
+            count("jiaxin_group_commit_batch_seconds", "writer=\"metered\",outcome=\"committed\""),
+            Some(3),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_writes_nothing_and_tells_every_request() {
         let dir = tempfile::tempdir().unwrap();
         let db = database(dir.path()).await;
         sqlx::query("INSERT INTO numbers (n) VALUES (4)").execute(db.pool()).await.unwrap();
-        let commit = GroupCommit::start(db.clone(), Numbers);
+        let commit = GroupCommit::start(db.clone(), "numbers", Numbers);
         // 4 is already there: the batch's INSERT fails on the primary key.
         let error = commit.submit(4).await.unwrap_err();
         assert!(matches!(error, GroupCommitError::Storage(_)), "{error:?}");

@@ -45,7 +45,7 @@ impl Bank {
     /// Starts the report journal's writer on the current tokio runtime.
     pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, rates: Rates) -> Self {
         Self {
-            journal: GroupCommit::start(db.clone(), journal::ReportJournal),
+            journal: GroupCommit::start(db.clone(), "bank_report_journal", journal::ReportJournal),
             db,
             outbox,
             per_officer: Limiter::per_minute(rates.per_officer),

@@ -35,7 +35,12 @@ pub struct Benefits {
 impl Benefits {
     /// Starts the audit log's writer on the current tokio runtime.
     pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, criteria: Criteria) -> Self {
-        Self { audit_log: GroupCommit::start(db.clone(), audit::AuditWriter), db, outbox, criteria }
+        Self {
+            audit_log: GroupCommit::start(db.clone(), "benefits_audit_log", audit::AuditWriter),
+            db,
+            outbox,
+            criteria,
+        }
     }
 
     /// A household the caller may read: one of its current members, or a reader whose scope
