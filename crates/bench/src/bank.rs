@@ -203,19 +203,6 @@ async fn serve_bank(api: BankApi, officer: Caller) -> Channel {
     .await
 }
 
-/// Clients asking for reports under the loan consents, in turn.
-fn reports(channel: Channel, consents: Arc<Vec<String>>) -> impl Fn(usize) -> BoxedCall + Clone + Send + 'static {
-    move |n| {
-        let mut client = BankServiceClient::new(channel.clone());
-        let request = GetCreditReportRequest { consent_id: consents[n % consents.len()].clone() };
-        Box::pin(async move {
-            client.get_credit_report(request).await.unwrap();
-        })
-    }
-}
-
-type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
 pub async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let db = scenario_database(args.postgres.as_deref(), dir.path(), "bank").await;
@@ -331,13 +318,24 @@ pub async fn run(args: Args) {
         args.seconds,
         prost::Message::encoded_len(&sample)
     );
+    // Clients asking for reports under the loan consents, in turn.
     let consents = Arc::new(loan_consents.clone());
-    let baseline = load(args.clients, args.seconds, Duration::ZERO, reports(baseline_channel, consents.clone())).await;
+    let reports = |channel: Channel| {
+        let consents = consents.clone();
+        move |n: usize| {
+            let mut client = BankServiceClient::new(channel.clone());
+            let request = GetCreditReportRequest { consent_id: consents[n % consents.len()].clone() };
+            async move {
+                client.get_credit_report(request).await.unwrap();
+            }
+        }
+    };
+    let baseline = load(args.clients, args.seconds, Duration::ZERO, reports(baseline_channel)).await;
     baseline.show("baseline: tonic answering a fixed report");
-    let peak = load(args.clients, args.seconds, Duration::ZERO, reports(bank_channel.clone(), consents.clone())).await;
+    let peak = load(args.clients, args.seconds, Duration::ZERO, reports(bank_channel.clone())).await;
     peak.show("GetCreditReport at peak");
     let pause = peak.pause_for(args.clients, 0.5);
-    let halved = load(args.clients, args.seconds, pause, reports(bank_channel, consents)).await;
+    let halved = load(args.clients, args.seconds, pause, reports(bank_channel)).await;
     halved.show("GetCreditReport at half the peak rate");
     println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
 
