@@ -28,6 +28,35 @@ install() {
   rm -rf "$tools/target"
 }
 
+# tansu 0.6.0's SQLite schema has no index on a record's headers, and it reads each fetched
+# record's headers with a join on (topition, offset_id): a scan of every header in the broker per
+# record delivered, so a consumer's cost grows with the square of the topics' length. jiaxin's
+# events carry headers (event id and type, trace context); at 10,000 campaign records the broker
+# held a whole core scanning and consumers' sessions timed out. One index makes the lookup a
+# search. Made once the broker has created its schema; a restart keeps it.
+index_headers() {
+  case "${JIAXIN_BROKER_STORAGE:-sqlite://tansu.db}" in
+    sqlite://tansu.db) ;;
+    *) return ;;
+  esac
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3 (to index the broker's headers)" >&2
+    apt-get install -y -qq python3 >&2
+  fi
+  python3 - "$dir/tansu.db" <<'PY' >&2
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30)
+for _ in range(150):
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'header'").fetchone():
+        db.execute("CREATE INDEX IF NOT EXISTS jiaxin_header_record ON header (topition, offset_id)")
+        db.commit()
+        break
+    time.sleep(0.2)
+else:
+    sys.exit("tansu made no header table in 30 s; its schema changed? (scripts/broker.sh)")
+PY
+}
+
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 start() {
@@ -48,6 +77,7 @@ start() {
   )
   for _ in $(seq 1 150); do
     if listening; then
+      index_headers
       echo "127.0.0.1:$port"
       return
     fi
