@@ -224,8 +224,12 @@ async fn create_node(
     identity.create_org_node(authed(token, request)).await.unwrap().into_inner().org_node.unwrap().id
 }
 
+/// Households per import call. A call is one transaction under the server's request deadline:
+/// 21,000 households in one call outlasted it in distributed mode (443 households/s).
+const IMPORT_HOUSEHOLDS: usize = 10_000;
+
 /// Towns of 15 villages of 4 grids of about 230 households, each of one to five residents
-/// (about 2.6 on average), imported as one CSV stream.
+/// (about 2.6 on average), imported as CSV streams of [`IMPORT_HOUSEHOLDS`] each.
 pub async fn onboard_county(bench: &Bench, households: usize) -> County {
     let mut identity = bench.identity();
     let (admin, root) = (&bench.admin, &bench.root);
@@ -248,23 +252,27 @@ pub async fn onboard_county(bench: &Bench, households: usize) -> County {
     }
 
     let started = Instant::now();
-    let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
     let mut residents = 0;
-    for h in 0..households {
-        let grid = &grids[h % grids.len()];
-        let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
-        for m in 0..size {
-            let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
-            csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
-            residents += 1;
+    let all: Vec<usize> = (0..households).collect();
+    for part in all.chunks(IMPORT_HOUSEHOLDS) {
+        let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
+        for &h in part {
+            let grid = &grids[h % grids.len()];
+            let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
+            for m in 0..size {
+                let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
+                csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
+                residents += 1;
+            }
         }
+        let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) }];
+        messages.extend(
+            csv.as_bytes().chunks(256 * 1024).map(|c| ImportHouseholdsRequest { part: Some(Part::Chunk(c.to_vec())) }),
+        );
+        let report =
+            identity.import_households(authed(admin, tokio_stream::iter(messages))).await.unwrap().into_inner();
+        assert!(report.committed, "{:?}", report.bad_rows.first());
     }
-    let mut messages = vec![ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) }];
-    messages.extend(
-        csv.as_bytes().chunks(256 * 1024).map(|c| ImportHouseholdsRequest { part: Some(Part::Chunk(c.to_vec())) }),
-    );
-    let report = identity.import_households(authed(admin, tokio_stream::iter(messages))).await.unwrap().into_inner();
-    assert!(report.committed, "{:?}", report.bad_rows.first());
     County { villages, grids, households, residents, import_elapsed: started.elapsed() }
 }
 
