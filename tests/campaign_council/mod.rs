@@ -217,7 +217,7 @@ pub struct CouncilWork {
 /// The council at work until the stream has ended (`stream_done`) and every deduction has been
 /// decided, and every planned objection filed and decided.
 pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<AtomicBool>) -> CouncilWork {
-    let mut council = CouncilWork::default();
+    let mut work = CouncilWork::default();
     let mut state = Progress::default();
     let mut tokens: Option<Tokens> = None;
     let mut settle_deadline = None;
@@ -230,11 +230,11 @@ pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<Atomi
             tokens = Tokens::login(&side).await.ok();
         }
         if let Some(current) = &tokens {
-            match round(&side, current, &mut state, &mut council).await {
-                Ok(true) if stream_over => return council,
+            match round(&side, current, &mut state, &mut work).await {
+                Ok(true) if stream_over => return work,
                 Ok(_) => {}
                 Err(status) => {
-                    council.retries += 1;
+                    work.retries += 1;
                     if status.code() == Code::Unauthenticated {
                         tokens = None;
                     }
