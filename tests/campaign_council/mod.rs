@@ -221,6 +221,9 @@ pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<Atomi
     let mut state = Progress::default();
     let mut tokens: Option<Tokens> = None;
     let mut settle_deadline = None;
+    // One channel for the whole run: tonic reconnects it after each of the council's restarts.
+    let channel = Channel::from_shared(side.council.clone()).unwrap().connect_lazy();
+    let mut client = CouncilServiceClient::new(channel);
     loop {
         let stream_over = stream_done.load(Ordering::SeqCst);
         if stream_over && settle_deadline.is_none() {
@@ -230,7 +233,7 @@ pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<Atomi
             tokens = Tokens::login(&side).await.ok();
         }
         if let Some(current) = &tokens {
-            match round(&side, current, &mut state, &mut work).await {
+            match round(&mut client, &side, current, &mut state, &mut work).await {
                 Ok(true) if stream_over => return work,
                 Ok(_) => {}
                 Err(status) => {
@@ -282,14 +285,13 @@ struct Progress {
 /// One pass: vote on every open task, file the objections that are due. True when nothing was
 /// open, every deduction's review has been seen and every planned objection filed.
 async fn round(
+    client: &mut CouncilServiceClient<Channel>,
     side: &CouncilSide,
     tokens: &Tokens,
     state: &mut Progress,
     work: &mut CouncilWork,
 ) -> Result<bool, tonic::Status> {
-    let channel = Channel::from_shared(side.council.clone()).unwrap().connect_lazy();
-    let mut client = CouncilServiceClient::new(channel);
-    let open = open_tasks(&mut client, &tokens.members[0], &side.village).await?;
+    let open = open_tasks(client, &tokens.members[0], &side.village).await?;
     let settled = open.is_empty()
         && state.reviews.len() == side.households.len()
         && (0..side.households.len())
@@ -317,7 +319,7 @@ async fn round(
             }
         }
     }
-    file_objections(&mut client, side, tokens, state, work).await?;
+    file_objections(client, side, tokens, state, work).await?;
     Ok(settled)
 }
 
@@ -455,18 +457,17 @@ pub async fn check(points: &Database, council: &Database, records: &BTreeMap<usi
     assert!(by_record.is_empty(), "tasks for records the campaign never made: {by_record:?}");
     let objections: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT record_id, status, outcome FROM objections").fetch_all(council.pool()).await.unwrap();
-    let mut objections: HashMap<String, Vec<(i64, i64)>> =
-        objections.into_iter().fold(HashMap::new(), |mut all, (record, status, outcome)| {
-            all.entry(record).or_default().push((status, outcome));
-            all
-        });
+    let mut objections_of: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for (record, status, outcome) in objections {
+        objections_of.entry(record).or_default().push((status, outcome));
+    }
     for (h, id) in records {
         let want = match Verdict::of(*h) {
             Verdict::ObjectionUpheld => vec![(CaseStatus::Resolved as i64, ObjectionOutcome::Upheld as i64)],
             Verdict::ObjectionReversed => vec![(CaseStatus::Resolved as i64, ObjectionOutcome::Reversed as i64)],
             Verdict::Rejected | Verdict::Approved => vec![],
         };
-        assert_eq!(objections.remove(id).unwrap_or_default(), want, "household {h}'s objections (status, outcome)");
+        assert_eq!(objections_of.remove(id).unwrap_or_default(), want, "household {h}'s objections (status, outcome)");
     }
 }
 

@@ -253,10 +253,9 @@ pub async fn onboard_county(bench: &Bench, households: usize) -> County {
 
     let started = Instant::now();
     let mut residents = 0;
-    let all: Vec<usize> = (0..households).collect();
-    for part in all.chunks(IMPORT_HOUSEHOLDS) {
+    for first in (0..households).step_by(IMPORT_HOUSEHOLDS) {
         let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
-        for &h in part {
+        for h in first..households.min(first + IMPORT_HOUSEHOLDS) {
             let grid = &grids[h % grids.len()];
             let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
             for m in 0..size {
