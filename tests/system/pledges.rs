@@ -207,6 +207,28 @@ async fn a_campaign_reaches_full_coverage_with_exact_counts_at_every_level() {
     assert!(!v.pledges.sign_pledge(authed(&worker, again)).await.unwrap().into_inner().created);
     assert_eq!(v.counts(&grid_a).await, (4, 4, 0, 0, 0));
 
+    // 重新承诺 (as a credit repair asks): a fresh form of the version in force is a renewal —
+    // once per form, and never dated before the pledge it renews.
+    let (household, head) = (in_a[1].id.clone(), in_a[1].head_resident_id.clone());
+    let mut renewal = paper_pledge(&household, &head, 1);
+    renewal.renewal = true;
+    let same_form = v.pledges.sign_pledge(authed(&worker, renewal.clone())).await.unwrap().into_inner();
+    assert!(!same_form.created, "the form already in force, entered again");
+    renewal.scan_reference = format!("scan:{household}/renewal.pdf");
+    let mut backdated = renewal.clone();
+    backdated.signed_at = Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 86_400, nanos: 0 });
+    let status = v.pledges.sign_pledge(authed(&worker, backdated)).await.unwrap_err();
+    assert_eq!(field_violations(&status)[0].field, "signed_at");
+    let renewed = v.pledges.sign_pledge(authed(&worker, renewal.clone())).await.unwrap().into_inner();
+    assert!(renewed.created);
+    assert_eq!(renewed.state, PledgeState::Signed as i32);
+    assert!(!v.pledges.sign_pledge(authed(&worker, renewal)).await.unwrap().into_inner().created, "entered twice");
+    let pledge = GetHouseholdPledgeRequest { household_id: household.clone() };
+    let pledge = v.pledges.get_household_pledge(authed(&worker, pledge)).await.unwrap().into_inner();
+    assert_eq!(pledge.history.iter().map(|s| s.template_version).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(pledge.history[0].scan_reference, format!("scan:{household}/renewal.pdf"));
+    assert_eq!(v.counts(&grid_a).await, (4, 4, 0, 0, 0), "a renewal moves no count");
+
     // Grid B's paper forms come in one batch; a form naming a minor fails alone, by field.
     let minor = v.member(&in_b[0].id, "20150601", Relation::Child).await;
     let mut items: Vec<SignPledgeRequest> = in_b.iter().map(|h| paper_pledge(&h.id, &h.head_resident_id, 1)).collect();

@@ -57,6 +57,27 @@ async fn check_signer(
     Ok(())
 }
 
+/// Whether a signature of `version` replaces `previous`, the one in force: a later version does;
+/// the same version only as a deliberate renewal (重新承诺) on another form signed after it —
+/// the same form entered twice changes nothing.
+fn supersedes(previous: &SignatureRow, version: i64, req: &SignPledgeRequest, signed_at: i64) -> Result<bool> {
+    if previous.template_version != version {
+        return Ok(previous.template_version < version);
+    }
+    let scan = req.scan_reference.trim();
+    let same_form = signed_at == previous.signed_at || (!scan.is_empty() && scan == previous.scan_reference);
+    if !req.renewal || same_form {
+        return Ok(false);
+    }
+    if signed_at < previous.signed_at {
+        return Err(PledgesError::invalid(
+            "signed_at",
+            "重新承诺须晚于现行承诺 / a renewal is signed after the pledge in force",
+        ));
+    }
+    Ok(true)
+}
+
 fn validate(req: &SignPledgeRequest, now: i64) -> Result<(Channel, i64)> {
     let mut v = Violations::new();
     v.require("household_id", &req.household_id);
@@ -205,7 +226,7 @@ impl Pledges {
         let resign_from = store::resign_from(&mut **tx, &template.id).await?;
         let previous = store::in_force(&mut **tx, &household.id, &template.id).await?;
         if let Some(previous) = &previous
-            && previous.template_version >= version
+            && !supersedes(previous, version, req, signed_at)?
         {
             // Signing again what is already signed changes nothing.
             return Ok(SignPledgeResponse {
