@@ -1,8 +1,10 @@
 //! `jiaxin demo`: all services embedded, a sample county generated and played through a year —
-//! pledges, records, council reviews with an objection, scores and tiers, the annual honours,
-//! benefit checks and redemptions, a bank's consented query and a whole-village pre-approval —
-//! printed as a short story; then it keeps serving with the demo accounts printed. A second run
-//! finds the county in its data directory and serves it again.
+//! pledges, records, council reviews with an objection, the 公示 period, scores and tiers, the
+//! annual honours, benefit checks and redemptions, a bank's consented query and a whole-village
+//! pre-approval, a credit repair the bank's next report shows — printed as a short story; then
+//! it keeps serving with the demo accounts printed. The days the county waits through are played
+//! by moving the process's clock ahead (`jiaxin_kit::time`). A second run finds the county in its
+//! data directory and serves it again, on the same clock.
 
 pub mod county;
 mod story;
@@ -75,6 +77,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
             args.data_dir.display()
         );
     }
+    // The county lives on the clock its story moved ahead: set it before any service starts.
+    if let Some(outcome) = &earlier {
+        jiaxin_kit::time::set_clock_ahead(outcome.clock_ahead_micros);
+    }
     let config = config(args)?;
     config.validate().map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
     println!(
@@ -110,6 +116,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
         }
     };
     print_accounts(&outcome, &running);
+    let days_ahead = outcome.clock_ahead_micros / jiaxin_kit::time::DAY_MICROS;
+    if days_ahead > 0 {
+        println!(
+            "演示时钟比实际时间快 {days_ahead} 天(公示期与修复等待期已在演示中度过)/ the demo's clock runs {days_ahead} days ahead"
+        );
+    }
     if args.no_serve {
         running.shutdown().await;
         return Ok(None);

@@ -46,6 +46,8 @@ use tonic::{Request, metadata::MetadataValue, transport::Channel};
 use super::county::{Activity, County};
 use crate::system::RunningSystem;
 
+mod waiting;
+
 /// The password of every account the demo creates (printed at the end; demo data only).
 pub const DEMO_PASSWORD: &str = "jiaxin-demo-2026";
 /// How long the story waits for events to reach a service before it gives up.
@@ -68,6 +70,10 @@ pub struct Outcome {
     #[serde(default)]
     pub villages: Vec<String>,
     pub accounts: Vec<DemoAccount>,
+    /// How far the story moved the demo's clock ahead (microseconds): a second run serves the
+    /// county on the same clock.
+    #[serde(default)]
+    pub clock_ahead_micros: i64,
 }
 
 struct Clients {
@@ -155,8 +161,12 @@ struct Story<'a> {
     system: &'a RunningSystem,
     clients: Clients,
     admin: String,
+    admin_password: String,
     county: County,
+    /// Today on the demo's clock (it moves ahead as the story passes days).
     today: NaiveDate,
+    /// The year played (honours are for it, even once the clock has passed New Year).
+    year: i32,
     seed: u64,
     town_id: String,
     village_ids: Vec<String>,
@@ -164,6 +174,12 @@ struct Story<'a> {
     /// Per generated household: (household id, head resident id).
     households: Vec<(String, String)>,
     accounts: Vec<DemoAccount>,
+    /// The record one household objected to.
+    objected: Option<String>,
+    /// The household that repairs a minor deduction at the end.
+    repairable: Option<waiting::Repairable>,
+    /// The loan applicant's consent for the bank's credit report.
+    loan_consent: Option<String>,
 }
 
 pub async fn play(
@@ -182,14 +198,19 @@ pub async fn play(
         system,
         clients,
         admin,
+        admin_password: admin_password.to_owned(),
         county,
         today,
+        year: today.year(),
         seed,
         town_id: String::new(),
         village_ids: Vec::new(),
         grid_ids: Vec::new(),
         households: Vec::new(),
         accounts: vec![DemoAccount { username: "admin".into(), role: "县级管理员 / county admin".into() }],
+        objected: None,
+        repairable: None,
+        loan_consent: None,
     };
     story.onboard().await?;
     story.pledge_campaign().await?;
@@ -197,12 +218,15 @@ pub async fn play(
     let activity = story.county.activity(seed, today);
     let reviews = story.record_the_year(&cadres, &activity).await?;
     story.council_reviews(&reviews).await?;
+    story.disclosure_over(&reviews).await?;
     let scores = story.scores().await?;
     story.honours().await?;
     story.benefits(&scores).await?;
     story.bank().await?;
+    story.credit_repair().await?;
     let villages = story.county.villages.iter().map(|v| (*v).to_owned()).collect();
-    Ok(Outcome { households, seed, villages, accounts: story.accounts })
+    let clock_ahead_micros = jiaxin_kit::time::clock_ahead_micros();
+    Ok(Outcome { households, seed, villages, accounts: story.accounts, clock_ahead_micros })
 }
 
 impl Story<'_> {
@@ -375,6 +399,7 @@ impl Story<'_> {
                 scan_reference: format!("scan:pledge/{i}.pdf"),
                 campaign_id: campaign_id.clone(),
                 signed_at: None,
+                renewal: false,
             })
             .collect();
         let mut signed = 0;
@@ -490,7 +515,7 @@ impl Story<'_> {
     /// one household objects to its deduction and the council hears it.
     async fn council_reviews(&mut self, reviews: &[Vec<String>]) -> anyhow::Result<()> {
         step("四、信用议事会 / The village credit councils");
-        let year = self.today.year();
+        let year = self.year;
         let mut members: Vec<Vec<String>> = Vec::new();
         for v in 0..self.village_ids.len() {
             let village = self.village_ids[v].clone();
@@ -523,7 +548,7 @@ impl Story<'_> {
                     display_name: format!("{name}议事会成员{}", m + 1),
                     kind: kind as i32,
                     term_from: format!("{year}-01-01"),
-                    term_to: format!("{year}-12-31"),
+                    term_to: format!("{}-12-31", year + 2),
                 };
                 let request = SeatMemberRequest { org_node_id: village.clone(), member: Some(member) };
                 self.clients.council.seat_member(authed(&self.admin, request)).await?;
@@ -573,11 +598,19 @@ impl Story<'_> {
             }
         })
         .await?;
+        self.objected = Some(record_id.clone());
         let index = self.households.iter().position(|(id, _)| *id == record.household_id).context("household")?;
         let (head, grid) = (self.households[index].1.clone(), self.county.households[index].grid);
         let grid_id = self.grid_ids[grid].clone();
-        let (_, resident) =
-            self.account("resident-demo", Role::Resident, &grid_id, &head, "居民(提出异议的户主) / resident").await?;
+        let (_, resident) = self
+            .account(
+                "resident-demo",
+                Role::Resident,
+                &grid_id,
+                &head,
+                "居民户主(提出异议、申请信用修复)/ household heads (objection, repair)",
+            )
+            .await?;
         let objection = FileObjectionRequest {
             record_id: record_id.clone(),
             reason: "当天家中办的是简朴的家宴,并非大操大办,有邻居可作证 / it was a simple family meal".into(),
@@ -611,7 +644,6 @@ impl Story<'_> {
             Err(_) => "未知状态 / unknown status".to_owned(),
         };
         println!("  {}一户对扣分提出异议;议事会走访后表决:{outcome}", self.county.villages[v]);
-        println!("  信用修复 / credit repair: 扣分生效后,整改到位的家庭可申请修复(最早于公示期满后;本演示不等待)");
         Ok(())
     }
 
@@ -674,7 +706,7 @@ impl Story<'_> {
         step("六、年度信用户、信用村评定 / Annual credit households and villages");
         // Benefits learns the year from points' and the bank's events before it evaluates.
         self.settle().await?;
-        let request = EvaluateYearRequest { year: self.today.year(), org_node_id: self.town_id.clone() };
+        let request = EvaluateYearRequest { year: self.year, org_node_id: self.town_id.clone() };
         let draft = self.clients.benefits.evaluate_year(authed(&self.admin, request)).await?.into_inner();
         let draft = draft.evaluation.context("evaluation")?;
         let published = self
@@ -870,40 +902,19 @@ impl Story<'_> {
             self.clients.bank.save_branch(authed(&self.admin, SaveBranchRequest { branch: Some(branch) })).await?;
         let branch_id = branch.into_inner().branch.context("branch")?.id;
 
-        // Four in five households of the first village sign the paper form for 整村授信; the
-        // first of them also applies for a loan and consents to the credit report.
+        // Four in five households of the first village sign the paper form for 整村授信; one
+        // household (the one that repairs a deduction later, when there is one) applies for a
+        // loan and consents to the credit report.
         let village = 0;
-        let until_date = (self.today + chrono::Days::new(365)).format("%Y-%m-%d").to_string();
         let in_village: Vec<usize> = (0..self.households.len())
             .filter(|&i| self.county.grids[self.county.households[i].grid].village == village)
             .collect();
         let mut consents = 0;
-        let mut loan_consent = None;
         for (n, &i) in in_village.iter().enumerate() {
             if n % 5 == 4 {
                 continue;
             }
-            let purposes: &[Purpose] = if n == 0 {
-                &[Purpose::VillagePreapproval, Purpose::LoanApplication]
-            } else {
-                &[Purpose::VillagePreapproval]
-            };
-            for purpose in purposes {
-                let (id, head) = self.households[i].clone();
-                let request = GrantConsentRequest {
-                    household_id: id,
-                    institution_id: institution_id.clone(),
-                    purpose: *purpose as i32,
-                    valid_until: until_date.clone(),
-                    signer_resident_id: head,
-                    scan_reference: format!("scan:consent/{i}-{}.pdf", *purpose as i32),
-                };
-                let consent = self.clients.bank.grant_consent(authed(&officer, request)).await?.into_inner();
-                let consent = consent.consent.context("consent")?;
-                if *purpose == Purpose::LoanApplication {
-                    loan_consent = Some(consent.id);
-                }
-            }
+            self.consent(&officer, &institution_id, i, Purpose::VillagePreapproval).await?;
             consents += 1;
         }
         println!(
@@ -911,8 +922,10 @@ impl Story<'_> {
             thousands(in_village.len() as i64),
             thousands(consents as i64)
         );
-        if let Some(consent) = loan_consent {
-            let request = authed(&officer, GetCreditReportRequest { consent_id: consent });
+        let applicant = self.repairable.as_ref().map(|r| r.household).or(in_village.first().copied());
+        if let Some(applicant) = applicant {
+            let consent = self.consent(&officer, &institution_id, applicant, Purpose::LoanApplication).await?;
+            let request = authed(&officer, GetCreditReportRequest { consent_id: consent.clone() });
             let report = self.clients.bank.get_credit_report(request).await?.into_inner().report.context("report")?;
             println!(
                 "  一户申请贷款并授权查询:信用报告 积分 {} · 等级 {} · 近 24 个月走势 {} 项 · 理由码 {} 个(不含身份证号与他人姓名)— 本次查询记入该户的查询清单与审计链",
@@ -921,6 +934,7 @@ impl Story<'_> {
                 report.trend.len(),
                 report.reasons.len()
             );
+            self.loan_consent = Some(consent);
         }
         let started = Instant::now();
         let request = PreApproveVillageRequest { branch_id, village_id: self.village_ids[village].clone(), product_id };
@@ -941,5 +955,27 @@ impl Story<'_> {
             started.elapsed().as_millis()
         );
         Ok(())
+    }
+
+    /// A paper consent of household `i`'s head for `purpose`, valid a year, entered by the
+    /// officer. Returns its id.
+    async fn consent(
+        &mut self,
+        officer: &str,
+        institution_id: &str,
+        i: usize,
+        purpose: Purpose,
+    ) -> anyhow::Result<String> {
+        let (household_id, head) = self.households[i].clone();
+        let request = GrantConsentRequest {
+            household_id,
+            institution_id: institution_id.to_owned(),
+            purpose: purpose as i32,
+            valid_until: (self.today + chrono::Days::new(365)).format("%Y-%m-%d").to_string(),
+            signer_resident_id: head,
+            scan_reference: format!("scan:consent/{i}-{}.pdf", purpose as i32),
+        };
+        let consent = self.clients.bank.grant_consent(authed(officer, request)).await?.into_inner();
+        Ok(consent.consent.context("consent")?.id)
     }
 }

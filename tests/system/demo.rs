@@ -29,6 +29,9 @@ fn the_demo_plays_a_countys_year_and_a_second_run_serves_it_again() {
     assert!(line_with(&story, "承诺覆盖率").contains("→ 100.0%(200 / 200 户)"), "{story}");
     assert!(line_with(&story, "待村信用议事会审议").contains("条"), "{story}");
     assert!(line_with(&story, "异议").contains("异议成立,记录撤销"), "{story}");
+    // The demo's clock passes the 公示 period: the reviewed records count.
+    assert!(line_with(&story, "演示时钟快进 8 天").contains("公示期满"), "{story}");
+    assert!(line_with(&story, "公示期满、开始计分").contains("条经审议的记录"), "{story}");
     let tiers = line_with(&story, "信用等级分布");
     let counted: i64 = tiers
         .split('·')
@@ -44,6 +47,25 @@ fn the_demo_plays_a_countys_year_and_a_second_run_serves_it_again() {
     assert!(line_with(&story, "积分超市").contains("3 户"), "{story}");
     assert!(line_with(&story, "信用报告").contains("近 24 个月走势 24 项"), "{story}");
     assert!(line_with(&story, "已签授权的").contains("户列出建议额度"), "{story}");
+    // A month on, a household repairs its minor deduction: its score rises by the deduction,
+    // and the bank's next report under the same consent shows the repaired score.
+    assert!(story.contains("演示时钟快进 30 天"), "{story}");
+    let repaired = line_with(&story, "修复后 / after the repair");
+    let figures: Vec<i64> = repaired
+        .split("积分 ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .split(" → ")
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    let deduction: i64 =
+        line_with(&story, "的扣分(").split("的扣分(").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(figures[1] - figures[0], deduction, "{repaired}");
+    let report = line_with(&story, "银行凭同一授权再次查询");
+    assert!(report.contains(&format!("积分 {} ·", figures[1])), "{report}");
     assert!(story.contains("bank-officer-1"), "the accounts to explore with are printed");
 
     // The second run finds the county and serves it again, generating nothing.
@@ -51,5 +73,6 @@ fn the_demo_plays_a_countys_year_and_a_second_run_serves_it_again() {
     let again = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{again}\n{}", String::from_utf8_lossy(&second.stderr));
     assert!(again.contains("复用上次生成的示范县(200 户"), "{again}");
+    assert!(again.contains("演示时钟比实际时间快 38 天"), "the county keeps its clock: {again}");
     assert!(!again.contains("建档"), "nothing generated again: {again}");
 }

@@ -187,7 +187,7 @@ impl Verifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        self.verify_at(token, chrono::Utc::now().timestamp()).await
+        self.verify_at(token, crate::time::now_secs()).await
     }
 
     pub async fn verify_at(&self, token: &str, now: i64) -> Result<Claims, TokenError> {

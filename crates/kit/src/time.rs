@@ -1,13 +1,69 @@
 //! Time as the stores keep it: microseconds since the Unix epoch in a BIGINT, the one timestamp
 //! representation SQLite and PostgreSQL share without driver-specific types.
 
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicI64, Ordering},
+};
+
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use tokio::sync::watch;
 
 /// Adulthood under PRC civil law: 18 full years.
 pub const ADULT_AGE: i32 = 18;
 
+/// A clock that can run ahead of the wall clock, and tells its watchers when it moves.
+struct Clock {
+    ahead_micros: AtomicI64,
+    moves: watch::Sender<i64>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self { ahead_micros: AtomicI64::new(0), moves: watch::Sender::new(0) }
+    }
+
+    fn now_micros(&self) -> i64 {
+        Utc::now().timestamp_micros() + self.ahead_micros.load(Ordering::Relaxed)
+    }
+
+    /// Never back: time in the stores only moves forward.
+    fn set_ahead(&self, micros: i64) {
+        let ahead = self.ahead_micros.fetch_max(micros.max(0), Ordering::Relaxed).max(micros);
+        self.moves.send_replace(ahead);
+    }
+}
+
+/// This process's clock. It runs ahead of the wall clock only in `jiaxin demo`, which moves it to
+/// play the days a county waits through (a 公示 period, the wait before a credit repair) in
+/// seconds; in every deployment it is the wall clock. Every service in the process reads it, so
+/// they agree on what day it is.
+static CLOCK: LazyLock<Clock> = LazyLock::new(Clock::new);
+
+/// Now, in microseconds since the Unix epoch (the wall clock, outside the demo).
 pub fn now_micros() -> i64 {
-    Utc::now().timestamp_micros()
+    CLOCK.now_micros()
+}
+
+/// Now in whole seconds (token lifetimes), on the same clock as [`now_micros`].
+pub fn now_secs() -> i64 {
+    now_micros().div_euclid(1_000_000)
+}
+
+/// How far the clock runs ahead of the wall clock, in microseconds.
+pub fn clock_ahead_micros() -> i64 {
+    CLOCK.ahead_micros.load(Ordering::Relaxed)
+}
+
+/// Moves this process's clock to run `micros` ahead of the wall clock and wakes the tickers, so
+/// what fell due in the skipped days happens at once. For `jiaxin demo` only.
+pub fn set_clock_ahead(micros: i64) {
+    CLOCK.set_ahead(micros);
+}
+
+/// Sees every move of the clock (tickers wait on it beside their interval).
+pub fn clock_moves() -> watch::Receiver<i64> {
+    CLOCK.moves.subscribe()
 }
 
 pub const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
@@ -81,6 +137,23 @@ mod tests {
         // 2026-11-29 16:30 UTC is already the 30th in Beijing.
         let late = Utc.with_ymd_and_hms(2026, 11, 29, 16, 30, 0).unwrap().timestamp_micros();
         assert_eq!(china_date(late), NaiveDate::from_ymd_opt(2026, 11, 30));
+    }
+
+    // A clock of its own: the process's clock is shared by every test in this binary.
+    #[tokio::test]
+    async fn a_clock_moves_only_forward_and_tells_whoever_waits() {
+        let clock = Clock::new();
+        let mut moves = clock.moves.subscribe();
+        let before = clock.now_micros();
+        clock.set_ahead(3 * DAY_MICROS);
+        moves.changed().await.unwrap();
+        assert_eq!(*moves.borrow_and_update(), 3 * DAY_MICROS);
+        assert!(clock.now_micros() >= before + 3 * DAY_MICROS);
+        clock.set_ahead(DAY_MICROS);
+        assert_eq!(clock.ahead_micros.load(Ordering::Relaxed), 3 * DAY_MICROS, "never back");
+        clock.set_ahead(-DAY_MICROS);
+        assert_eq!(clock.ahead_micros.load(Ordering::Relaxed), 3 * DAY_MICROS, "never back");
+        assert!(clock.now_micros() < before + 4 * DAY_MICROS);
     }
 
     #[test]

@@ -96,6 +96,8 @@ impl CouncilService {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let council = self.council.clone();
         async move {
+            // The demo moves the clock by days; what fell due in them happens at once.
+            let mut clock_moves = jiaxin_kit::time::clock_moves();
             loop {
                 match council.tick(jiaxin_kit::time::now_micros()).await {
                     Ok(n) if n > 0 => tracing::info!(n, "council reminders and disclosure closings published"),
@@ -104,6 +106,7 @@ impl CouncilService {
                 }
                 tokio::select! {
                     () = tokio::time::sleep(TICK) => {}
+                    _ = clock_moves.changed() => {}
                     () = cancel.cancelled() => return,
                 }
             }

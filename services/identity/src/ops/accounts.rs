@@ -209,7 +209,7 @@ impl Identity {
     }
 
     async fn issue_tokens(&self, account: &AccountRow) -> Result<Tokens> {
-        let now = chrono::Utc::now().timestamp();
+        let now = jiaxin_kit::time::now_secs();
         let claims = Claims {
             iss: ISSUER.to_owned(),
             sub: account.id.clone(),

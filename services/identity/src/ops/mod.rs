@@ -61,8 +61,9 @@ impl Identity {
     }
 }
 
+/// Today in China, on the process's clock.
 pub(crate) fn today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
+    jiaxin_kit::time::china_date(jiaxin_kit::time::now_micros()).unwrap_or_else(|| chrono::Utc::now().date_naive())
 }
 
 /// A hash of what a caller asked, to tell a retry from a reuse of the same request id.
