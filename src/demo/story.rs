@@ -50,6 +50,8 @@ mod waiting;
 
 /// The password of every account the demo creates (printed at the end; demo data only).
 pub const DEMO_PASSWORD: &str = "jiaxin-demo-2026";
+/// The label of the residents' accounts (the heads who object and who repair).
+const RESIDENT_LABEL: &str = "居民户主(提出异议、申请信用修复)/ household heads (objection, repair)";
 /// How long the story waits for events to reach a service before it gives up.
 const PATIENCE: Duration = Duration::from_secs(600);
 const BATCH: usize = 5_000;
@@ -602,15 +604,7 @@ impl Story<'_> {
         let index = self.households.iter().position(|(id, _)| *id == record.household_id).context("household")?;
         let (head, grid) = (self.households[index].1.clone(), self.county.households[index].grid);
         let grid_id = self.grid_ids[grid].clone();
-        let (_, resident) = self
-            .account(
-                "resident-demo",
-                Role::Resident,
-                &grid_id,
-                &head,
-                "居民户主(提出异议、申请信用修复)/ household heads (objection, repair)",
-            )
-            .await?;
+        let (_, resident) = self.account("resident-demo", Role::Resident, &grid_id, &head, RESIDENT_LABEL).await?;
         let objection = FileObjectionRequest {
             record_id: record_id.clone(),
             reason: "当天家中办的是简朴的家宴,并非大操大办,有邻居可作证 / it was a simple family meal".into(),

@@ -13,7 +13,7 @@ use jiaxin_proto::{
     points::{GetRecordRequest, GetScoreRequest, Record, RecordStatus},
 };
 
-use super::{DEMO_PASSWORD, PATIENCE, Story, authed, step, thousands, until};
+use super::{DEMO_PASSWORD, PATIENCE, RESIDENT_LABEL, Story, authed, step, thousands, until};
 
 /// Days past approval after which the reviewed records have left 公示 (seven days for bonuses,
 /// minor and general deductions in the default catalogue; serious ones stay fifteen).
@@ -131,15 +131,7 @@ impl Story<'_> {
 
         // The head, on the phone: a fresh pledge (重新承诺), then the application.
         let grid_id = self.grid_ids[grid].clone();
-        let (_, resident) = self
-            .account(
-                "resident-repair",
-                Role::Resident,
-                &grid_id,
-                &head,
-                "居民户主(提出异议、申请信用修复)/ household heads (objection, repair)",
-            )
-            .await?;
+        let (_, resident) = self.account("resident-repair", Role::Resident, &grid_id, &head, RESIDENT_LABEL).await?;
         let pledge = GetHouseholdPledgeRequest { household_id: household_id.clone() };
         let pledge = self.clients.pledges.get_household_pledge(authed(&resident, pledge)).await?.into_inner();
         let version = pledge.history.first().context("the household's pledge")?.template_version;
