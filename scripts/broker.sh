@@ -7,6 +7,7 @@
 #   scripts/broker.sh start   -> prints host:port on stdout
 #   scripts/broker.sh stop
 #   scripts/broker.sh restart
+#   scripts/broker.sh install  -> only builds it
 set -euo pipefail
 TANSU_VERSION=0.6.0
 # Below the ephemeral port range, so no outgoing connection can hold it first.
@@ -15,17 +16,51 @@ dir="${JIAXIN_BROKER_DIR:-/tmp/jiaxin-broker-$port}"
 # Outside the work tree, so clean clones on the same machine reuse the (slow) build.
 tools="${JIAXIN_TOOLS_DIR:-$HOME/.cache/jiaxin-tools}"
 tansu="$tools/bin/tansu"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+# tansu from crates.io with jiaxin's patches (scripts/tansu/*.patch) applied to its broker crate:
+# fixes for faults our suites found in tansu 0.6.0, each explained in its patch. A build is
+# reused while the version, features and patches are unchanged (kept beside the binary).
+# JIAXIN_TANSU_FEATURES adds storage engines (e.g. libsql,dynostore for memory://).
+features="${JIAXIN_TANSU_FEATURES:-libsql}"
+patches_hash() { cat "$root"/scripts/tansu/*.patch | sha256sum | cut -c1-16; }
 
 install() {
-  if [ -x "$tansu" ] && "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  local want
+  want="$TANSU_VERSION+$(patches_hash) features=$features"
+  if [ -x "$tansu" ] && [ "$(cat "$tools/tansu.build" 2>/dev/null)" = "$want" ]; then
     return
   fi
-  echo "installing tansu $TANSU_VERSION (cargo install; takes a while once per machine)" >&2
-  CARGO_TARGET_DIR="$tools/target" cargo install tansu --version "$TANSU_VERSION" --locked \
-    --features libsql --root "$tools" >&2
+  echo "building tansu $TANSU_VERSION with jiaxin's patches (takes a while once per machine)" >&2
+  local build="$tools/tansu-src"
+  rm -rf "$build" && mkdir -p "$build/fetch/src"
+  # Fetch the published crates through cargo (the registry is the only source we may use).
+  cat >"$build/fetch/Cargo.toml" <<TOML
+[package]
+name = "jiaxin-tansu-fetch"
+version = "0.0.0"
+edition = "2021"
+[dependencies]
+tansu = "=$TANSU_VERSION"
+TOML
+  : >"$build/fetch/src/lib.rs"
+  (cd "$build/fetch" && cargo fetch -q >&2)
+  local cache
+  cache="$(dirname "$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"tansu-$TANSU_VERSION.crate" | head -n 1)")"
+  tar xzf "$cache/tansu-$TANSU_VERSION.crate" -C "$build"
+  tar xzf "$cache/tansu-broker-$TANSU_VERSION.crate" -C "$build"
+  for patch in "$root"/scripts/tansu/*.patch; do
+    (cd "$build/tansu-broker-$TANSU_VERSION" && git apply -p1 "$patch")
+  done
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
+    >>"$build/tansu-$TANSU_VERSION/Cargo.toml"
+  # Not --locked: the patch replaces one entry of tansu's lock file; every other stays pinned.
+  CARGO_TARGET_DIR="$tools/target" cargo install --path "$build/tansu-$TANSU_VERSION" \
+    --features "$features" --root "$tools" --force >&2
+  echo "$want" >"$tools/tansu.build"
   # Only the binary is reused; its build (gigabytes) would sit on a CI machine's disk for the
   # whole run.
-  rm -rf "$tools/target"
+  rm -rf "$tools/target" "$build"
 }
 
 # tansu 0.6.0's SQLite schema has no index on a record's headers, and it reads each fetched
@@ -104,7 +139,8 @@ stop() {
 
 case "${1:-start}" in
   start) start ;;
+  install) install ;;
   stop) stop ;;
   restart) stop; start ;;
-  *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|install" >&2; exit 2 ;;
 esac
