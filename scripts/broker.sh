@@ -49,14 +49,19 @@ TOML
   cache="$(dirname "$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"tansu-$TANSU_VERSION.crate" | head -n 1)")"
   tar xzf "$cache/tansu-$TANSU_VERSION.crate" -C "$build"
   tar xzf "$cache/tansu-broker-$TANSU_VERSION.crate" -C "$build"
-  for patch in "$root"/scripts/tansu/*.patch; do
-    (cd "$build/tansu-broker-$TANSU_VERSION" && git apply -p1 "$patch")
+  command -v patch >/dev/null 2>&1 || apt-get install -y -qq patch >&2
+  for file in "$root"/scripts/tansu/*.patch; do
+    patch -s -p1 -d "$build/tansu-broker-$TANSU_VERSION" <"$file"
   done
   printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
     >>"$build/tansu-$TANSU_VERSION/Cargo.toml"
-  # Not --locked: the patch replaces one entry of tansu's lock file; every other stays pinned.
-  CARGO_TARGET_DIR="$tools/target" cargo install --path "$build/tansu-$TANSU_VERSION" \
-    --features "$features" --root "$tools" --force >&2
+  # `cargo build` in the package keeps tansu's published lock file (`cargo install --path` would
+  # resolve afresh); the patch changes one entry of it, tansu-broker's source, and no other.
+  (cd "$build/tansu-$TANSU_VERSION" && CARGO_TARGET_DIR="$tools/target" cargo build -q --release \
+    --features "$features" >&2)
+  # Renamed into place: a broker still running the old binary keeps it.
+  mkdir -p "$tools/bin"
+  cp "$tools/target/release/tansu" "$tansu.new" && mv -f "$tansu.new" "$tansu"
   echo "$want" >"$tools/tansu.build"
   # Only the binary is reused; its build (gigabytes) would sit on a CI machine's disk for the
   # whole run.
