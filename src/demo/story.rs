@@ -36,10 +36,7 @@ use jiaxin_proto::{
         BatchSignPledgesRequest, Channel as SignChannel, CreateCampaignRequest, GetCoverageRequest, Moment,
         PublishTemplateRequest, SignPledgeRequest, TemplateKind, pledges_service_client::PledgesServiceClient,
     },
-    points::{
-        BatchSubmitRecordsRequest, GetRecordRequest, GetScoreRequest, RecordInput, RecordStatus,
-        points_service_client::PointsServiceClient,
-    },
+    points::{BatchSubmitRecordsRequest, RecordInput, RecordStatus, points_service_client::PointsServiceClient},
 };
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
@@ -591,15 +588,11 @@ impl Story<'_> {
         else {
             return Ok(());
         };
-        let record = until("记录进入公示 / the record is disclosed", || {
-            let mut points = self.clients.points.clone();
-            let (admin, id) = (self.admin.clone(), record_id.clone());
-            async move {
-                let record = points.get_record(authed(&admin, GetRecordRequest { id })).await?.into_inner().record;
-                Ok(record.filter(|r| r.status == RecordStatus::InDisclosure as i32))
-            }
-        })
-        .await?;
+        let record = self
+            .record_until("记录进入公示 / the record is disclosed", &record_id, |r| {
+                r.status == RecordStatus::InDisclosure as i32
+            })
+            .await?;
         self.objected = Some(record_id.clone());
         let index = self.households.iter().position(|(id, _)| *id == record.household_id).context("household")?;
         let (head, grid) = (self.households[index].1.clone(), self.county.households[index].grid);
@@ -621,17 +614,11 @@ impl Story<'_> {
             };
             self.clients.council.cast_vote(authed(token, vote)).await?;
         }
-        let after = until("异议处理完毕 / the objection is resolved", || {
-            let mut points = self.clients.points.clone();
-            let (admin, id) = (self.admin.clone(), record_id.clone());
-            async move {
-                let record = points.get_record(authed(&admin, GetRecordRequest { id })).await?.into_inner().record;
-                Ok(record.filter(|r| {
-                    r.status != RecordStatus::Frozen as i32 && r.status != RecordStatus::InDisclosure as i32
-                }))
-            }
-        })
-        .await?;
+        let after = self
+            .record_until("异议处理完毕 / the objection is resolved", &record_id, |r| {
+                r.status != RecordStatus::Frozen as i32 && r.status != RecordStatus::InDisclosure as i32
+            })
+            .await?;
         let outcome = match RecordStatus::try_from(after.status) {
             Ok(RecordStatus::Reversed) => "异议成立,记录撤销,不计分 / upheld: the record is withdrawn".to_owned(),
             Ok(other) => format!("记录状态 / record status: {other:?}"),
@@ -675,10 +662,7 @@ impl Story<'_> {
         step("五、积分与信用等级 / Scores and tiers");
         let mut scores = Vec::with_capacity(self.households.len());
         for (household, _) in &self.households {
-            let request = GetScoreRequest { household_id: household.clone(), ..Default::default() };
-            let score = self.clients.points.get_score(authed(&self.admin, request)).await?.into_inner();
-            let score = score.score.context("score")?;
-            scores.push((score.score, score.tier));
+            scores.push(self.score(household).await?);
         }
         let mut tiers: HashMap<&str, usize> = HashMap::new();
         for (_, tier) in &scores {

@@ -3,6 +3,8 @@
 //! wait before a credit repair, so one household repairs a minor deduction and the bank's next
 //! report shows it.
 
+use std::collections::HashSet;
+
 use anyhow::{Context, bail};
 use jiaxin_kit::time::{DAY_MICROS, china_date, clock_ahead_micros, from_timestamp, now_micros, set_clock_ahead};
 use jiaxin_proto::{
@@ -10,19 +12,22 @@ use jiaxin_proto::{
     council::{ApplyRepairRequest, CastVoteRequest, Choice},
     identity::{LoginRequest, Role},
     pledges::{Channel as SignChannel, GetHouseholdPledgeRequest, SignPledgeRequest},
-    points::{GetRecordRequest, GetScoreRequest, Record, RecordStatus},
+    points::{GetRecordRequest, GetScoreRequest, ListRulesRequest, Record, RecordStatus, Severity},
 };
 
 use super::{DEMO_PASSWORD, PATIENCE, RESIDENT_LABEL, Story, authed, step, thousands, until};
 
-/// Days past approval after which the reviewed records have left 公示 (seven days for bonuses,
-/// minor and general deductions in the default catalogue; serious ones stay fifteen).
-const DISCLOSURE_DAYS: u64 = 8;
 /// The wait before a minor deduction may be repaired (the councils' default), counted from the
 /// day it took effect.
 const MINOR_REPAIR_WAIT_DAYS: u64 = 30;
-/// Minor deductions in the demo's mix: the ones a household can repair after a month.
-const MINOR_FAULTS: [&str; 3] = ["C09", "C10", "D06"];
+
+/// What the story needs to know of the catalogue, read from points rather than restated here.
+struct CatalogueFacts {
+    /// Minor deductions: the ones a household can repair after a month.
+    minor_faults: HashSet<String>,
+    /// The longest 公示 of any rule that is not a serious deduction (serious ones stay longer).
+    longest_ordinary_disclosure_days: u64,
+}
 
 /// The household that repairs a minor deduction at the end of the story (the bank's loan
 /// applicant, so its next report shows the repair).
@@ -52,15 +57,43 @@ impl Story<'_> {
         Ok(answer.into_inner().access_token)
     }
 
-    async fn record(&mut self, id: &str) -> anyhow::Result<Record> {
+    async fn record(&self, id: &str) -> anyhow::Result<Record> {
         let request = authed(&self.admin, GetRecordRequest { id: id.to_owned() });
-        self.clients.points.get_record(request).await?.into_inner().record.context("record")
+        self.clients.points.clone().get_record(request).await?.into_inner().record.context("record")
+    }
+
+    /// Polls the record `id` until `wanted` holds for it, or fails naming `what`.
+    pub(super) async fn record_until(
+        &self,
+        what: &str,
+        id: &str,
+        wanted: impl Fn(&Record) -> bool,
+    ) -> anyhow::Result<Record> {
+        let wanted = &wanted;
+        until(what, || async move { Ok(Some(self.record(id).await?).filter(|r| wanted(r))) }).await
+    }
+
+    async fn catalogue_facts(&self) -> anyhow::Result<CatalogueFacts> {
+        let request = authed(&self.admin, ListRulesRequest::default());
+        let rules = self.clients.points.clone().list_rules(request).await?.into_inner().rules;
+        let minor_faults =
+            rules.iter().filter(|r| r.severity == Severity::Minor as i32).map(|r| r.code.clone()).collect();
+        let longest = rules
+            .iter()
+            .filter(|r| r.severity != Severity::Serious as i32)
+            .map(|r| r.disclosure_days)
+            .max()
+            .unwrap_or(0);
+        let longest_ordinary_disclosure_days = u64::try_from(longest).context("disclosure_days")?;
+        Ok(CatalogueFacts { minor_faults, longest_ordinary_disclosure_days })
     }
 
     /// 公示期满: the approved records leave disclosure and count. Picks the household whose
     /// minor deduction is repaired at the end.
     pub(super) async fn disclosure_over(&mut self, reviews: &[Vec<String>]) -> anyhow::Result<()> {
-        self.pass_days(DISCLOSURE_DAYS, "公示期满 / disclosure over").await?;
+        let catalogue = self.catalogue_facts().await?;
+        // A day past the longest ordinary 公示: every reviewed record but the serious ones counts.
+        self.pass_days(catalogue.longest_ordinary_disclosure_days + 1, "公示期满 / disclosure over").await?;
         let mut waiting: Vec<String> = reviews.iter().flatten().cloned().collect();
         let (mut effective, mut disclosed) = (Vec::new(), 0usize);
         let deadline = std::time::Instant::now() + PATIENCE;
@@ -99,13 +132,13 @@ impl Story<'_> {
             thousands(deducted)
         );
         if disclosed > 0 {
-            println!("  {disclosed} 条严重扣分的公示期更长(15 天),仍在公示 / serious deductions stay disclosed longer");
+            println!("  {disclosed} 条严重扣分的公示期更长,仍在公示 / serious deductions stay disclosed longer");
         }
         // Points and the read models have applied what the closing disclosures changed.
         self.settle().await?;
         self.repairable = effective
             .iter()
-            .filter(|r| r.status == RecordStatus::Effective as i32 && MINOR_FAULTS.contains(&r.rule_code.as_str()))
+            .filter(|r| r.status == RecordStatus::Effective as i32 && catalogue.minor_faults.contains(&r.rule_code))
             .filter(|r| self.objected.as_deref() != Some(r.id.as_str()))
             .find_map(|r| {
                 let household = self.households.iter().position(|(id, _)| *id == r.household_id)?;
@@ -166,14 +199,8 @@ impl Story<'_> {
             };
             self.clients.council.cast_vote(authed(&member, vote)).await?;
         }
-        let record_id = repairable.record_id.clone();
-        until("修复记入积分 / the repair reaches points", || {
-            let mut points = self.clients.points.clone();
-            let (admin, id) = (self.admin.clone(), record_id.clone());
-            async move {
-                let record = points.get_record(authed(&admin, GetRecordRequest { id })).await?.into_inner().record;
-                Ok(record.filter(|r| r.status == RecordStatus::Reversed as i32).map(|_| ()))
-            }
+        self.record_until("修复记入积分 / the repair reaches points", &repairable.record_id, |r| {
+            r.status == RecordStatus::Reversed as i32
         })
         .await?;
         self.settle().await?;
@@ -198,9 +225,10 @@ impl Story<'_> {
         Ok(())
     }
 
-    async fn score(&mut self, household_id: &str) -> anyhow::Result<(i64, String)> {
+    /// A household's score and tier now.
+    pub(super) async fn score(&self, household_id: &str) -> anyhow::Result<(i64, String)> {
         let request = GetScoreRequest { household_id: household_id.to_owned(), ..Default::default() };
-        let score = self.clients.points.get_score(authed(&self.admin, request)).await?.into_inner();
+        let score = self.clients.points.clone().get_score(authed(&self.admin, request)).await?.into_inner();
         let score = score.score.context("score")?;
         Ok((score.score, score.tier))
     }
