@@ -196,6 +196,16 @@ impl Bench {
         }
     }
 
+    /// Waits until every event `producer` has written is applied by every one of `consumers`
+    /// (seen twice in a row, half a second apart, so a relay between polls is not missed).
+    pub async fn drained(&self, producer: ServiceName, consumers: &[ServiceName]) {
+        let mut quiet_polls = 0;
+        while quiet_polls < 2 {
+            quiet_polls = if self.undelivered(producer, consumers).await == 0 { quiet_polls + 1 } else { 0 };
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// Stops an embedded system; leaves a cluster running (it was there before).
     pub async fn shutdown(self) {
         if let Target::Embedded(running) = self.target {
