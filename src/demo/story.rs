@@ -578,8 +578,10 @@ impl Story<'_> {
             "  10 个村成立信用议事会(各 3 人,过半数通过);审议 {decided} 项,用时 {:.1} 秒",
             started.elapsed().as_secs_f64()
         );
+        let catalogue = self.catalogue_facts().await?;
         println!(
-            "  通过的扣分进入公示期(7 天),公示期满才计入积分 / approved deductions are disclosed (公示) for 7 days before they count"
+            "  通过的扣分进入公示期({} 天,严重扣分 {} 天),公示期满才计入积分 / approved deductions are disclosed (公示) before they count",
+            catalogue.longest_ordinary_disclosure_days, catalogue.serious_disclosure_days
         );
 
         // One household objects: its head, with a resident account, files an objection (异议).

@@ -22,11 +22,13 @@ use super::{DEMO_PASSWORD, PATIENCE, RESIDENT_LABEL, Story, authed, step, thousa
 const MINOR_REPAIR_WAIT_DAYS: u64 = 30;
 
 /// What the story needs to know of the catalogue, read from points rather than restated here.
-struct CatalogueFacts {
+pub(super) struct CatalogueFacts {
     /// Minor deductions: the ones a household can repair after a month.
-    minor_faults: HashSet<String>,
-    /// The longest 公示 of any rule that is not a serious deduction (serious ones stay longer).
-    longest_ordinary_disclosure_days: u64,
+    pub minor_faults: HashSet<String>,
+    /// The longest 公示 of any rule that is not a serious deduction.
+    pub longest_ordinary_disclosure_days: u64,
+    /// The longest 公示 of a serious deduction.
+    pub serious_disclosure_days: u64,
 }
 
 /// The household that repairs a minor deduction at the end of the story (the bank's loan
@@ -73,19 +75,25 @@ impl Story<'_> {
         until(what, || async move { Ok(Some(self.record(id).await?).filter(|r| wanted(r))) }).await
     }
 
-    async fn catalogue_facts(&self) -> anyhow::Result<CatalogueFacts> {
+    pub(super) async fn catalogue_facts(&self) -> anyhow::Result<CatalogueFacts> {
         let request = authed(&self.admin, ListRulesRequest::default());
         let rules = self.clients.points.clone().list_rules(request).await?.into_inner().rules;
         let minor_faults =
             rules.iter().filter(|r| r.severity == Severity::Minor as i32).map(|r| r.code.clone()).collect();
-        let longest = rules
-            .iter()
-            .filter(|r| r.severity != Severity::Serious as i32)
-            .map(|r| r.disclosure_days)
-            .max()
-            .unwrap_or(0);
-        let longest_ordinary_disclosure_days = u64::try_from(longest).context("disclosure_days")?;
-        Ok(CatalogueFacts { minor_faults, longest_ordinary_disclosure_days })
+        let longest_disclosure = |serious: bool| {
+            let days = rules
+                .iter()
+                .filter(|r| (r.severity == Severity::Serious as i32) == serious)
+                .map(|r| r.disclosure_days)
+                .max()
+                .unwrap_or(0);
+            u64::try_from(days).context("disclosure_days")
+        };
+        Ok(CatalogueFacts {
+            minor_faults,
+            longest_ordinary_disclosure_days: longest_disclosure(false)?,
+            serious_disclosure_days: longest_disclosure(true)?,
+        })
     }
 
     /// 公示期满: the approved records leave disclosure and count. Picks the household whose
@@ -132,7 +140,10 @@ impl Story<'_> {
             thousands(deducted)
         );
         if disclosed > 0 {
-            println!("  {disclosed} 条严重扣分的公示期更长,仍在公示 / serious deductions stay disclosed longer");
+            println!(
+                "  {disclosed} 条严重扣分的公示期更长({} 天),仍在公示 / serious deductions stay disclosed longer",
+                catalogue.serious_disclosure_days
+            );
         }
         // Points and the read models have applied what the closing disclosures changed.
         self.settle().await?;
