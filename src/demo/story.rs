@@ -179,6 +179,8 @@ struct Story<'a> {
     repairable: Option<waiting::Repairable>,
     /// The loan applicant's consent for the bank's credit report.
     loan_consent: Option<String>,
+    /// Which deductions are minor and how long 公示 lasts, as points' catalogue says.
+    catalogue: waiting::CatalogueFacts,
 }
 
 pub async fn play(
@@ -193,6 +195,7 @@ pub async fn play(
     let admin = clients.identity.login(login).await.context("admin login")?.into_inner().access_token;
     let today = jiaxin_kit::time::china_date(jiaxin_kit::time::now_micros()).context("today's date")?;
     let county = County::generate(households, seed, today);
+    let catalogue = waiting::CatalogueFacts::read(&clients.points, &admin).await?;
     let mut story = Story {
         system,
         clients,
@@ -210,6 +213,7 @@ pub async fn play(
         objected: None,
         repairable: None,
         loan_consent: None,
+        catalogue,
     };
     story.onboard().await?;
     story.pledge_campaign().await?;
@@ -578,7 +582,7 @@ impl Story<'_> {
             "  10 个村成立信用议事会(各 3 人,过半数通过);审议 {decided} 项,用时 {:.1} 秒",
             started.elapsed().as_secs_f64()
         );
-        let catalogue = self.catalogue_facts().await?;
+        let catalogue = &self.catalogue;
         println!(
             "  通过的扣分进入公示期({} 天,严重扣分 {} 天),公示期满才计入积分 / approved deductions are disclosed (公示) before they count",
             catalogue.longest_ordinary_disclosure_days, catalogue.serious_disclosure_days

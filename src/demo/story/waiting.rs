@@ -12,8 +12,12 @@ use jiaxin_proto::{
     council::{ApplyRepairRequest, CastVoteRequest, Choice},
     identity::{LoginRequest, Role},
     pledges::{Channel as SignChannel, GetHouseholdPledgeRequest, SignPledgeRequest},
-    points::{GetRecordRequest, GetScoreRequest, ListRulesRequest, Record, RecordStatus, Severity},
+    points::{
+        GetRecordRequest, GetScoreRequest, ListRulesRequest, Record, RecordStatus, Severity,
+        points_service_client::PointsServiceClient,
+    },
 };
+use tonic::transport::Channel;
 
 use super::{DEMO_PASSWORD, PATIENCE, RESIDENT_LABEL, Story, authed, step, thousands, until};
 
@@ -29,6 +33,30 @@ pub(super) struct CatalogueFacts {
     pub longest_ordinary_disclosure_days: u64,
     /// The longest 公示 of a serious deduction.
     pub serious_disclosure_days: u64,
+}
+
+impl CatalogueFacts {
+    /// Reads the catalogue from points once, when the story starts.
+    pub(super) async fn read(points: &PointsServiceClient<Channel>, admin: &str) -> anyhow::Result<Self> {
+        let request = authed(admin, ListRulesRequest::default());
+        let rules = points.clone().list_rules(request).await.context("list rules")?.into_inner().rules;
+        let minor_faults =
+            rules.iter().filter(|r| r.severity == Severity::Minor as i32).map(|r| r.code.clone()).collect();
+        let longest_disclosure = |serious: bool| {
+            let days = rules
+                .iter()
+                .filter(|r| (r.severity == Severity::Serious as i32) == serious)
+                .map(|r| r.disclosure_days)
+                .max()
+                .unwrap_or(0);
+            u64::try_from(days).context("disclosure_days")
+        };
+        Ok(Self {
+            minor_faults,
+            longest_ordinary_disclosure_days: longest_disclosure(false)?,
+            serious_disclosure_days: longest_disclosure(true)?,
+        })
+    }
 }
 
 /// The household that repairs a minor deduction at the end of the story (the bank's loan
@@ -75,33 +103,11 @@ impl Story<'_> {
         until(what, || async move { Ok(Some(self.record(id).await?).filter(|r| wanted(r))) }).await
     }
 
-    pub(super) async fn catalogue_facts(&self) -> anyhow::Result<CatalogueFacts> {
-        let request = authed(&self.admin, ListRulesRequest::default());
-        let rules = self.clients.points.clone().list_rules(request).await?.into_inner().rules;
-        let minor_faults =
-            rules.iter().filter(|r| r.severity == Severity::Minor as i32).map(|r| r.code.clone()).collect();
-        let longest_disclosure = |serious: bool| {
-            let days = rules
-                .iter()
-                .filter(|r| (r.severity == Severity::Serious as i32) == serious)
-                .map(|r| r.disclosure_days)
-                .max()
-                .unwrap_or(0);
-            u64::try_from(days).context("disclosure_days")
-        };
-        Ok(CatalogueFacts {
-            minor_faults,
-            longest_ordinary_disclosure_days: longest_disclosure(false)?,
-            serious_disclosure_days: longest_disclosure(true)?,
-        })
-    }
-
     /// 公示期满: the approved records leave disclosure and count. Picks the household whose
     /// minor deduction is repaired at the end.
     pub(super) async fn disclosure_over(&mut self, reviews: &[Vec<String>]) -> anyhow::Result<()> {
-        let catalogue = self.catalogue_facts().await?;
         // A day past the longest ordinary 公示: every reviewed record but the serious ones counts.
-        self.pass_days(catalogue.longest_ordinary_disclosure_days + 1, "公示期满 / disclosure over").await?;
+        self.pass_days(self.catalogue.longest_ordinary_disclosure_days + 1, "公示期满 / disclosure over").await?;
         let mut waiting: Vec<String> = reviews.iter().flatten().cloned().collect();
         let (mut effective, mut disclosed) = (Vec::new(), 0usize);
         let deadline = std::time::Instant::now() + PATIENCE;
@@ -142,14 +148,16 @@ impl Story<'_> {
         if disclosed > 0 {
             println!(
                 "  {disclosed} 条严重扣分的公示期更长({} 天),仍在公示 / serious deductions stay disclosed longer",
-                catalogue.serious_disclosure_days
+                self.catalogue.serious_disclosure_days
             );
         }
         // Points and the read models have applied what the closing disclosures changed.
         self.settle().await?;
         self.repairable = effective
             .iter()
-            .filter(|r| r.status == RecordStatus::Effective as i32 && catalogue.minor_faults.contains(&r.rule_code))
+            .filter(|r| {
+                r.status == RecordStatus::Effective as i32 && self.catalogue.minor_faults.contains(&r.rule_code)
+            })
             .filter(|r| self.objected.as_deref() != Some(r.id.as_str()))
             .find_map(|r| {
                 let household = self.households.iter().position(|(id, _)| *id == r.household_id)?;
