@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod campaign_council;
+mod campaign_diagnosis;
 mod common;
 mod processes;
 
@@ -91,6 +92,8 @@ struct Cluster {
     broker_env: Vec<(&'static str, String)>,
     ports: HashMap<&'static str, [u16; 2]>,
     running: Mutex<HashMap<&'static str, Running>>,
+    /// Every process's log file, by service (a restart writes a new one).
+    logs: std::sync::Mutex<HashMap<&'static str, Vec<std::path::PathBuf>>>,
 }
 
 impl Cluster {
@@ -114,7 +117,10 @@ impl Cluster {
         let mut failures = Vec::new();
         let running = loop {
             match self.env.try_spawn_at(service, &flags, "info", self.ports[service]).await {
-                Ok((running, _, _)) => break running,
+                Ok((running, _, log)) => {
+                    self.logs.lock().unwrap().entry(service).or_default().push(log);
+                    break running;
+                }
                 Err(failure) if failures.len() < 5 => {
                     println!("  {service} failed to start, starting again: {}", failure.lines().last().unwrap_or(""));
                     failures.push(failure);
@@ -145,6 +151,18 @@ impl Cluster {
             service,
         );
         Database::connect(&location).await.unwrap()
+    }
+
+    /// Each service's consumer lag, backlog, dead letters and logged warnings, for a failure's
+    /// message (`campaign_diagnosis`).
+    async fn diagnose(&self) -> String {
+        let mut out = String::from("what the services show:\n");
+        for service in SERVICES {
+            let logs = self.logs.lock().unwrap().get(service).cloned().unwrap_or_default();
+            let db = self.database(service).await;
+            out += &campaign_diagnosis::service(service, self.ports[service][1], &db, &logs).await;
+        }
+        out
     }
 
     /// Terminates every PostgreSQL connection the services hold; returns how many.
@@ -395,6 +413,7 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
         broker_env,
         ports,
         running: Mutex::new(HashMap::new()),
+        logs: std::sync::Mutex::new(HashMap::new()),
     });
     for service in SERVICES {
         cluster.start(service).await;
@@ -455,7 +474,10 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     for fault in &faults {
         println!("  {fault}");
     }
-    let council_work = council.await.unwrap();
+    let council_work = match council.await.unwrap() {
+        Ok(work) => work,
+        Err(failure) => panic!("{failure}\n{}", cluster.diagnose().await),
+    };
     // Signed in again for the checks: the token from the start lives 15 minutes, and a campaign
     // at 100,000 records can outlast it (one did, failing on an expired token, not on a check).
     let admin = login(&identity, "admin", PASSWORD).await.unwrap();
@@ -504,6 +526,9 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     // in the council's tasks, votes and objections.
     let deductions: BTreeMap<usize, String> =
         (0..household_count).map(|h| (h, acknowledged[&campaign_council::request_id("campaign", h)].clone())).collect();
+    if let Err(failure) = campaign_council::await_planned_statuses(&points_db, &deductions).await {
+        panic!("{failure}\n{}", cluster.diagnose().await);
+    }
     campaign_council::check(&points_db, &cluster.database("council").await, &deductions).await;
 
     // Balances: the base plus the sum of the household's live entries (a replay of the ledger),
@@ -559,8 +584,10 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
             if seen == expected {
                 break;
             }
-            let behind = expected.iter().filter(|(h, s)| seen.get(*h) != Some(s)).count();
-            assert!(Instant::now() < deadline, "{service}'s read model: {behind} households differ from points");
+            if Instant::now() >= deadline {
+                let behind = expected.iter().filter(|(h, s)| seen.get(*h) != Some(s)).count();
+                panic!("{service}'s read model: {behind} households differ from points\n{}", cluster.diagnose().await);
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

@@ -215,8 +215,9 @@ pub struct CouncilWork {
 }
 
 /// The council at work until the stream has ended (`stream_done`) and every deduction has been
-/// decided, and every planned objection filed and decided.
-pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<AtomicBool>) -> CouncilWork {
+/// decided, and every planned objection filed and decided; an error when that takes longer than
+/// [`SETTLE_WITHIN`] after the stream.
+pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<AtomicBool>) -> Result<CouncilWork, String> {
     let mut work = CouncilWork::default();
     let mut state = Progress::default();
     let mut tokens: Option<Tokens> = None;
@@ -234,7 +235,7 @@ pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<Atomi
         }
         if let Some(current) = &tokens {
             match round(&mut client, &side, current, &mut state, &mut work).await {
-                Ok(true) if stream_over => return work,
+                Ok(true) if stream_over => return Ok(work),
                 Ok(_) => {}
                 Err(status) => {
                     work.retries += 1;
@@ -244,15 +245,16 @@ pub async fn review_until_settled(side: Arc<CouncilSide>, stream_done: Arc<Atomi
                 }
             }
         }
-        if let Some(deadline) = settle_deadline {
-            assert!(
-                Instant::now() < deadline,
+        if let Some(deadline) = settle_deadline
+            && Instant::now() >= deadline
+        {
+            return Err(format!(
                 "the council's work did not settle within {SETTLE_WITHIN:?} of the stream's end: {} of {} reviews \
                  seen, {} objections filed",
                 state.reviews.len(),
                 side.households.len(),
                 state.objected.len()
-            );
+            ));
         }
         tokio::time::sleep(ROUND_EVERY).await;
     }
@@ -386,10 +388,10 @@ async fn file_objections(
     Ok(())
 }
 
-/// Waits until points shows every deduction in its planned final status, then checks each
-/// record's ledger entries, and the council's tasks, votes and objections, against the plan.
-/// `records` maps each household index to its deduction's record id.
-pub async fn check(points: &Database, council: &Database, records: &BTreeMap<usize, String>) {
+/// Waits (bounded) until points shows every deduction in its planned final status. `records`
+/// maps each household index to its deduction's record id. A failure says which statuses the
+/// stragglers are in, (planned, seen) with counts.
+pub async fn await_planned_statuses(points: &Database, records: &BTreeMap<usize, String>) -> Result<(), String> {
     let expected_status: BTreeMap<String, i64> =
         records.iter().map(|(h, id)| (id.clone(), Verdict::of(*h).final_status() as i64)).collect();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -401,13 +403,30 @@ pub async fn check(points: &Database, council: &Database, records: &BTreeMap<usi
             .unwrap();
         let seen: BTreeMap<String, i64> = rows.into_iter().collect();
         if seen == expected_status {
-            break;
+            return Ok(());
         }
-        let differ = expected_status.iter().filter(|(id, s)| seen.get(*id) != Some(s)).count();
-        assert!(Instant::now() < deadline, "{differ} deductions not in their planned status in points");
+        if Instant::now() >= deadline {
+            let status_name =
+                |s: Option<&i64>| s.map_or("absent".into(), |s| format!("{:?}", RecordStatus::try_from(*s as i32)));
+            let mut differ: BTreeMap<(String, String), usize> = BTreeMap::new();
+            for (id, want) in &expected_status {
+                if seen.get(id) != Some(want) {
+                    *differ.entry((status_name(Some(want)), status_name(seen.get(id)))).or_default() += 1;
+                }
+            }
+            let total: usize = differ.values().sum();
+            return Err(format!(
+                "{total} deductions not in their planned status in points after 300 s; (planned, seen) → count: \
+                 {differ:?}"
+            ));
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
 
+/// Checks each deduction's ledger entries in points, and the council's tasks, votes and
+/// objections, against the plan, once [`await_planned_statuses`] has passed.
+pub async fn check(points: &Database, council: &Database, records: &BTreeMap<usize, String>) {
     // Points: each record's ledger entries as its verdict implies — nothing applied twice.
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT record_id, CAST(COUNT(*) AS BIGINT), CAST(SUM(delta) AS BIGINT) FROM ledger WHERE rule_code = $1 \
