@@ -38,8 +38,8 @@ async fn backlog(db: &Database) -> String {
     format!("outbox unsent: {unsent}; dead letters (consumer, topic, count): {parked}")
 }
 
-/// The lines of the process's `/metrics` about its consumers' lag and its outbox (nothing when
-/// the process is down).
+/// The lines of the process's `/metrics` about its consumers (lag, partitions assigned, dead
+/// letters) and its outbox.
 fn metrics(admin_port: u16) -> Vec<String> {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", admin_port)) else {
@@ -54,9 +54,14 @@ fn metrics(admin_port: u16) -> Vec<String> {
     }
     body.lines()
         .filter(|line| {
-            ["jiaxin_consumer_lag", "jiaxin_outbox_backlog", "jiaxin_events_dead_lettered_total"]
-                .iter()
-                .any(|name| line.starts_with(name))
+            [
+                "jiaxin_consumer_lag",
+                "jiaxin_consumer_assigned_partitions",
+                "jiaxin_outbox_backlog",
+                "jiaxin_events_dead_lettered_total",
+            ]
+            .iter()
+            .any(|name| line.starts_with(name))
         })
         .map(str::to_owned)
         .collect()

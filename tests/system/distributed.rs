@@ -318,6 +318,27 @@ async fn two_processes_of_each_consuming_service_share_the_events_and_apply_each
             events.len()
         );
         assert!(shares.iter().all(|share| *share > 0.0), "{service}: both processes applied events: {shares:?}");
+        // And each says it holds partitions (the gauge an operator alerts on when it stays 0),
+        // within a few of its 10-second reports.
+        let label = format!("consumer=\"{service}\"");
+        for [_, admin] in ports {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while metric(admin, "jiaxin_consumer_assigned_partitions", &label) < 1.0 {
+                assert!(Instant::now() < deadline, "{service}: a process reports no partitions assigned");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        // Everything applied, so the lag both report on identity's topic falls to 0.
+        let labels = format!("consumer=\"{service}\",topic=\"{}\"", env.topic());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lag: Vec<f64> = ports.iter().map(|[_, admin]| metric(*admin, "jiaxin_consumer_lag", &labels)).collect();
+            if lag.iter().sum::<f64>() == 0.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{service}: lag reported with every event applied: {lag:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         assert_eq!(
             shares.iter().sum::<f64>() as usize,
             events.len(),

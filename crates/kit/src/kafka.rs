@@ -294,18 +294,37 @@ fn finish(kafka: &StreamConsumer) {
     }
 }
 
-/// Publishes each assigned partition's lag (high watermark minus position) as a gauge. The
-/// watermark query blocks on the network, so it runs off the async workers.
+/// Publishes each assigned partition's lag (high watermark minus position) as a gauge, and how
+/// many partitions the consumer is assigned: a group the broker assigned nothing has no lag to
+/// report, so only that count shows it (alert on 0). The watermark query blocks on the network,
+/// so it runs off the async workers.
 fn report_lag(kafka: Arc<StreamConsumer>, consumer: String) {
     tokio::task::spawn_blocking(move || {
         let Ok(positions) = kafka.position() else { return };
+        metrics::gauge!("jiaxin_consumer_assigned_partitions", "consumer" => consumer.clone())
+            .set(positions.count() as f64);
+        // A partition with nothing fetched since it was assigned has no position yet; where the
+        // group stands on it is then its committed offset (asked only when needed). Counting
+        // the whole partition as lag instead made every caught-up consumer of a quiet topic
+        // report that topic's length.
+        let mut committed = None;
         for element in positions.elements() {
-            let Some(position) = element.offset().to_raw() else {
+            let Some(mut position) = element.offset().to_raw() else {
                 continue;
             };
+            if position < 0 {
+                let stored_offsets =
+                    committed.get_or_insert_with(|| kafka.committed(Timeout::After(Duration::from_secs(2))).ok());
+                position = stored_offsets
+                    .as_ref()
+                    .and_then(|list| list.find_partition(element.topic(), element.partition()))
+                    .and_then(|stored| stored.offset().to_raw())
+                    .unwrap_or(-1);
+            }
             if let Ok((_, high)) =
                 kafka.fetch_watermarks(element.topic(), element.partition(), Timeout::After(Duration::from_secs(2)))
             {
+                // Still unknown: nothing committed either, so all of it is waiting.
                 let lag = if position < 0 { high } else { (high - position).max(0) };
                 metrics::gauge!(
                     "jiaxin_consumer_lag",
