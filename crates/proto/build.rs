@@ -10,7 +10,9 @@ use std::{
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with `env!`: a build script compiled in another checkout
+    // sharing this target directory (a worktree) would otherwise look for that checkout's protos.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let mut files = Vec::new();
     collect_protos(&proto_root, &mut files)?;
     files.sort();
