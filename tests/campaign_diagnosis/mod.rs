@@ -25,8 +25,7 @@ pub async fn service(name: &str, admin_port: u16, db: &Database, logs: &[PathBuf
 
 /// Unsent outbox rows and parked events, from the service's own tables.
 async fn backlog(db: &Database) -> String {
-    let unsent: Result<i64, _> =
-        sqlx::query_scalar("SELECT COUNT(*) FROM kit_outbox WHERE sent_at IS NULL").fetch_one(db.pool()).await;
+    let unsent = jiaxin_kit::outbox::undelivered(db).await;
     let parked: Result<Vec<(String, String, i64)>, _> = sqlx::query_as(
         "SELECT consumer, topic, CAST(COUNT(*) AS BIGINT) FROM kit_dead_letters WHERE replayed_at IS NULL \
          GROUP BY consumer, topic",
@@ -41,17 +40,10 @@ async fn backlog(db: &Database) -> String {
 /// The lines of the process's `/metrics` about its consumers (lag, partitions assigned, dead
 /// letters) and its outbox.
 fn metrics(admin_port: u16) -> Vec<String> {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", admin_port)) else {
-        return vec![format!("(no /metrics on port {admin_port})")];
+    let body = match crate::processes::http_get(admin_port, "/metrics") {
+        Ok(body) => body,
+        Err(e) => return vec![format!("(no answer from /metrics on port {admin_port}: {e})")],
     };
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-    let mut body = String::new();
-    if write!(stream, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err()
-        || stream.read_to_string(&mut body).is_err()
-    {
-        return vec!["(/metrics did not answer)".into()];
-    }
     body.lines()
         .filter(|line| {
             [

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
+    io::{Read, Write},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -197,4 +198,15 @@ pub fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
     let output = Command::new(&path).arg(action).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
     assert!(output.status.success(), "{name} {action}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// What a process's admin port answers to `GET path` (status line, headers and body): its
+/// `/metrics`, `/healthz`. Errors when nothing listens or it does not answer within five seconds.
+pub fn http_get(admin_port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin_port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
 }

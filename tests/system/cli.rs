@@ -3,12 +3,12 @@
 //! Prometheus metrics on the admin port.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::processes::{Running, free_port, free_ports, terminate};
+use crate::processes::{self, Running, free_port, free_ports, terminate};
 
 fn jiaxin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jiaxin"))
@@ -40,14 +40,6 @@ fn serve(data_dir: &std::path::Path, grpc: u16, admin: u16) -> (Running, Vec<Str
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     (Running(child), lines)
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
 }
 
 #[test]
@@ -115,7 +107,7 @@ fn check_config_tries_a_deployments_settings_without_running_it() {
 fn metrics_showing(port: u16, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = http_get(port, "/metrics");
+        let metrics = processes::http_get(port, "/metrics").unwrap();
         if metrics.contains(needle) || Instant::now() > deadline {
             return metrics;
         }
@@ -150,7 +142,7 @@ async fn the_first_start_shows_the_admin_password_once_and_sigterm_stops_cleanly
     assert!(metrics.contains("jiaxin_grpc_request_duration_seconds_bucket"), "{metrics}");
     let backlog = "jiaxin_outbox_backlog{producer=\"identity\"} 0";
     assert!(metrics_showing(admin, backlog).contains(backlog));
-    assert!(http_get(admin, "/healthz").ends_with("ok"));
+    assert!(processes::http_get(admin, "/healthz").unwrap().ends_with("ok"));
 
     assert!(terminate(&mut first).success(), "SIGTERM drains and exits 0");
 

@@ -249,12 +249,9 @@ async fn a_database_outage_answers_unavailable_and_the_service_recovers() {
 
 /// A counter's value on a process's Prometheus endpoint (0 when absent).
 fn metric(admin_port: u16, name: &str, labels: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body.lines()
+    processes::http_get(admin_port, "/metrics")
+        .unwrap()
+        .lines()
         .filter(|line| line.starts_with(name) && labels.split(',').all(|label| line.contains(label)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
