@@ -412,6 +412,23 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     })
 }
 
+/// The services whose events `service` consumes. Identity consumes none.
+pub fn consumed_by(service: ServiceName) -> &'static [&'static str] {
+    match service {
+        ServiceName::Identity => &[],
+        ServiceName::Pledges => &jiaxin_pledges::CONSUMES,
+        ServiceName::Points => &jiaxin_points::CONSUMES,
+        ServiceName::Council => &jiaxin_council::CONSUMES,
+        ServiceName::Benefits => &jiaxin_benefits::CONSUMES,
+        ServiceName::Bank => &jiaxin_bank::CONSUMES,
+    }
+}
+
+/// The services that consume `producer`'s events.
+pub fn consumers_of(producer: ServiceName) -> Vec<ServiceName> {
+    ServiceName::ALL.iter().copied().filter(|service| consumed_by(*service).contains(&producer.as_str())).collect()
+}
+
 /// The event consumers a service runs, for dead-letter replay. Identity consumes no events.
 pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::Consumer> {
     match service {
@@ -421,5 +438,25 @@ pub fn consumers(service: ServiceName, db: &Database) -> Vec<jiaxin_kit::inbox::
         ServiceName::Council => vec![jiaxin_council::consumer(db, None).1],
         ServiceName::Benefits => vec![jiaxin_benefits::consumer(db).1],
         ServiceName::Bank => vec![jiaxin_bank::consumer(db).1],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer's subscriptions are topic names built from these strings: a misspelt producer
+    /// would subscribe to a topic nobody writes, and nothing would fail until events went missing.
+    #[test]
+    fn every_service_consumes_only_services_that_exist_and_never_itself() {
+        let names: Vec<&str> = ServiceName::ALL.iter().map(|s| s.as_str()).collect();
+        for service in ServiceName::ALL {
+            for producer in consumed_by(*service) {
+                assert!(names.contains(producer), "{} consumes unknown service {producer}", service.as_str());
+                assert_ne!(*producer, service.as_str(), "{producer} consumes its own events");
+            }
+        }
+        assert_eq!(consumers_of(ServiceName::Identity).len(), 5, "every other service learns the org tree");
+        assert_eq!(consumers_of(ServiceName::Points), [ServiceName::Council, ServiceName::Benefits, ServiceName::Bank]);
     }
 }

@@ -19,7 +19,7 @@
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use crate::support::{self, Bench, PASSWORD, authed, percentile, rate};
-use jiaxin::system::ServiceName;
+use jiaxin::system::{ServiceName, consumers_of};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
     storage::{Database, DatabaseLocation},
@@ -78,8 +78,7 @@ pub async fn run(args: Args) {
     // The records are measured once the other services have taken in the county too: while
     // they still apply identity's events (minutes at Xuyi's size) they share the two cores with
     // the intake, and the figure would be the onboarding's as much as the records'.
-    let onboarding_consumers = [ServiceName::Pledges, ServiceName::Council, ServiceName::Benefits, ServiceName::Bank];
-    bench.drained(ServiceName::Identity, &onboarding_consumers).await;
+    bench.drained(ServiceName::Identity, &consumers_of(ServiceName::Identity)).await;
     let onboarded = import_done.elapsed();
 
     // A collector for the whole county (a name of this run's own: a cluster may be measured twice).
@@ -203,7 +202,7 @@ pub async fn run(args: Args) {
     // First while the records' events still reach council, benefits and the bank on the same
     // two cores (as right after a county's catch-up), then once they have all arrived.
     let busy = read_scores().await;
-    bench.drained(ServiceName::Points, &[ServiceName::Council, ServiceName::Benefits, ServiceName::Bank]).await;
+    bench.drained(ServiceName::Points, &consumers_of(ServiceName::Points)).await;
     let drained = records_done.elapsed();
     let quiet = read_scores().await;
 

@@ -10,6 +10,11 @@ pub fn topic(service: &str) -> String {
     format!("jiaxin.{service}.v1")
 }
 
+/// The topics of the services `producers` (a consumer's subscriptions).
+pub fn topics(producers: &[&str]) -> Vec<String> {
+    producers.iter().map(|producer| topic(producer)).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("cannot encode event payload: {0}")]

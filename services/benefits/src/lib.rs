@@ -88,9 +88,10 @@ impl BenefitsService {
     }
 }
 
+/// The services whose events this one consumes.
+pub const CONSUMES: [&str; 4] = ["identity", "pledges", "points", "bank"];
+
 /// Benefits' consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database) -> (Vec<String>, Consumer) {
-    let topics =
-        vec![events::topic("identity"), events::topic("pledges"), events::topic("points"), events::topic("bank")];
-    (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BenefitsEvents)))
+    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BenefitsEvents)))
 }

@@ -146,6 +146,9 @@ impl PointsService {
     }
 }
 
+/// The services whose events this one consumes.
+pub const CONSUMES: [&str; 4] = ["identity", "pledges", "council", "bank"];
+
 /// Points' consumer over `db`; without a running service (dead-letter replay from the command
 /// line) the handler is built on the same database (the unpledged-records policy only matters
 /// to submissions, which replay does not make).
@@ -158,7 +161,5 @@ pub fn consumer(db: &Database, points: Option<Arc<ops::Points>>) -> (Vec<String>
             UnpledgedRecords::Hold,
         ))
     });
-    let topics =
-        vec![events::topic("identity"), events::topic("pledges"), events::topic("council"), events::topic("bank")];
-    (topics, Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
+    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
 }
