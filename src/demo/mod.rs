@@ -115,7 +115,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
             outcome
         }
     };
-    print_accounts(&outcome, &running);
+    print_accounts(&outcome);
     let days_ahead = outcome.clock_ahead_micros / jiaxin_kit::time::DAY_MICROS;
     if days_ahead > 0 {
         println!(
@@ -124,12 +124,17 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<Option<RunningSystem>> {
     }
     if args.no_serve {
         running.shutdown().await;
+        println!(
+            "\n已按 --no-serve 停止服务;数据保留在 {},去掉该参数再次运行即可继续服务 / stopped as asked; run again without --no-serve to serve this county",
+            args.data_dir.display()
+        );
         return Ok(None);
     }
+    print_endpoints(&running);
     Ok(Some(running))
 }
 
-fn print_accounts(outcome: &Outcome, running: &RunningSystem) {
+fn print_accounts(outcome: &Outcome) {
     println!("\n演示账号(仅供演示)/ demo accounts (demo data only):");
     println!("  admin — 县级管理员 / county admin — 密码 / password {ADMIN_PASSWORD}");
     // Accounts of one kind (cadre-1 … cadre-10) on one line.
@@ -152,6 +157,10 @@ fn print_accounts(outcome: &Outcome, running: &RunningSystem) {
     println!("  以上账号的密码均为 / their password: {DEMO_PASSWORD}");
     let villages: Vec<String> = outcome.villages.iter().enumerate().map(|(i, v)| format!("{} {v}", i + 1)).collect();
     println!("  村序号 / villages (cadre-N, council-N-…): {}", villages.join(" · "));
+}
+
+/// Where to reach the county being served, with a first call to try.
+fn print_endpoints(running: &RunningSystem) {
     println!("\ngRPC: {}(已开启反射 / reflection on),例如 / for example:", running.grpc_addr);
     println!("  grpcurl -plaintext {} list", running.grpc_addr);
     println!(

@@ -67,6 +67,9 @@ fn the_demo_plays_a_countys_year_and_a_second_run_serves_it_again() {
     let report = line_with(&story, "银行凭同一授权再次查询");
     assert!(report.contains(&format!("积分 {} ·", figures[1])), "{report}");
     assert!(story.contains("bank-officer-1"), "the accounts to explore with are printed");
+    // Stopped as asked: no address offered for a server that is no longer there.
+    assert!(line_with(&story, "已按 --no-serve 停止服务").contains("去掉该参数再次运行"), "{story}");
+    assert!(!story.contains("grpcurl"), "{story}");
 
     // The second run finds the county and serves it again, generating nothing.
     let second = demo(&data, "200");
