@@ -123,6 +123,7 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     // Take over SIGINT and SIGTERM before anything starts: a signal that arrived before its handler
     // would kill the process without draining.
     let stop = shutdown_signal()?;
+    let grace = config.common.shutdown_grace();
     let mut running = system::start(config).await?;
     if let Some(password) = &running.generated_admin_password {
         println!("首次启动:已创建管理员账户 / first start: admin account created");
@@ -135,11 +136,33 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutdown requested; draining");
+        exit_if_not_stopped_within(grace + CLOSE_MARGIN);
         cancel.cancel();
     });
     running.join().await;
     println!("jiaxin 已停止 / stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long past the grace period a stopping process waits for its Kafka clients to close. Below
+/// the ten seconds the Helm chart adds to the grace for Kubernetes' own deadline, so the process
+/// ends itself before it is SIGKILLed.
+const CLOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the process if the orderly stop has not ended it within `deadline`. With its broker gone,
+/// librdkafka's close waits out its request timeouts (24–25 s measured with a 5 s grace).
+/// Exiting then loses nothing: events not yet published stay in the outbox for the next process,
+/// and events applied but not acknowledged are delivered again and dropped by the inbox.
+fn exit_if_not_stopped_within(deadline: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        tracing::error!(
+            deadline_secs = deadline.as_secs(),
+            "shutdown did not finish in time (a Kafka client still closing?); exiting anyway"
+        );
+        eprintln!("jiaxin 未能在 {} 秒内正常停止,强制退出 / did not stop in time; exiting", deadline.as_secs());
+        std::process::exit(1);
+    });
 }
 
 /// `--check-config`: whether the settings are valid, said on stdout (or in the error).

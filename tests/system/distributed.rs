@@ -475,3 +475,37 @@ async fn personal_numbers_reach_no_topic_log_line_or_postgresql_file_in_clear() 
     }
     assert!(memchr::memmem::find(&haystacks[1].1, b"RegisterHousehold").is_some(), "the log has the requests");
 }
+
+/// A service whose broker is gone for good (a lost node; a broker being replaced) is stopped by
+/// its operator: SIGTERM must end the process within its grace period and a bounded close of its
+/// Kafka clients, not leave it waiting in librdkafka until Kubernetes kills it. A private broker,
+/// so stopping it disturbs no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn a_service_whose_broker_is_gone_for_good_still_stops_on_sigterm() {
+    let mut env = Env::new();
+    let broker_env = vec![
+        ("JIAXIN_BROKER_PORT", free_port().to_string()),
+        ("JIAXIN_BROKER_DIR", env.data_dir.path().join("broker").display().to_string()),
+    ];
+    env.brokers = script("broker.sh", "start", &broker_env);
+    let grace_secs = 5;
+    let grace = ["--shutdown-grace-secs", &grace_secs.to_string()];
+    // Identity publishes (producer, relay); points both consumes and publishes.
+    let (mut identity, identity_addr) = env.spawn_service("identity", &grace).await;
+    let peer = format!("identity={identity_addr}");
+    let (mut points, _) = env.spawn_service("points", &[grace[0], grace[1], "--peer", &peer]).await;
+    script("broker.sh", "stop", &broker_env);
+    // Long enough for the clients to notice: their requests time out, the group session lapses.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    for (name, process) in [("identity", &mut identity), ("points", &mut points)] {
+        let started = std::time::Instant::now();
+        let status = terminate(process);
+        let took = started.elapsed();
+        println!("{name} stopped {took:?} after SIGTERM, broker gone ({status})");
+        // The grace period, then at most five seconds for the clients to close (main.rs,
+        // CLOSE_MARGIN), and some slack for a slow machine. Without the bound, points took 25 s.
+        assert!(took < Duration::from_secs(grace_secs + 10), "{name} took {took:?} to stop");
+    }
+}
