@@ -133,10 +133,15 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     }
     println!("jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)", running.grpc_addr, running.admin_addr);
     let cancel = running.cancel_token();
+    // However the stop begins — a signal, or a server of this process that failed — it is bounded.
+    let stopping = cancel.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        exit_if_not_stopped_within(grace + CLOSE_MARGIN);
+    });
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutdown requested; draining");
-        exit_if_not_stopped_within(grace + CLOSE_MARGIN);
         cancel.cancel();
     });
     running.join().await;
