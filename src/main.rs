@@ -154,9 +154,9 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
 /// ends itself before it is SIGKILLed.
 const CLOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Ends the process if the orderly stop has not ended it within `deadline`. With its broker gone,
-/// librdkafka's close waits out its request timeouts (24–25 s measured with a 5 s grace).
-/// Exiting then loses nothing: events not yet published stay in the outbox for the next process,
+/// Ends the process if the orderly stop has not ended it within `deadline`: the last guard, for a
+/// call that blocks where nothing else bounds it (the stop bounds its Kafka clients itself; before
+/// it did, a process whose broker was gone took 24–25 s with a 5 s grace). Exiting then loses nothing: events not yet published stay in the outbox for the next process,
 /// and events applied but not acknowledged are delivered again and dropped by the inbox.
 fn exit_if_not_stopped_within(deadline: std::time::Duration) {
     std::thread::spawn(move || {

@@ -188,6 +188,11 @@ pub async fn open_database(config: &SystemConfig, service: ServiceName) -> anyho
     Ok(db)
 }
 
+/// The least time a stop gives the Kafka clients to commit and close. Below the margin `jiaxin
+/// serve` allows past the grace period before it exits regardless (`CLOSE_MARGIN` in main.rs).
+#[cfg(feature = "kafka")]
+const KAFKA_CLOSE_MIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A started system.
 pub struct RunningSystem {
     pub grpc_addr: SocketAddr,
@@ -235,6 +240,7 @@ impl RunningSystem {
     /// failed server), then gives the tasks the grace period to drain.
     pub async fn join(&mut self) {
         self.cancel.cancelled().await;
+        let stop_began = std::time::Instant::now();
         let grace = self.grace;
         let drained = tokio::time::timeout(grace, async {
             while let Some(result) = self.tasks.join_next().await {
@@ -250,7 +256,9 @@ impl RunningSystem {
         }
         #[cfg(feature = "kafka")]
         if let Some(kafka) = &self.kafka {
-            kafka.shutdown().await;
+            // What is left of the grace period, and a little more for the final offset commits
+            // when the tasks used all of it.
+            kafka.shutdown(grace.saturating_sub(stop_began.elapsed()).max(KAFKA_CLOSE_MIN)).await;
         }
         for db in &self.databases {
             db.close().await;
@@ -416,11 +424,11 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
 pub fn consumed_by(service: ServiceName) -> &'static [&'static str] {
     match service {
         ServiceName::Identity => &[],
-        ServiceName::Pledges => &jiaxin_pledges::CONSUMES,
-        ServiceName::Points => &jiaxin_points::CONSUMES,
-        ServiceName::Council => &jiaxin_council::CONSUMES,
-        ServiceName::Benefits => &jiaxin_benefits::CONSUMES,
-        ServiceName::Bank => &jiaxin_bank::CONSUMES,
+        ServiceName::Pledges => jiaxin_pledges::CONSUMES,
+        ServiceName::Points => jiaxin_points::CONSUMES,
+        ServiceName::Council => jiaxin_council::CONSUMES,
+        ServiceName::Benefits => jiaxin_benefits::CONSUMES,
+        ServiceName::Bank => jiaxin_bank::CONSUMES,
     }
 }
 

@@ -153,7 +153,7 @@ impl TestSystem {
                 use jiaxin_kit::bus::Bus;
                 bus.publish(&topic, &envelope).await.unwrap();
                 cancel.cancel();
-                bus.shutdown().await;
+                bus.shutdown(std::time::Duration::from_secs(10)).await;
             }
         }
     }

@@ -8,7 +8,14 @@
 //! the stored offsets are committed in the background and on rebalance). A crash between apply
 //! and commit means a redelivery, which the inbox turns into a no-op.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use jiaxin_proto::events::Envelope;
@@ -134,13 +141,25 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// Waits for the consumer tasks to stop (after the cancellation token fired) and flushes the
-    /// producer.
-    pub async fn shutdown(&self) {
+    /// Waits for the consumers to commit and close (after the cancellation token fired), then
+    /// flushes the producer, all within `budget`. With the broker gone, librdkafka would wait out
+    /// its request timeouts (about half a minute); past the budget the clients are left closing
+    /// on their own threads, and nothing is lost by it: unpublished events stay in the outbox,
+    /// and events applied but not committed are redelivered and dropped by the inbox.
+    pub async fn shutdown(&self, budget: Duration) {
+        let deadline = tokio::time::Instant::now() + budget;
         let mut consumers = self.consumers.lock().await;
-        while consumers.join_next().await.is_some() {}
-        if let Err(error) = self.producer().flush(Timeout::After(Duration::from_secs(10))) {
-            tracing::warn!(%error, "kafka producer flush incomplete");
+        let closed = tokio::time::timeout_at(deadline, async { while consumers.join_next().await.is_some() {} }).await;
+        if closed.is_err() {
+            tracing::warn!(budget_ms = budget.as_millis() as u64, "kafka consumers still closing; not waiting longer");
+        }
+        let producer = self.producer();
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // `flush` blocks; its own timeout bounds it, so the runtime's wait for blocking tasks is bounded too.
+        match tokio::task::spawn_blocking(move || producer.flush(Timeout::After(remaining))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "kafka producer flush incomplete"),
+            Err(error) => tracing::warn!(%error, "kafka producer flush did not run"),
         }
     }
 
@@ -242,11 +261,15 @@ impl Bus for KafkaBus {
 /// One consumer's loop: apply each message through the inbox, then store its offset.
 async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: String, cancel: CancellationToken) {
     let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
+    let lag_report_running = Arc::new(AtomicBool::new(false));
     loop {
         let message = tokio::select! {
             () = cancel.cancelled() => break,
             _ = lag_tick.tick() => {
-                report_lag(kafka.clone(), consumer.name().to_owned());
+                // One report at a time: with the broker gone, one takes longer than the interval.
+                if !lag_report_running.swap(true, Ordering::AcqRel) {
+                    report_lag(kafka.clone(), consumer.name().to_owned(), cancel.clone(), lag_report_running.clone());
+                }
                 continue;
             }
             message = kafka.recv() => message,
@@ -268,7 +291,7 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
                 while let Err(error) = consumer.deliver(&topic, &envelope).await {
                     tracing::warn!(consumer = consumer.name(), %error, "cannot apply event; retrying");
                     tokio::select! {
-                        () = cancel.cancelled() => return finish(&kafka),
+                        () = cancel.cancelled() => return close(kafka).await,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -284,56 +307,77 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
             tracing::warn!(consumer = consumer.name(), %error, "cannot store offset; the event may be redelivered");
         }
     }
-    finish(&kafka);
+    close(kafka).await;
 }
 
-/// Commits what was applied before leaving, so the next owner does not redeliver it.
-fn finish(kafka: &StreamConsumer) {
-    if let Err(error) = kafka.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "final offset commit skipped");
-    }
+/// Commits what was applied, so the next owner does not redeliver it, and closes the consumer
+/// (leaving its group). Both block, and with the broker gone they wait out librdkafka's request
+/// timeouts, so they run on a thread of their own: not on an async worker, and not through
+/// `spawn_blocking`, whose tasks the runtime waits for when the process ends —
+/// [`KafkaBus::shutdown`] decides how long the stop waits for this.
+async fn close(kafka: Arc<StreamConsumer>) {
+    let (closed, on_closed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        if let Err(error) = kafka.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final offset commit skipped");
+        }
+        // The last reference, unless a lag report still holds one: dropping it closes the consumer.
+        drop(kafka);
+        let _ = closed.send(());
+    });
+    let _ = on_closed.await;
 }
 
 /// Publishes each assigned partition's lag (high watermark minus position) as a gauge, and how
 /// many partitions the consumer is assigned: a group the broker assigned nothing has no lag to
 /// report, so only that count shows it (alert on 0). The watermark query blocks on the network,
-/// so it runs off the async workers.
-fn report_lag(kafka: Arc<StreamConsumer>, consumer: String) {
-    tokio::task::spawn_blocking(move || {
-        let Ok(positions) = kafka.position() else { return };
-        metrics::gauge!("jiaxin_consumer_assigned_partitions", "consumer" => consumer.clone())
-            .set(positions.count() as f64);
-        // A partition with nothing fetched since it was assigned has no position yet; where the
-        // group stands on it is then its committed offset (asked only when needed). Counting
-        // the whole partition as lag instead made every caught-up consumer of a quiet topic
-        // report that topic's length.
-        let mut committed = None;
-        for element in positions.elements() {
-            let Some(mut position) = element.offset().to_raw() else {
-                continue;
-            };
-            if position < 0 {
-                let stored_offsets =
-                    committed.get_or_insert_with(|| kafka.committed(Timeout::After(Duration::from_secs(2))).ok());
-                position = stored_offsets
-                    .as_ref()
-                    .and_then(|list| list.find_partition(element.topic(), element.partition()))
-                    .and_then(|stored| stored.offset().to_raw())
-                    .unwrap_or(-1);
-            }
-            if let Ok((_, high)) =
-                kafka.fetch_watermarks(element.topic(), element.partition(), Timeout::After(Duration::from_secs(2)))
-            {
-                // Still unknown: nothing committed either, so all of it is waiting.
-                let lag = if position < 0 { high } else { (high - position).max(0) };
-                metrics::gauge!(
-                    "jiaxin_consumer_lag",
-                    "consumer" => consumer.clone(),
-                    "topic" => element.topic().to_owned(),
-                    "partition" => element.partition().to_string()
-                )
-                .set(lag as f64);
-            }
-        }
+/// so it runs off the async workers, on a thread of its own rather than through `spawn_blocking`:
+/// with the broker gone each query waits out its timeout, and the runtime waits for its blocking
+/// tasks when the process ends (a stop took 24 s so). It also gives up as soon as the process stops.
+fn report_lag(kafka: Arc<StreamConsumer>, consumer: String, cancel: CancellationToken, running: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        report_lag_now(&kafka, &consumer, &cancel);
+        running.store(false, Ordering::Release);
     });
+}
+
+fn report_lag_now(kafka: &StreamConsumer, consumer: &str, cancel: &CancellationToken) {
+    let Ok(positions) = kafka.position() else { return };
+    metrics::gauge!("jiaxin_consumer_assigned_partitions", "consumer" => consumer.to_owned())
+        .set(positions.count() as f64);
+    // A partition with nothing fetched since it was assigned has no position yet; where the
+    // group stands on it is then its committed offset (asked only when needed). Counting
+    // the whole partition as lag instead made every caught-up consumer of a quiet topic
+    // report that topic's length.
+    let mut committed = None;
+    for element in positions.elements() {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let Some(mut position) = element.offset().to_raw() else {
+            continue;
+        };
+        if position < 0 {
+            let stored_offsets =
+                committed.get_or_insert_with(|| kafka.committed(Timeout::After(Duration::from_secs(2))).ok());
+            position = stored_offsets
+                .as_ref()
+                .and_then(|list| list.find_partition(element.topic(), element.partition()))
+                .and_then(|stored| stored.offset().to_raw())
+                .unwrap_or(-1);
+        }
+        if let Ok((_, high)) =
+            kafka.fetch_watermarks(element.topic(), element.partition(), Timeout::After(Duration::from_secs(2)))
+        {
+            // Still unknown: nothing committed either, so all of it is waiting.
+            let lag = if position < 0 { high } else { (high - position).max(0) };
+            metrics::gauge!(
+                "jiaxin_consumer_lag",
+                "consumer" => consumer.to_owned(),
+                "topic" => element.topic().to_owned(),
+                "partition" => element.partition().to_string()
+            )
+            .set(lag as f64);
+        }
+    }
 }
