@@ -107,9 +107,9 @@ impl BankService {
 }
 
 /// The services whose events this one consumes.
-pub const CONSUMES: [&str; 4] = ["identity", "pledges", "points", "benefits"];
+pub const CONSUMES: &[&str] = &["identity", "pledges", "points", "benefits"];
 
 /// The bank's consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database) -> (Vec<String>, Consumer) {
-    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BankEvents)))
+    (events::topics(CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BankEvents)))
 }

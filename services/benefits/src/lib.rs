@@ -89,9 +89,9 @@ impl BenefitsService {
 }
 
 /// The services whose events this one consumes.
-pub const CONSUMES: [&str; 4] = ["identity", "pledges", "points", "bank"];
+pub const CONSUMES: &[&str] = &["identity", "pledges", "points", "bank"];
 
 /// Benefits' consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database) -> (Vec<String>, Consumer) {
-    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BenefitsEvents)))
+    (events::topics(CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::BenefitsEvents)))
 }

@@ -115,10 +115,10 @@ impl CouncilService {
 }
 
 /// The services whose events this one consumes.
-pub const CONSUMES: [&str; 3] = ["identity", "pledges", "points"];
+pub const CONSUMES: &[&str] = &["identity", "pledges", "points"];
 
 /// The council's consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database, council: Option<Arc<ops::Council>>) -> (Vec<String>, Consumer) {
     let council = council.unwrap_or_else(|| Arc::new(ops::Council::new(db.clone(), Outbox::new(SERVICE))));
-    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::CouncilEvents(council))))
+    (events::topics(CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::CouncilEvents(council))))
 }

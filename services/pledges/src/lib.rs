@@ -67,9 +67,9 @@ impl PledgesService {
 }
 
 /// The services whose events this one consumes.
-pub const CONSUMES: [&str; 1] = ["identity"];
+pub const CONSUMES: &[&str] = &["identity"];
 
 /// Pledges' consumer over `db` (also for dead-letter replay from the command line).
 pub fn consumer(db: &Database) -> (Vec<String>, Consumer) {
-    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PledgesEvents)))
+    (events::topics(CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PledgesEvents)))
 }

@@ -147,7 +147,7 @@ impl PointsService {
 }
 
 /// The services whose events this one consumes.
-pub const CONSUMES: [&str; 4] = ["identity", "pledges", "council", "bank"];
+pub const CONSUMES: &[&str] = &["identity", "pledges", "council", "bank"];
 
 /// Points' consumer over `db`; without a running service (dead-letter replay from the command
 /// line) the handler is built on the same database (the unpledged-records policy only matters
@@ -161,5 +161,5 @@ pub fn consumer(db: &Database, points: Option<Arc<ops::Points>>) -> (Vec<String>
             UnpledgedRecords::Hold,
         ))
     });
-    (events::topics(&CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
+    (events::topics(CONSUMES), Consumer::new(SERVICE, db.clone(), Arc::new(consumers::PointsEvents(points))))
 }
