@@ -47,7 +47,7 @@ use jiaxin_proto::{
         points_service_client::PointsServiceClient,
     },
 };
-use processes::{Env, PASSWORD, Running, free_ports, script};
+use processes::{Env, PASSWORD, PrivateBroker, Running, free_ports};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::Mutex;
 use tonic::{Code, transport::Channel};
@@ -89,7 +89,8 @@ struct Cluster {
     /// connections, which the terminations must spare.
     plain_database_url: String,
     application_name: String,
-    broker_env: Vec<(&'static str, String)>,
+    /// Its own broker, which it restarts; stopped when the cluster is dropped.
+    broker: PrivateBroker,
     ports: HashMap<&'static str, [u16; 2]>,
     running: Mutex<HashMap<&'static str, Running>>,
     /// Every process's log file, by service (a restart writes a new one).
@@ -175,16 +176,6 @@ impl Cluster {
         .fetch_one(admin.pool())
         .await
         .unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    /// A failing run leaves no broker behind (the services go with their `Running` guards).
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker.sh"))
-            .arg("stop")
-            .envs(self.broker_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .status();
     }
 }
 
@@ -300,7 +291,7 @@ async fn chaos(
                 });
             }
             Fault::RestartBroker => {
-                script("broker.sh", "restart", &cluster.broker_env);
+                cluster.broker.restart();
                 log.push(format!("{at}: broker restarted"));
             }
             Fault::TerminateDatabaseConnections => {
@@ -395,12 +386,8 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     // poll (an idle consumer of three-partition topics held an eighth of a core, of one-partition
     // topics a sixtieth), and the campaign is about delivery, not parallel consumers.
     env.partitions = 1;
-    let broker_dir = env.data_dir.path().join("broker");
-    let broker_env = vec![
-        ("JIAXIN_BROKER_PORT", processes::free_port().to_string()),
-        ("JIAXIN_BROKER_DIR", broker_dir.display().to_string()),
-    ];
-    env.brokers = script("broker.sh", "start", &broker_env);
+    let broker = PrivateBroker::start(&env.data_dir.path().join("broker"));
+    env.brokers = broker.address.clone();
     let plain_database_url = env.database_url.clone();
     let application_name = format!("jiaxin-campaign-{}", env.namespace);
     let separator = if plain_database_url.contains('?') { '&' } else { '?' };
@@ -410,7 +397,7 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
         env,
         plain_database_url,
         application_name,
-        broker_env,
+        broker,
         ports,
         running: Mutex::new(HashMap::new()),
         logs: std::sync::Mutex::new(HashMap::new()),

@@ -192,6 +192,42 @@ pub fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
     }
 }
 
+/// A broker of the test's own (scripts/broker.sh on a free port, its data under `dir`), for tests
+/// that stop or restart it: the suite's is shared by every other test. Stopped when dropped, so a
+/// failing test leaves none running.
+pub struct PrivateBroker {
+    env: Vec<(&'static str, String)>,
+    /// `host:port`, for `--kafka-brokers`.
+    pub address: String,
+}
+
+impl PrivateBroker {
+    pub fn start(dir: &std::path::Path) -> Self {
+        let env =
+            vec![("JIAXIN_BROKER_PORT", free_port().to_string()), ("JIAXIN_BROKER_DIR", dir.display().to_string())];
+        let address = script("broker.sh", "start", &env);
+        Self { env, address }
+    }
+
+    pub fn stop(&self) {
+        script("broker.sh", "stop", &self.env);
+    }
+
+    pub fn restart(&self) {
+        script("broker.sh", "restart", &self.env);
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        // Not `script`: a drop during a panic must not panic again.
+        let _ = Command::new(format!("{}/scripts/broker.sh", env!("CARGO_MANIFEST_DIR")))
+            .arg("stop")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status();
+    }
+}
+
 /// Runs one of the repository's server scripts with the given environment; returns its stdout.
 pub fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
     let path = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
