@@ -33,6 +33,10 @@ enum Command {
     Import(ImportArgs),
     /// 列出本程序包含的服务 / List the services this binary runs, one per line.
     Services,
+    /// 由积分台账重算每户积分并与维护余额核对(只读)/ Rebuild every household's score from the
+    /// points ledger and compare it with the maintained balance (reads only); exits 1 when any
+    /// household disagrees.
+    RecomputeScores(ServeArgs),
     /// 查看或重放死信事件 / List or replay parked (dead-letter) events.
     DeadLetters {
         #[command(subcommand)]
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => Ok(if import_cli::run(args).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Command::DeadLetters { action, serve } => dead_letters(action, serve.into_config()).await,
+        Command::RecomputeScores(args) => recompute_scores(args.into_config()).await,
     }
 }
 
@@ -228,6 +233,33 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+async fn recompute_scores(config: SystemConfig) -> anyhow::Result<ExitCode> {
+    config.validate_settings().map_err(|problems| invalid(&problems))?;
+    let _telemetry = telemetry::init(config.common.log_format, None, "jiaxin")?;
+    let db = system::open_database(&config, ServiceName::Points).await?;
+    let points = jiaxin_points::PointsService::start(db, &config.points).await?;
+    let started = std::time::Instant::now();
+    let found = points.recompute_scores().await?;
+    let (households, entries, disagreeing) = (found.households, found.entries, found.disagreeing);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "已由台账重算 {households} 户积分({entries} 条台账记录,{secs:.1} 秒)/ recomputed {households} households from {entries} ledger entries in {secs:.1} s"
+    );
+    if disagreeing == 0 {
+        println!("全部与维护余额一致 / every balance follows from the ledger");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{disagreeing} 户余额与台账不符 / {disagreeing} households' balances disagree with the ledger:");
+    for household in &found.first_disagreeing {
+        println!("  {household}");
+    }
+    let shown = found.first_disagreeing.len();
+    if disagreeing > shown as u64 {
+        println!("  …(仅列前 {shown} 户 / the first {shown} shown)");
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 async fn dead_letters(action: DeadLetterAction, config: SystemConfig) -> anyhow::Result<ExitCode> {

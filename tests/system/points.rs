@@ -37,7 +37,10 @@ struct County {
 }
 
 async fn county() -> County {
-    let sys = TestSystem::start().await;
+    county_on(TestSystem::start().await).await
+}
+
+async fn county_on(sys: TestSystem) -> County {
     let admin = sys.admin_token().await;
     let mut identity = sys.identity().await;
     let root = common::own_scope(&mut identity, &admin).await;
@@ -451,6 +454,47 @@ async fn a_reversal_is_a_new_entry_and_the_chain_catches_tampering() {
         .into_inner();
     assert!(!verify.intact);
     assert_eq!((verify.broken_entry_seq, verify.broken_household_id.as_str()), (first_seq, household.as_str()));
+}
+
+/// `jiaxin recompute-scores`, an operator's check that every maintained balance (what
+/// leaderboards, tier counts and ScoreChanged events come from) still follows from the ledger.
+/// On a system of the test's own: the command reads the data directory once it has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recompute_scores_tells_an_operator_whether_every_balance_follows_from_the_ledger() {
+    let mut c = county_on(TestSystem::start_private(false).await).await;
+    let household = c.household(&c.grid_a.clone(), 7).await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    for (key, points) in [("k-1", 3), ("k-2", 4)] {
+        c.points
+            .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item(key, &household, "A04", points)) }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.score(&household, None).await.0, 1007);
+    c.sys.stop().await;
+    let recompute = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jiaxin"))
+            .args(["recompute-scores", "--data-dir", c.sys.data_dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let agreeing = recompute();
+    let stdout = String::from_utf8_lossy(&agreeing.stdout);
+    assert!(agreeing.status.success(), "{stdout}{}", String::from_utf8_lossy(&agreeing.stderr));
+    assert!(stdout.contains("from 2 ledger entries") && stdout.contains("全部与维护余额一致"), "{stdout}");
+
+    // A balance edited behind points' back.
+    let db = c.sys.database(ServiceName::Points).await;
+    sqlx::query("UPDATE balances SET score = 1010 WHERE household_id = $1")
+        .bind(&household)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    let disagreeing = recompute();
+    let stdout = String::from_utf8_lossy(&disagreeing.stdout);
+    assert!(!disagreeing.status.success(), "{stdout}");
+    assert!(stdout.contains("1 户余额与台账不符") && stdout.contains(&household), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ mod intake;
 mod loans;
 mod ops;
 mod pledge;
+mod recompute;
 mod rules;
 mod store;
 
@@ -30,6 +31,7 @@ use jiaxin_proto::points::points_service_server::PointsServiceServer;
 use sqlx::migrate::Migrator;
 
 pub use error::PointsError;
+pub use recompute::Recomputed;
 
 /// The service's name: its database, its topic `jiaxin.points.v1`, its `--service` value.
 pub const SERVICE: &str = "points";
@@ -129,6 +131,12 @@ impl PointsService {
     /// operators pass a moment).
     pub async fn tick_at(&self, now: i64) -> Result<usize, PointsError> {
         self.points.tick(now).await
+    }
+
+    /// Every household's score rebuilt from its ledger and compared with its maintained balance
+    /// (reads only; see [`Recomputed`]).
+    pub async fn recompute_scores(&self) -> Result<Recomputed, PointsError> {
+        self.points.recompute_scores().await
     }
 
     /// The API object, to call operations in-process.

@@ -356,6 +356,22 @@ pub async fn entries_of<'c, E: Executor<'c, Database = Any>>(e: E, household_id:
         .await
 }
 
+/// Every entry of the households after `after` and up to `until` (to the end without it), in
+/// household and chain order: a page of the whole ledger.
+pub async fn entries_between<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    after: &str,
+    until: Option<&str>,
+) -> sqlx::Result<Vec<LedgerRow>> {
+    let upper = if until.is_some() { " AND household_id <= $2" } else { "" };
+    let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id > $1{upper} ORDER BY household_id, seq");
+    let mut query = sqlx::query_as(&sql).bind(after);
+    if let Some(until) = until {
+        query = query.bind(until);
+    }
+    query.fetch_all(e).await
+}
+
 /// The record's entry that counts (or will): its latest own entry no later entry reversed.
 pub async fn live_entry_of_record<'c, E: Executor<'c, Database = Any>>(
     e: E,
@@ -812,6 +828,28 @@ pub struct Balance {
     pub tier: String,
     pub redeemable: i64,
     pub updated_at: i64,
+}
+
+/// Up to `limit` maintained balances of the households after `after`, in household order.
+pub async fn balances_after<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, Balance)>> {
+    let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT household_id, score, tier, redeemable, updated_at FROM balances WHERE household_id > $1 \
+         ORDER BY household_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(e)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(household, score, tier, redeemable, updated_at)| {
+            (household, Balance { score, tier, redeemable, updated_at })
+        })
+        .collect())
 }
 
 /// The maintained balances of `households`, by household (none for a household without one).

@@ -244,6 +244,36 @@ async fn record(
     service.api().submit_record(request).await.unwrap().into_inner().record.unwrap()
 }
 
+/// The recompute finds a balance that no longer follows from the ledger, and a household whose
+/// entries moved its score but that has no balance; a deduction still in 公示 (no balance yet)
+/// and a balance the ticker has moved are no disagreement.
+#[tokio::test]
+async fn a_recompute_names_the_households_whose_balance_the_ledger_does_not_give() {
+    let Approved { service, db, household, now, _dir, .. } = approved_deduction().await;
+    let in_disclosure = service.recompute_scores().await.unwrap();
+    assert_eq!(
+        (in_disclosure.households, in_disclosure.entries, in_disclosure.disagreeing),
+        (1, 1, 0),
+        "{in_disclosure:?}"
+    );
+    // Day 8: the deduction counts, and the tick wrote the balance that says so.
+    service.tick_at(now + 8 * DAY).await.unwrap();
+    assert_eq!(maintained_score(&db, household).await, 996);
+    assert_eq!(service.recompute_scores().await.unwrap().disagreeing, 0);
+
+    sqlx::query("UPDATE balances SET score = score + 1 WHERE household_id = $1")
+        .bind(household)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let tampered = service.recompute_scores().await.unwrap();
+    assert_eq!((tampered.disagreeing, tampered.first_disagreeing.clone()), (1, vec![household.to_owned()]));
+
+    sqlx::query("DELETE FROM balances WHERE household_id = $1").bind(household).execute(db.pool()).await.unwrap();
+    let missing = service.recompute_scores().await.unwrap();
+    assert_eq!((missing.households, missing.disagreeing), (1, 1), "{missing:?}");
+}
+
 async fn maintained_score(db: &Database, household: &str) -> i64 {
     sqlx::query_scalar("SELECT score FROM balances WHERE household_id = $1")
         .bind(household)
@@ -376,6 +406,9 @@ proptest::proptest! {
                 let day_8 = now_micros() + 8 * DAY;
                 proptest::prop_assert_eq!(score_as_of(&service, household, day_8).await, later_model);
             }
+            // The recompute an operator runs agrees with the balance however it was maintained.
+            let recomputed = service.recompute_scores().await.unwrap();
+            proptest::prop_assert_eq!(recomputed.disagreeing, 0, "{:?} after {:?}", recomputed, &steps);
             Ok(())
         })?;
     }
