@@ -84,13 +84,15 @@ enum Fault {
 
 /// The six service processes, restartable on their own ports.
 struct Cluster {
+    /// Its own broker, which it restarts; stopped when the cluster is dropped. Declared before
+    /// `env`, so it is dropped first: stopping reads the broker's pid file from `env`'s data
+    /// directory, which goes with `env`.
+    broker: PrivateBroker,
     env: Env,
     /// The suite's database URL without the campaign's application name: the test's own
     /// connections, which the terminations must spare.
     plain_database_url: String,
     application_name: String,
-    /// Its own broker, which it restarts; stopped when the cluster is dropped.
-    broker: PrivateBroker,
     ports: HashMap<&'static str, [u16; 2]>,
     running: Mutex<HashMap<&'static str, Running>>,
     /// Every process's log file, by service (a restart writes a new one).
@@ -394,10 +396,10 @@ async fn the_whole_loop_loses_no_record_and_counts_none_twice_while_processes_br
     env.database_url = format!("{plain_database_url}{separator}application_name={application_name}");
     let ports = SERVICES.iter().map(|s| (*s, free_ports::<2>())).collect();
     let cluster = Arc::new(Cluster {
+        broker,
         env,
         plain_database_url,
         application_name,
-        broker,
         ports,
         running: Mutex::new(HashMap::new()),
         logs: std::sync::Mutex::new(HashMap::new()),

@@ -194,7 +194,8 @@ pub fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
 
 /// A broker of the test's own (scripts/broker.sh on a free port, its data under `dir`), for tests
 /// that stop or restart it: the suite's is shared by every other test. Stopped when dropped, so a
-/// failing test leaves none running.
+/// failing test leaves none running — provided `dir` still exists then (the pid file is there):
+/// drop the broker before the directory.
 pub struct PrivateBroker {
     env: Vec<(&'static str, String)>,
     /// `host:port`, for `--kafka-brokers`.
