@@ -71,11 +71,7 @@ impl Bus for InProcessBus {
     /// Each consumer takes each topic's run of events in as few transactions as it can
     /// ([`Consumer::deliver_batch`]), in the relay's order.
     async fn publish_batch(&self, batch: &[(String, Envelope)]) -> Result<(), BusError> {
-        let mut start = 0;
-        while start < batch.len() {
-            let topic = &batch[start].0;
-            let end = batch[start..].iter().position(|(t, _)| t != topic).map_or(batch.len(), |n| start + n);
-            let run: Vec<Envelope> = batch[start..end].iter().map(|(_, envelope)| envelope.clone()).collect();
+        for (topic, run) in topic_runs(batch) {
             let consumers = self.subscribers.read().await.get(topic).cloned().unwrap_or_default();
             for consumer in consumers {
                 consumer.deliver_batch(topic, &run).await.map_err(|error| BusError::Delivery {
@@ -84,7 +80,6 @@ impl Bus for InProcessBus {
                     reason: error.to_string(),
                 })?;
             }
-            start = end;
         }
         Ok(())
     }
@@ -96,4 +91,12 @@ impl Bus for InProcessBus {
         }
         Ok(())
     }
+}
+
+/// The batch's consecutive runs of one topic, in the batch's order: each is what a consumer can
+/// apply in one transaction ([`Consumer::deliver_batch`]).
+pub(crate) fn topic_runs(batch: &[(String, Envelope)]) -> impl Iterator<Item = (&str, Vec<Envelope>)> {
+    batch
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| (run[0].0.as_str(), run.iter().map(|(_, envelope)| envelope.clone()).collect()))
 }

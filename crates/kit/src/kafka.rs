@@ -18,6 +18,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use jiaxin_proto::events::Envelope;
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -25,7 +26,7 @@ use rdkafka::{
     config::ClientConfig,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
     error::KafkaError,
-    message::{Header, Message, OwnedHeaders},
+    message::{BorrowedMessage, Header, Message, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
     types::RDKafkaErrorCode,
     util::Timeout,
@@ -34,13 +35,16 @@ use tokio::{sync::Mutex, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    bus::{Bus, BusError},
+    bus::{self, Bus, BusError},
     events,
     inbox::Consumer,
 };
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 const LAG_INTERVAL: Duration = Duration::from_secs(10);
+/// Most messages one pass of a consumer's loop applies (the inbox looks up and records a run's
+/// event ids in statements of a few hundred).
+const MAX_MESSAGES_PER_APPLY: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -258,7 +262,8 @@ impl Bus for KafkaBus {
     }
 }
 
-/// One consumer's loop: apply each message through the inbox, then store its offset.
+/// One consumer's loop: take a message and whatever else has been fetched already, apply them
+/// through the inbox, then store their offsets.
 async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: String, cancel: CancellationToken) {
     let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
     let lag_report_running = Arc::new(AtomicBool::new(false));
@@ -274,7 +279,7 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
             }
             message = kafka.recv() => message,
         };
-        let message = match message {
+        let first = match message {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(consumer = consumer.name(), %error, "kafka receive failed");
@@ -282,20 +287,53 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
                 continue;
             }
         };
-        let topic = message.topic().strip_prefix(prefix.as_str()).unwrap_or(message.topic()).to_owned();
+        let messages = with_already_fetched(&kafka, consumer.name(), first);
+        let events = decode_all(&consumer, &prefix, &messages);
+        if !apply_until_done(&consumer, &events, &cancel).await {
+            break;
+        }
+        for message in &messages {
+            if let Err(error) = kafka.store_offset_from_message(message) {
+                tracing::warn!(consumer = consumer.name(), %error, "cannot store offset; the event may be redelivered");
+            }
+        }
+    }
+    close(kafka).await;
+}
+
+/// `first` and the messages librdkafka has fetched already, in the order it hands them out (a
+/// partition's in offset order), without waiting for more: a consumer that keeps up applies
+/// each event as it comes, one that is behind takes its backlog in runs of up to
+/// [`MAX_MESSAGES_PER_APPLY`], a transaction per run and topic instead of one per event.
+fn with_already_fetched<'a>(
+    kafka: &'a StreamConsumer,
+    consumer: &str,
+    first: BorrowedMessage<'a>,
+) -> Vec<BorrowedMessage<'a>> {
+    let mut messages = vec![first];
+    while messages.len() < MAX_MESSAGES_PER_APPLY {
+        match kafka.recv().now_or_never() {
+            Some(Ok(message)) => messages.push(message),
+            Some(Err(error)) => {
+                tracing::warn!(consumer, %error, "kafka receive failed");
+                break;
+            }
+            None => break,
+        }
+    }
+    messages
+}
+
+/// The messages' events with their topics (prefix removed), in order. A message that is not an
+/// event envelope is counted, logged and left out: its offset is stored with the others, as
+/// retrying it could never succeed.
+fn decode_all(consumer: &Consumer, prefix: &str, messages: &[BorrowedMessage<'_>]) -> Vec<(String, Envelope)> {
+    let mut events = Vec::with_capacity(messages.len());
+    for message in messages {
         match message.payload().map(events::decode) {
             Some(Ok(envelope)) => {
-                // Only a database that stays unreachable fails here (handler errors are parked):
-                // keep the offset where it is and retry, so nothing is skipped.
-                let mut backoff = Duration::from_millis(100);
-                while let Err(error) = consumer.deliver(&topic, &envelope).await {
-                    tracing::warn!(consumer = consumer.name(), %error, "cannot apply event; retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => return close(kafka).await,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                let topic = message.topic().strip_prefix(prefix).unwrap_or(message.topic()).to_owned();
+                events.push((topic, envelope));
             }
             _ => {
                 metrics::counter!("jiaxin_events_malformed_total", "consumer" => consumer.name().to_owned())
@@ -303,11 +341,27 @@ async fn consume(kafka: Arc<StreamConsumer>, consumer: Arc<Consumer>, prefix: St
                 tracing::error!(consumer = consumer.name(), topic = %message.topic(), partition = message.partition(), offset = message.offset(), "skipping a message that is not an event envelope");
             }
         }
-        if let Err(error) = kafka.store_offset_from_message(&message) {
-            tracing::warn!(consumer = consumer.name(), %error, "cannot store offset; the event may be redelivered");
+    }
+    events
+}
+
+/// Applies the events, each run of one topic through [`Consumer::deliver_batch`], retrying
+/// while the database is unreachable (handler errors are parked, not returned): the offsets
+/// stay where they are until everything is applied, so nothing is skipped, and what a failed
+/// try committed already is skipped by the inbox on the next. False if cancelled first.
+async fn apply_until_done(consumer: &Consumer, events: &[(String, Envelope)], cancel: &CancellationToken) -> bool {
+    for (topic, run) in bus::topic_runs(events) {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(error) = consumer.deliver_batch(topic, &run).await {
+            tracing::warn!(consumer = consumer.name(), %error, "cannot apply events; retrying");
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
-    close(kafka).await;
+    true
 }
 
 /// Commits what was applied, so the next owner does not redeliver it, and closes the consumer

@@ -373,6 +373,44 @@ async fn a_consumer_that_stops_mid_stream_hands_over_without_loss_or_duplicates(
     backend.cancel.cancel();
 }
 
+/// Kafka only: a consumer that is behind (here: it joins after 400 events were published) takes
+/// what the broker has already sent it in runs, a transaction per run instead of one per event,
+/// and still applies each household's events once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka-protocol broker: run by scripts/test-distributed.sh"]
+async fn a_consumer_behind_applies_its_backlog_in_runs_in_order() {
+    let backend = Backend::new();
+    assert!(
+        backend.is_kafka(),
+        "set JIAXIN_TEST_BUS=kafka://host:port (the in-process bus drops what nobody consumes)"
+    );
+    let outbox = Outbox::new("producer");
+    let producer = backend.db("producer").await;
+    let consumer_db = backend.db("consumer").await;
+    let bus = backend.bus(&backend.cancel);
+    let keys = ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"];
+    let events: Vec<(&str, String)> = (0..400).map(|i| (keys[i % keys.len()], i.to_string())).collect();
+    let refs: Vec<(&str, &str)> = events.iter().map(|(k, l)| (*k, l.as_str())).collect();
+    write_events(&producer, &outbox, &refs).await;
+    assert_eq!(Relay::new(producer.clone(), outbox.clone(), bus.clone()).drain_all().await.unwrap(), 400);
+
+    subscribe(&bus, &consumer_db, false).await;
+    let rows = wait_applied(&consumer_db, 400).await;
+    for key in keys {
+        let seq: Vec<i32> = rows.iter().filter(|(k, _)| k == key).map(|(_, l)| l.parse().unwrap()).collect();
+        assert_eq!(seq.len(), 50, "{key}");
+        assert!(seq.windows(2).all(|w| w[0] < w[1]), "{key} out of order: {seq:?}");
+    }
+    // PostgreSQL stamps each row with the transaction that wrote it.
+    let transactions: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM applied")
+        .fetch_one(consumer_db.pool())
+        .await
+        .unwrap();
+    println!("400 events applied in {transactions} transactions");
+    assert!(transactions <= 100, "400 events took {transactions} transactions: the backlog was not applied in runs");
+    backend.cancel.cancel();
+}
+
 /// Runs one of the repository's server scripts with the given environment; returns its stdout.
 #[cfg(feature = "kafka")]
 fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
