@@ -34,8 +34,8 @@ enum Command {
     /// 列出本程序包含的服务 / List the services this binary runs, one per line.
     Services,
     /// 由积分台账重算每户积分并与维护余额核对(只读)/ Rebuild every household's score from the
-    /// points ledger and compare it with the maintained balance (reads only); exits 1 when any
-    /// household disagrees.
+    /// points ledger and compare it with the maintained balance (reads only: refuses a data
+    /// directory or database `serve` has not set up); exits 1 when any household disagrees.
     RecomputeScores(ServeArgs),
     /// 查看或重放死信事件 / List or replay parked (dead-letter) events.
     DeadLetters {
@@ -161,8 +161,9 @@ const CLOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Ends the process if the orderly stop has not ended it within `deadline`: the last guard, for a
 /// call that blocks where nothing else bounds it (the stop bounds its Kafka clients itself; before
-/// it did, a process whose broker was gone took 24–25 s with a 5 s grace). Exiting then loses nothing: events not yet published stay in the outbox for the next process,
-/// and events applied but not acknowledged are delivered again and dropped by the inbox.
+/// it did, a process whose broker was gone took 24–25 s with a 5 s grace). Exiting then loses
+/// nothing: events not yet published stay in the outbox for the next process, and events applied
+/// but not acknowledged are delivered again and dropped by the inbox.
 fn exit_if_not_stopped_within(deadline: std::time::Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
@@ -238,8 +239,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 async fn recompute_scores(config: SystemConfig) -> anyhow::Result<ExitCode> {
     config.validate_settings().map_err(|problems| invalid(&problems))?;
     let _telemetry = telemetry::init(config.common.log_format, None, "jiaxin")?;
-    let db = system::open_database(&config, ServiceName::Points).await?;
-    let points = jiaxin_points::PointsService::start(db, &config.points).await?;
+    let db = system::open_existing_database(&config, ServiceName::Points).await?;
+    let points = jiaxin_points::PointsService::open_read_only(db, &config.points);
     let started = std::time::Instant::now();
     let found = points.recompute_scores().await?;
     let (households, entries, disagreeing) = (found.households, found.entries, found.disagreeing);

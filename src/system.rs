@@ -188,6 +188,29 @@ pub async fn open_database(config: &SystemConfig, service: ServiceName) -> anyho
     Ok(db)
 }
 
+/// Opens a service's database as this binary's `serve` left it, for commands that must not change
+/// it: refuses a data directory without the service's file (instead of creating one) and a
+/// database behind this binary's schema (instead of migrating it). On PostgreSQL, connecting
+/// still creates the service's schema if it is missing (empty; then refused here).
+pub async fn open_existing_database(config: &SystemConfig, service: ServiceName) -> anyhow::Result<Database> {
+    let name = service.as_str();
+    if config.common.database_url.is_none() {
+        let file = DatabaseLocation::sqlite_file(&config.common.data_dir, name);
+        anyhow::ensure!(
+            file.exists(),
+            "数据目录中没有 {name} 服务的数据库 / no {name} database at {}: this command reads an existing county and writes nothing",
+            file.display()
+        );
+    }
+    let db = Database::connect(&config.location(service)?).await?;
+    let pending = db.pending_migrations(name, service.migrations()).await?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "{name} 数据库的结构落后于本程序,请先用本版本启动一次 serve / the {name} database lacks this binary's migrations {pending:?}: start `jiaxin serve` of this version once first"
+    );
+    Ok(db)
+}
+
 /// The least time a stop gives the Kafka clients to commit and close. Below the margin `jiaxin
 /// serve` allows past the grace period before it exits regardless (`CLOSE_MARGIN` in main.rs).
 #[cfg(feature = "kafka")]

@@ -120,6 +120,15 @@ impl County {
         (score.score, score.tier)
     }
 
+    /// Records A04 (a bonus of 3–5 points that needs no review) for each `(idempotency key,
+    /// points)`, as `worker`.
+    async fn record_bonuses(&mut self, worker: &str, household: &str, items: &[(&str, i64)]) {
+        for (key, points) in items {
+            let request = SubmitRecordRequest { record: Some(item(key, household, "A04", *points)) };
+            self.points.submit_record(authed(worker, request)).await.unwrap();
+        }
+    }
+
     async fn record_status(&mut self, id: &str) -> (i32, i64) {
         let record = self.points.get_record(authed(&self.admin, GetRecordRequest { id: id.into() })).await.unwrap();
         let record = record.into_inner().record.unwrap();
@@ -397,12 +406,7 @@ async fn a_reversal_is_a_new_entry_and_the_chain_catches_tampering() {
     let mut c = county().await;
     let household = c.household(&c.grid_a.clone(), 4).await;
     let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
-    for (key, points) in [("r-1", 3), ("r-2", 5)] {
-        c.points
-            .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item(key, &household, "A04", points)) }))
-            .await
-            .unwrap();
-    }
+    c.record_bonuses(&worker, &household, &[("r-1", 3), ("r-2", 5)]).await;
     assert_eq!(c.score(&household, None).await.0, 1008);
     let records = c
         .points
@@ -464,12 +468,7 @@ async fn recompute_scores_tells_an_operator_whether_every_balance_follows_from_t
     let mut c = county_on(TestSystem::start_private(false).await).await;
     let household = c.household(&c.grid_a.clone(), 7).await;
     let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
-    for (key, points) in [("k-1", 3), ("k-2", 4)] {
-        c.points
-            .submit_record(authed(&worker, SubmitRecordRequest { record: Some(item(key, &household, "A04", points)) }))
-            .await
-            .unwrap();
-    }
+    c.record_bonuses(&worker, &household, &[("k-1", 3), ("k-2", 4)]).await;
     assert_eq!(c.score(&household, None).await.0, 1007);
     c.sys.stop().await;
     let recompute = || {
@@ -495,6 +494,35 @@ async fn recompute_scores_tells_an_operator_whether_every_balance_follows_from_t
     let stdout = String::from_utf8_lossy(&disagreeing.stdout);
     assert!(!disagreeing.status.success(), "{stdout}");
     assert!(stdout.contains("1 户余额与台账不符") && stdout.contains(&household), "{stdout}");
+}
+
+/// `jiaxin recompute-scores` reads only: pointed at a data directory `serve` has not set up, it
+/// refuses by name and creates nothing there.
+#[test]
+fn recompute_scores_refuses_a_data_directory_serve_has_not_set_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let recompute = |data_dir: &std::path::Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_jiaxin"))
+            .args(["recompute-scores", "--data-dir", data_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let missing = dir.path().join("nowhere");
+    assert!(recompute(&missing).contains("no points database"));
+    assert!(!missing.exists(), "the missing data directory was created");
+    assert!(recompute(dir.path()).contains("no points database"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "something was written into the empty data directory"
+    );
+
+    // A file of that name that `serve` never migrated.
+    std::fs::write(dir.path().join("points.db"), b"").unwrap();
+    let stderr = recompute(dir.path());
+    assert!(stderr.contains("lacks this binary's migrations"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 
 use std::{
     borrow::Cow,
-    path::Path,
+    path::{Path, PathBuf},
     str::FromStr,
     sync::{Arc, Once},
     time::Duration,
@@ -113,8 +113,13 @@ impl DatabaseLocation {
     pub fn sqlite_in(data_dir: &Path, service: &str) -> Result<Self, StorageError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
-        let file = data_dir.join(format!("{service}.db"));
+        let file = Self::sqlite_file(data_dir, service);
         Ok(Self { url: Secret::new(format!("sqlite://{}?mode=rwc", file.display())), max_connections: 8, schema: None })
+    }
+
+    /// The file [`DatabaseLocation::sqlite_in`] opens for a service.
+    pub fn sqlite_file(data_dir: &Path, service: &str) -> PathBuf {
+        data_dir.join(format!("{service}.db"))
     }
 }
 
@@ -233,6 +238,33 @@ impl Database {
 
     /// Applies the kit's tables and the service's own migrations, in version order.
     pub async fn migrate(&self, service: &str, migrations: &Migrations) -> Result<(), StorageError> {
+        self.merged_migrations(service, migrations)?.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The versions of the kit's and the service's migrations this database has not applied
+    /// (all of them on a database never started). Reads only: for commands that must not change
+    /// a database they find behind this binary's schema.
+    pub async fn pending_migrations(&self, service: &str, migrations: &Migrations) -> Result<Vec<i64>, StorageError> {
+        let expected = self.merged_migrations(service, migrations)?;
+        let table_exists = match self.dialect {
+            Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let applied: Vec<i64> = if sqlx::query_scalar::<_, i64>(table_exists).fetch_one(&self.pool).await? == 0 {
+            Vec::new()
+        } else {
+            // `success` is a boolean on PostgreSQL and an integer on SQLite; both read as a condition.
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+        };
+        Ok(expected.iter().map(|m| m.version).filter(|version| !applied.contains(version)).collect())
+    }
+
+    /// The kit's and the service's migrations for this dialect, as one set in version order.
+    fn merged_migrations(&self, service: &str, migrations: &Migrations) -> Result<Migrator, StorageError> {
         let (kit, own) = match self.dialect {
             Dialect::Sqlite => (&KIT_SQLITE_MIGRATIONS, migrations.sqlite),
             Dialect::Postgres => (
@@ -242,9 +274,7 @@ impl Database {
         };
         let mut all: Vec<_> = kit.iter().chain(own.iter()).cloned().collect();
         all.sort_by_key(|m| m.version);
-        let merged = Migrator { migrations: Cow::Owned(all), ..Migrator::DEFAULT };
-        merged.run(&self.pool).await?;
-        Ok(())
+        Ok(Migrator { migrations: Cow::Owned(all), ..Migrator::DEFAULT })
     }
 
     pub fn pool(&self) -> &AnyPool {

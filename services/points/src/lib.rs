@@ -83,14 +83,21 @@ pub struct PointsService {
 impl PointsService {
     /// Starts on a migrated database, loading the default catalogue on the first start.
     pub async fn start(db: Database, config: &PointsConfig) -> Result<Self, PointsError> {
+        let service = Self::open_read_only(db, config);
+        service.points.load_catalogue().await?;
+        Ok(service)
+    }
+
+    /// Opens a migrated database without loading anything into it, for commands that only read
+    /// (`jiaxin recompute-scores`). Nothing is started; its writing operations are not for use.
+    pub fn open_read_only(db: Database, config: &PointsConfig) -> Self {
         let points = Arc::new(ops::Points::new(
             db.clone(),
             Outbox::new(SERVICE),
             domain::score::Tiers::default(),
             config.unpledged_records,
         ));
-        points.load_catalogue().await?;
-        Ok(Self { points, db })
+        Self { points, db }
     }
 
     pub fn outbox(&self) -> Outbox {
