@@ -409,6 +409,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     let admin_addr = admin_listener.local_addr()?;
     let limits = Limits {
         request_timeout: config.common.request_timeout(),
+        bulk_request_timeout: config.common.bulk_request_timeout(),
         concurrency_per_connection: config.common.concurrency_limit,
     };
     let grpc_cancel = cancel.clone();

@@ -55,6 +55,11 @@ impl TestSystem {
     /// `run_bus`, it publishes on the run's bus: the broker in the distributed suite (a topic
     /// namespace of its own), in-process otherwise.
     pub async fn start_private(run_bus: bool) -> Self {
+        Self::start_private_with(run_bus, &[]).await
+    }
+
+    /// [`TestSystem::start_private`] with `extra` command-line options.
+    pub async fn start_private_with(run_bus: bool, extra: &[&str]) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
         // Parse like the command line does, so the tests use the real defaults.
@@ -82,6 +87,7 @@ impl TestSystem {
                 "3".into(),
             ]);
         }
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let config = SystemConfig::from_args(args).unwrap();
         let running = system::start(config.clone()).await.unwrap();
         Self {

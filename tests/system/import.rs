@@ -143,3 +143,43 @@ async fn the_import_command_streams_a_file_and_reports() {
     assert!(jiaxin::import_cli::run(args).await.unwrap());
     assert_eq!(household_count(&sys, &token).await, 3);
 }
+
+/// A county's import streams for minutes: it has the bulk deadline, not the ordinary one that
+/// would cut it off (`--request-timeout-secs`); past the bulk deadline it is cancelled and writes
+/// nothing. Embedded, on a system of the test's own with short deadlines.
+#[tokio::test]
+async fn an_import_outlives_the_ordinary_deadline_and_stops_at_the_bulk_one() {
+    use futures::StreamExt;
+
+    let sys =
+        TestSystem::start_private_with(false, &["--request-timeout-secs", "1", "--bulk-request-timeout-secs", "3"])
+            .await;
+    let token = sys.admin_token().await;
+    let grid_id = grid(&sys, &token).await;
+    let body = csv(&grid_id, None);
+    // The options, then the file after `pause`: a slow upload.
+    let slow_upload = |pause: std::time::Duration| {
+        let options = ImportHouseholdsRequest { part: Some(Part::Options(ImportOptions::default())) };
+        let file = ImportHouseholdsRequest { part: Some(Part::Chunk(body.as_bytes().to_vec())) };
+        futures::stream::iter([(options, std::time::Duration::ZERO), (file, pause)]).then(
+            |(message, wait)| async move {
+                tokio::time::sleep(wait).await;
+                message
+            },
+        )
+    };
+
+    let mut client = sys.identity().await;
+    let cut_off = client.import_households(authed(&token, slow_upload(std::time::Duration::from_secs(4)))).await;
+    let status = cut_off.unwrap_err();
+    assert_eq!((status.code(), status.message()), (tonic::Code::Cancelled, "Timeout expired"));
+    assert_eq!(household_count(&sys, &token).await, 0, "a cancelled import writes nothing");
+
+    let report = client
+        .import_households(authed(&token, slow_upload(std::time::Duration::from_millis(1500))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.committed);
+    assert_eq!(household_count(&sys, &token).await, 3);
+}

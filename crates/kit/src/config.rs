@@ -93,6 +93,11 @@ pub struct CommonConfig {
     #[arg(long, env = "JIAXIN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Seconds a bulk call (a streamed household import, whose length grows with the file) may
+    /// take before it is cancelled.
+    #[arg(long, env = "JIAXIN_BULK_REQUEST_TIMEOUT_SECS", default_value_t = 3600)]
+    pub bulk_request_timeout_secs: u64,
+
     /// Requests served at once per connection; more are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "JIAXIN_CONCURRENCY_LIMIT", default_value_t = 256)]
     pub concurrency_limit: usize,
@@ -152,6 +157,9 @@ impl CommonConfig {
         if self.request_timeout_secs == 0 {
             problems.push("--request-timeout-secs must be at least 1".to_owned());
         }
+        if self.bulk_request_timeout_secs < self.request_timeout_secs {
+            problems.push("--bulk-request-timeout-secs must be at least --request-timeout-secs".to_owned());
+        }
         if self.concurrency_limit == 0 {
             problems.push("--concurrency-limit must be at least 1".to_owned());
         }
@@ -201,6 +209,10 @@ impl CommonConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn bulk_request_timeout(&self) -> Duration {
+        Duration::from_secs(self.bulk_request_timeout_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

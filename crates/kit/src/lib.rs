@@ -7,6 +7,7 @@ pub mod bus;
 mod checkpoint;
 pub mod config;
 pub mod crypto;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod group_commit;

@@ -3,8 +3,9 @@
 //! One tower stack, built here only. From the outside in:
 //! 1. `ObserveLayer` — first, so every request gets a span and is counted, including the ones
 //!    the later layers turn away (unauthenticated, shed, timed out).
-//! 2. tonic's own timeout, load shedding and concurrency limit — before authentication, so an
-//!    overloaded process does not spend its CPU verifying signatures of requests it will shed.
+//! 2. The per-method deadline (`DeadlineLayer`), tonic's load shedding and concurrency limit —
+//!    before authentication, so an overloaded process does not spend its CPU verifying
+//!    signatures of requests it will shed.
 //! 3. `AuthLayer` — last before the handlers, which can rely on a verified `Caller`.
 
 use std::{net::SocketAddr, time::Duration};
@@ -15,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::{auth::AuthLayer, telemetry};
+use crate::{auth::AuthLayer, deadline::DeadlineLayer, telemetry};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub request_timeout: Duration,
+    /// The deadline of the bulk calls (`deadline::BULK_METHODS`).
+    pub bulk_request_timeout: Duration,
     pub concurrency_per_connection: usize,
 }
 
@@ -60,7 +63,8 @@ pub async fn serve_grpc(
         .build_v1()?;
     let routes = routes.add_service(health_service).add_service(reflection);
 
-    let stack = tower::ServiceBuilder::new().layer(telemetry::ObserveLayer).layer(auth);
+    let deadline = DeadlineLayer::new(limits.request_timeout, limits.bulk_request_timeout);
+    let stack = tower::ServiceBuilder::new().layer(telemetry::ObserveLayer).layer(deadline).layer(auth);
     let shutdown = {
         let cancel = cancel.clone();
         async move {
@@ -76,7 +80,6 @@ pub async fn serve_grpc(
         builder = builder.tls_config(tls)?;
     }
     builder
-        .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .load_shed(true)
         .layer(stack)
