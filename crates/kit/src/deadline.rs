@@ -14,11 +14,15 @@ use std::{
 
 use futures::future::BoxFuture;
 
+/// What a caller past its deadline is told.
+pub const DEADLINE_EXCEEDED: &str = "请求超过服务端时限 / the server's deadline for this call passed";
+
 /// Calls whose deadline is the bulk one: the client-streaming RPCs (a unit test checks this
 /// list against the proto descriptors, so a new one cannot be missed).
 pub const BULK_METHODS: &[&str] = &["/jiaxin.identity.v1.IdentityService/ImportHouseholds"];
 
-/// Cancels a call that outlives its deadline with CANCELLED, as tonic's own timeout does.
+/// Ends a call that outlives its deadline with DEADLINE_EXCEEDED (tonic's own timeout said
+/// CANCELLED, which a client cannot tell from a call it cancelled itself).
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     deadlines: Arc<Deadlines>,
@@ -76,7 +80,7 @@ where
                 Ok(answered) => answered,
                 Err(_) => {
                     metrics::counter!("jiaxin_grpc_deadline_exceeded_total").increment(1);
-                    Ok(tonic::Status::cancelled("Timeout expired").into_http())
+                    Ok(tonic::Status::deadline_exceeded(DEADLINE_EXCEEDED).into_http())
                 }
             }
         })
@@ -122,9 +126,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ordinary_call_past_its_deadline_is_cancelled_and_a_bulk_one_is_not() {
+    async fn an_ordinary_call_past_its_deadline_ends_and_a_bulk_one_does_not() {
         let get_score = "/jiaxin.points.v1.PointsService/GetScore";
-        let cancelled = Some((tonic::Code::Cancelled as i32).to_string());
+        let exceeded = Some((tonic::Code::DeadlineExceeded as i32).to_string());
         // Concurrently: the test takes the longest deadline, not the sum.
         let (ordinary_late, ordinary_quick, bulk_late_for_ordinary, bulk_too_late) = tokio::join!(
             call_taking(get_score, Duration::from_millis(1500)),
@@ -132,10 +136,10 @@ mod tests {
             call_taking(BULK_METHODS[0], Duration::from_millis(1000)),
             call_taking(BULK_METHODS[0], Duration::from_secs(5)),
         );
-        assert_eq!(ordinary_late, cancelled);
+        assert_eq!(ordinary_late, exceeded);
         assert_eq!(ordinary_quick, None, "answered");
         assert_eq!(bulk_late_for_ordinary, None, "answered");
-        assert_eq!(bulk_too_late, cancelled);
+        assert_eq!(bulk_too_late, exceeded);
     }
 
     #[test]
