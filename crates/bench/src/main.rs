@@ -8,6 +8,7 @@
 
 mod bank;
 mod benefits;
+mod consume;
 mod county;
 mod fixed;
 mod load;
@@ -33,6 +34,8 @@ enum Scenario {
     Bank(bank::Args),
     /// 全县全年 / a county's whole year end to end (the demo's story): each step, wall time, peak RSS.
     County(county::Args),
+    /// 事件消费 / one Kafka consumer alone (PostgreSQL + broker), against its database work alone.
+    Consume(consume::Args),
 }
 
 #[tokio::main]
@@ -43,5 +46,6 @@ async fn main() {
         Scenario::Benefits(args) => benefits::run(args).await,
         Scenario::Bank(args) => bank::run(args).await,
         Scenario::County(args) => county::run(args).await,
+        Scenario::Consume(args) => consume::run(args).await,
     }
 }
