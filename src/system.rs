@@ -202,7 +202,15 @@ pub async fn open_existing_database(config: &SystemConfig, service: ServiceName)
             file.display()
         );
     }
-    let db = Database::connect(&config.location(service)?).await?;
+    let location = config.location(service)?;
+    let db = Database::connect(&location).await?;
+    if db.applied_migrations().await?.is_empty() {
+        let place = match &location.schema {
+            Some(schema) => format!("schema {schema}: check --database-url and --database-schema-prefix"),
+            None => "the database file has no tables".to_owned(),
+        };
+        anyhow::bail!("数据库中没有 {name} 服务的数据 / no {name} database here ({place})");
+    }
     let pending = db.pending_migrations(name, service.migrations()).await?;
     anyhow::ensure!(
         pending.is_empty(),

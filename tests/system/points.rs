@@ -498,8 +498,8 @@ async fn recompute_scores_tells_an_operator_whether_every_balance_follows_from_t
 
 /// `jiaxin recompute-scores` reads only: pointed at a data directory `serve` has not set up, it
 /// refuses by name and creates nothing there.
-#[test]
-fn recompute_scores_refuses_a_data_directory_serve_has_not_set_up() {
+#[tokio::test]
+async fn recompute_scores_refuses_a_data_directory_serve_has_not_set_up() {
     let dir = tempfile::tempdir().unwrap();
     let recompute = |data_dir: &std::path::Path| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_jiaxin"))
@@ -522,7 +522,20 @@ fn recompute_scores_refuses_a_data_directory_serve_has_not_set_up() {
     // A file of that name that `serve` never migrated.
     std::fs::write(dir.path().join("points.db"), b"").unwrap();
     let stderr = recompute(dir.path());
-    assert!(stderr.contains("lacks this binary's migrations"), "{stderr}");
+    assert!(stderr.contains("no points database here"), "{stderr}");
+
+    // One that an older binary migrated part of the way.
+    let location = jiaxin_kit::storage::DatabaseLocation::sqlite_in(dir.path(), "points").unwrap();
+    let db = jiaxin_kit::storage::Database::connect(&location).await.unwrap();
+    for sql in [
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, success BOOLEAN)",
+        "INSERT INTO _sqlx_migrations VALUES (1, 1)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    db.close().await;
+    let stderr = recompute(dir.path());
+    assert!(stderr.contains("lacks this binary's migrations") && !stderr.contains("[1,"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,6 +247,13 @@ impl Database {
     /// a database they find behind this binary's schema.
     pub async fn pending_migrations(&self, service: &str, migrations: &Migrations) -> Result<Vec<i64>, StorageError> {
         let expected = self.merged_migrations(service, migrations)?;
+        let applied = self.applied_migrations().await?;
+        Ok(expected.iter().map(|m| m.version).filter(|version| !applied.contains(version)).collect())
+    }
+
+    /// The versions of the migrations applied to this database, none on one never migrated.
+    /// Reads only.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StorageError> {
         let table_exists = match self.dialect {
             Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
             Dialect::Postgres => {
@@ -254,13 +261,12 @@ impl Database {
                  WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
             }
         };
-        let applied: Vec<i64> = if sqlx::query_scalar::<_, i64>(table_exists).fetch_one(&self.pool).await? == 0 {
-            Vec::new()
-        } else {
-            // `success` is a boolean on PostgreSQL and an integer on SQLite; both read as a condition.
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
-        };
-        Ok(expected.iter().map(|m| m.version).filter(|version| !applied.contains(version)).collect())
+        if sqlx::query_scalar::<_, i64>(table_exists).fetch_one(&self.pool).await? == 0 {
+            return Ok(Vec::new());
+        }
+        // `success` is a boolean on PostgreSQL and an integer on SQLite; both read as a condition.
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+        Ok(sqlx::query_scalar(sql).fetch_all(&self.pool).await?)
     }
 
     /// The kit's and the service's migrations for this dialect, as one set in version order.

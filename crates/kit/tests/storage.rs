@@ -35,6 +35,7 @@ async fn pending_migrations_names_every_version_a_database_lacks_and_applies_non
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database(&dir).await;
 
+    assert_eq!(db.applied_migrations().await.unwrap(), Vec::<i64>::new());
     let before = db.pending_migrations("storage", &MIGRATIONS).await.unwrap();
     assert_eq!(db.pending_migrations("storage", &MIGRATIONS).await.unwrap(), before, "asking twice changes nothing");
     assert!(before.contains(&20260101000001), "the service's own migration is pending: {before:?}");
@@ -45,5 +46,6 @@ async fn pending_migrations_names_every_version_a_database_lacks_and_applies_non
 
     db.migrate("storage", &MIGRATIONS).await.unwrap();
     assert_eq!(applied_versions(&db).await, before, "what was pending is exactly what migrating applied");
+    assert_eq!(db.applied_migrations().await.unwrap(), before);
     assert_eq!(db.pending_migrations("storage", &MIGRATIONS).await.unwrap(), Vec::<i64>::new());
 }
