@@ -28,7 +28,7 @@ use jiaxin_kit::{
 use jiaxin_proto::{events::Envelope, identity::HouseholdRegistered};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::rate;
+use crate::support::{await_rows, rate};
 
 /// Events per transaction for the baseline: the Kafka consumer's own cap
 /// (`MAX_MESSAGES_PER_APPLY` in jiaxin_kit::kafka).
@@ -77,25 +77,12 @@ pub async fn run(args: Args) {
 
     let via_kafka = points_database(&args.database_url, &format!("{namespace}_kafka_")).await;
     let (topics, consumer) = jiaxin_points::consumer(&via_kafka, None);
-    let started = Instant::now();
     bus.subscribe(&topics, Arc::new(consumer)).await.unwrap();
-    let mut first = None;
-    loop {
-        let applied = households(&via_kafka).await;
-        if applied > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if applied >= args.events {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let drained = started.elapsed();
-    let joined = first.unwrap_or_default();
+    let joined = await_rows(&via_kafka, "households", 1).await;
+    let after_join = await_rows(&via_kafka, "households", args.events).await;
     cancel.cancel();
     bus.shutdown(std::time::Duration::from_secs(5)).await;
 
-    let after_join = drained.saturating_sub(joined);
     println!(
         "  基线 / baseline, the consumer's database work alone (runs of {RUN}): {:.0} events/s ({:.1} s)",
         rate(args.events, baseline),

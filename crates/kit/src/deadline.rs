@@ -7,7 +7,6 @@
 //! layer replaces tonic's server-wide `Server::timeout`, which cannot tell calls apart.
 
 use std::{
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -23,25 +22,20 @@ pub const BULK_METHODS: &[&str] = &["/jiaxin.identity.v1.IdentityService/ImportH
 
 /// Ends a call that outlives its deadline with DEADLINE_EXCEEDED (tonic's own timeout said
 /// CANCELLED, which a client cannot tell from a call it cancelled itself).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct DeadlineLayer {
-    deadlines: Arc<Deadlines>,
-}
-
-#[derive(Debug)]
-struct Deadlines {
     ordinary: Duration,
     bulk: Duration,
 }
 
 impl DeadlineLayer {
     pub fn new(ordinary: Duration, bulk: Duration) -> Self {
-        Self { deadlines: Arc::new(Deadlines { ordinary, bulk }) }
+        Self { ordinary, bulk }
     }
 
     /// The deadline for a call to `path` (`/package.Service/Method`).
     pub fn deadline_for(&self, path: &str) -> Duration {
-        if BULK_METHODS.contains(&path) { self.deadlines.bulk } else { self.deadlines.ordinary }
+        if BULK_METHODS.contains(&path) { self.bulk } else { self.ordinary }
     }
 }
 
@@ -49,7 +43,7 @@ impl<S> tower_layer::Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService { inner, layer: self.clone() }
+        DeadlineService { inner, layer: *self }
     }
 }
 
