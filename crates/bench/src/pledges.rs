@@ -34,7 +34,7 @@ pub struct Args {
 
 pub async fn run(args: Args) {
     let bench = Bench::start(&[]).await;
-    let admin = bench.admin.clone();
+    let admin = bench.admin().await;
     let mut pledges = PledgesServiceClient::new(bench.channel(ServiceName::Pledges))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);

@@ -20,14 +20,14 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
-use crate::support::{self, Bench, PASSWORD, authed, percentile, rate};
+use crate::support::{self, Bench, PASSWORD, Session, authed, percentile, rate};
 use jiaxin::system::{ServiceName, consumers_of};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
     storage::{Database, DatabaseLocation},
 };
 use jiaxin_proto::{
-    identity::{CreateAccountRequest, LoginRequest, Role as ProtoRole},
+    identity::{CreateAccountRequest, Role as ProtoRole},
     points::{
         BatchSubmitRecordsRequest, GetScoreRequest, RecordInput, points_service_client::PointsServiceClient,
         points_service_server::PointsService as _,
@@ -62,7 +62,7 @@ pub async fn run(args: Args) {
         Some(dir) => Bench::connect(dir).await,
         None => Bench::start(&["--unpledged-records", "accept"]).await,
     };
-    let (config, admin, root) = (bench.config.clone(), bench.admin.clone(), bench.root.clone());
+    let (config, root) = (bench.config.clone(), bench.root.clone());
     let mut identity = bench.identity();
     let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points))
         .max_decoding_message_size(256 << 20)
@@ -93,9 +93,9 @@ pub async fn run(args: Args) {
         password: PASSWORD.into(),
         ..Default::default()
     };
-    identity.create_account(authed(&admin, collector)).await.unwrap();
-    let token =
-        identity.login(LoginRequest { username, password: PASSWORD.into() }).await.unwrap().into_inner().access_token;
+    // Onboarding a county takes longer than an access token lives in a cluster: a fresh one.
+    identity.create_account(authed(&bench.admin().await, collector)).await.unwrap();
+    let mut collector = Session::sign_in(identity.clone(), &username, PASSWORD).await;
 
     // A year of records, spread over households and rules, within the caps.
     let now = chrono::Utc::now().timestamp();
@@ -129,7 +129,10 @@ pub async fn run(args: Args) {
     let mut accepted = 0;
     for chunk in inputs.chunks(args.batch) {
         let response = points
-            .batch_submit_records(authed(&token, BatchSubmitRecordsRequest { records: chunk.to_vec() }))
+            .batch_submit_records(authed(
+                collector.token().await,
+                BatchSubmitRecordsRequest { records: chunk.to_vec() },
+            ))
             .await
             .unwrap()
             .into_inner();
