@@ -138,7 +138,7 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
     }
     println!("jiaxin 已启动 / serving gRPC on {} (metrics http://{}/metrics)", running.grpc_addr, running.admin_addr);
     let cancel = running.cancel_token();
-    // However the stop begins — a signal, or a server of this process that failed — it is bounded.
+    // However the stop begins — a signal, or a task of this process that failed — it is bounded.
     let stopping = cancel.clone();
     tokio::spawn(async move {
         stopping.cancelled().await;
@@ -150,8 +150,22 @@ async fn serve(config: SystemConfig) -> anyhow::Result<ExitCode> {
         cancel.cancel();
     });
     running.join().await;
-    println!("jiaxin 已停止 / stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(stopped(&running))
+}
+
+/// Says how the system stopped. A failure (a server, relay, ticker or consumer that failed or
+/// ended on its own) exits non-zero, so whatever runs the process sees it and starts it again.
+fn stopped(running: &system::RunningSystem) -> ExitCode {
+    match running.failure() {
+        None => {
+            println!("jiaxin 已停止 / stopped");
+            ExitCode::SUCCESS
+        }
+        Some(failure) => {
+            eprintln!("jiaxin 因故障停止 / stopped after a failure: {failure}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// How long past the grace period a stopping process waits for its Kafka clients to close. Below
@@ -210,8 +224,7 @@ async fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         cancel.cancel();
     });
     running.join().await;
-    println!("jiaxin 已停止 / stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(stopped(&running))
 }
 
 /// Registers the SIGINT and SIGTERM handlers now; the returned future completes on either.

@@ -1,6 +1,8 @@
 //! Assembles the chosen services into one running process: databases, the bus, outbox relays,
-//! token verification, the gRPC server and the admin server, with one cancellation token for an
-//! orderly shutdown. `jiaxin serve` and the end-to-end tests both start the system through here.
+//! token verification, the gRPC server and the admin server, with one stop for an orderly
+//! shutdown: a signal begins it, and so does any of those tasks failing or ending early (the
+//! process then exits non-zero, to be restarted). `jiaxin serve` and the end-to-end tests both
+//! start the system through here.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -12,6 +14,7 @@ use jiaxin_kit::{
     outbox::Relay,
     server::{self, Limits},
     storage::{Database, DatabaseLocation, Migrations},
+    supervise::{Stop, until_stopped},
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -230,7 +233,7 @@ pub struct RunningSystem {
     pub admin_addr: SocketAddr,
     /// The admin password generated on a first start, to show once.
     pub generated_admin_password: Option<String>,
-    cancel: CancellationToken,
+    stop: Stop,
     tasks: JoinSet<()>,
     grace: std::time::Duration,
     databases: Vec<Database>,
@@ -246,7 +249,13 @@ impl RunningSystem {
     }
 
     pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
+        self.stop.token()
+    }
+
+    /// What stopped the system when it was not told to: a server, relay, ticker or consumer of
+    /// this process that failed or ended (`jiaxin_kit::supervise`). None after a requested stop.
+    pub fn failure(&self) -> Option<&str> {
+        self.stop.failure()
     }
 
     /// Events committed in this process's outboxes and not yet delivered. In embedded mode the
@@ -263,14 +272,14 @@ impl RunningSystem {
     /// Stops accepting, drains in-flight calls, flushes the outboxes and joins every task,
     /// giving up on stragglers after the grace period.
     pub async fn shutdown(mut self) {
-        self.cancel.cancel();
+        self.stop.token().cancel();
         self.join().await;
     }
 
-    /// Waits until the system is told to stop (its cancellation token fires, from a signal or a
-    /// failed server), then gives the tasks the grace period to drain.
+    /// Waits until the system is told to stop (its cancellation token fires, from a signal) or
+    /// one of its tasks fails, then gives the tasks the grace period to drain.
     pub async fn join(&mut self) {
-        self.cancel.cancelled().await;
+        self.stop.token().cancelled().await;
         let stop_began = std::time::Instant::now();
         let grace = self.grace;
         let drained = tokio::time::timeout(grace, async {
@@ -307,7 +316,8 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
     let server_tls = jiaxin_kit::tls::server(&config.common)?;
     let peer_tls = jiaxin_kit::tls::client(&config.common)?;
     let cipher = config.common.field_cipher()?;
-    let cancel = CancellationToken::new();
+    let stop = Stop::new();
+    let cancel = stop.token();
     #[cfg(feature = "kafka")]
     let mut kafka = None;
     let bus: Arc<dyn Bus> = match config.common.bus_kind().map_err(|e| anyhow::anyhow!(e))? {
@@ -320,7 +330,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 partitions: config.common.kafka_partitions,
                 replication: config.common.kafka_replication,
             };
-            let bus = Arc::new(jiaxin_kit::kafka::KafkaBus::new(settings, cancel.clone())?);
+            let bus = Arc::new(jiaxin_kit::kafka::KafkaBus::new(settings, stop.clone())?);
             kafka = Some(bus.clone());
             bus
         }
@@ -348,7 +358,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 routes.add_service(identity.grpc_service());
                 health_names.push(IdentityService::grpc_name().to_owned());
                 public_methods.extend(IdentityService::public_methods());
-                relays.push(Relay::new(db, identity.outbox(), bus.clone()));
+                relays.push((service, Relay::new(db, identity.outbox(), bus.clone())));
             }
             ServiceName::Pledges => {
                 let pledges = jiaxin_pledges::PledgesService::start(db.clone());
@@ -356,7 +366,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_pledges::PledgesService::grpc_name().to_owned());
                 let (topics, consumer) = pledges.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
-                relays.push(Relay::new(db, pledges.outbox(), bus.clone()));
+                relays.push((service, Relay::new(db, pledges.outbox(), bus.clone())));
             }
             ServiceName::Points => {
                 let points = jiaxin_points::PointsService::start(db.clone(), &config.points).await?;
@@ -364,8 +374,9 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_points::PointsService::grpc_name().to_owned());
                 let (topics, consumer) = points.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
-                tasks.spawn(points.ticker(config.points.tick_interval(), cancel.clone()));
-                relays.push(Relay::new(db, points.outbox(), bus.clone()));
+                let ticker = points.ticker(config.points.tick_interval(), cancel.clone());
+                tasks.spawn(until_stopped("points ticker", stop.clone(), ticker));
+                relays.push((service, Relay::new(db, points.outbox(), bus.clone())));
             }
             ServiceName::Council => {
                 let council = jiaxin_council::CouncilService::start(db.clone());
@@ -373,8 +384,8 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_council::CouncilService::grpc_name().to_owned());
                 let (topics, consumer) = council.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
-                tasks.spawn(council.ticker(cancel.clone()));
-                relays.push(Relay::new(db, council.outbox(), bus.clone()));
+                tasks.spawn(until_stopped("council ticker", stop.clone(), council.ticker(cancel.clone())));
+                relays.push((service, Relay::new(db, council.outbox(), bus.clone())));
             }
             ServiceName::Benefits => {
                 let benefits = jiaxin_benefits::BenefitsService::start(db.clone(), &config.benefits);
@@ -382,7 +393,7 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_benefits::BenefitsService::grpc_name().to_owned());
                 let (topics, consumer) = benefits.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
-                relays.push(Relay::new(db, benefits.outbox(), bus.clone()));
+                relays.push((service, Relay::new(db, benefits.outbox(), bus.clone())));
             }
             ServiceName::Bank => {
                 let bank = jiaxin_bank::BankService::start(db.clone(), &config.bank);
@@ -390,12 +401,13 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
                 health_names.push(jiaxin_bank::BankService::grpc_name().to_owned());
                 let (topics, consumer) = bank.consumer();
                 bus.subscribe(&topics, Arc::new(consumer)).await?;
-                relays.push(Relay::new(db, bank.outbox(), bus.clone()));
+                relays.push((service, Relay::new(db, bank.outbox(), bus.clone())));
             }
         }
     }
-    for relay in relays {
-        tasks.spawn(relay.run(cancel.clone()));
+    for (service, relay) in relays {
+        let task_name = format!("{} outbox relay", service.as_str());
+        tasks.spawn(until_stopped(task_name, stop.clone(), relay.run(cancel.clone())));
     }
     let key_source = match key_source {
         Some(local) => local,
@@ -420,29 +432,29 @@ pub async fn start(config: SystemConfig) -> anyhow::Result<RunningSystem> {
         bulk_request_timeout: config.common.bulk_request_timeout(),
         concurrency_per_connection: config.common.concurrency_limit,
     };
-    let grpc_cancel = cancel.clone();
+    let grpc_stop = stop.clone();
     let routes = routes.routes();
-    tasks.spawn(async move {
+    let grpc_server = async move {
         if let Err(error) =
-            server::serve_grpc(grpc_listener, routes, health_names, auth, limits, server_tls, grpc_cancel.clone()).await
+            server::serve_grpc(grpc_listener, routes, health_names, auth, limits, server_tls, grpc_stop.token()).await
         {
-            tracing::error!(%error, "grpc server stopped");
-            grpc_cancel.cancel();
+            grpc_stop.fail(format!("gRPC server stopped: {error}"));
         }
-    });
-    let admin_cancel = cancel.clone();
-    tasks.spawn(async move {
-        if let Err(error) = server::serve_admin(admin_listener, admin_cancel.clone()).await {
-            tracing::error!(%error, "admin server stopped");
-            admin_cancel.cancel();
+    };
+    tasks.spawn(until_stopped("gRPC server", stop.clone(), grpc_server));
+    let admin_stop = stop.clone();
+    let admin_server = async move {
+        if let Err(error) = server::serve_admin(admin_listener, admin_stop.token()).await {
+            admin_stop.fail(format!("admin server stopped: {error}"));
         }
-    });
+    };
+    tasks.spawn(until_stopped("admin server", stop.clone(), admin_server));
     tracing::info!(%grpc_addr, %admin_addr, services = ?config.services(), "jiaxin serving");
     Ok(RunningSystem {
         grpc_addr,
         admin_addr,
         generated_admin_password,
-        cancel,
+        stop,
         tasks,
         grace: config.common.shutdown_grace(),
         databases,

@@ -154,11 +154,11 @@ impl TestSystem {
                     partitions: 3,
                     replication: 1,
                 };
-                let cancel = tokio_util::sync::CancellationToken::new();
-                let bus = jiaxin_kit::kafka::KafkaBus::new(config, cancel.clone()).unwrap();
+                let stop = jiaxin_kit::supervise::Stop::new();
+                let bus = jiaxin_kit::kafka::KafkaBus::new(config, stop.clone()).unwrap();
                 use jiaxin_kit::bus::Bus;
                 bus.publish(&topic, &envelope).await.unwrap();
-                cancel.cancel();
+                stop.token().cancel();
                 bus.shutdown(std::time::Duration::from_secs(10)).await;
             }
         }

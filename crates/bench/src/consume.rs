@@ -24,9 +24,9 @@ use jiaxin_kit::{
     events,
     kafka::{KafkaBus, KafkaConfig},
     storage::{Database, DatabaseLocation},
+    supervise::Stop,
 };
 use jiaxin_proto::{events::Envelope, identity::HouseholdRegistered};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{await_rows, rate};
 
@@ -64,10 +64,10 @@ pub async fn run(args: Args) {
     let baseline = started.elapsed();
     assert_eq!(households(&direct).await, args.events, "the baseline applied every event");
 
-    let cancel = CancellationToken::new();
+    let stop = Stop::new();
     let brokers = args.bus.strip_prefix("kafka://").expect("--bus is kafka://host:port").to_owned();
     let config = KafkaConfig { brokers, prefix: format!("{namespace}."), partitions: 1, replication: 1 };
-    let bus = Arc::new(KafkaBus::new(config, cancel.clone()).unwrap());
+    let bus = Arc::new(KafkaBus::new(config, stop.clone()).unwrap());
     let started = Instant::now();
     for batch in registrations.chunks(PUBLISH_BATCH) {
         let batch: Vec<(String, Envelope)> = batch.iter().map(|e| (topic.clone(), e.clone())).collect();
@@ -80,7 +80,7 @@ pub async fn run(args: Args) {
     bus.subscribe(&topics, Arc::new(consumer)).await.unwrap();
     let joined = await_rows(&via_kafka, "households", 1).await;
     let after_join = await_rows(&via_kafka, "households", args.events).await;
-    cancel.cancel();
+    stop.token().cancel();
     bus.shutdown(std::time::Duration::from_secs(5)).await;
 
     println!(

@@ -38,6 +38,7 @@ use crate::{
     bus::{self, Bus, BusError},
     events,
     inbox::Consumer,
+    supervise::{Stop, until_stopped},
 };
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,7 +66,9 @@ pub struct KafkaBus {
     admin: AdminClient<DefaultClientContext>,
     known_topics: Mutex<HashSet<String>>,
     consumers: Mutex<JoinSet<()>>,
-    cancel: CancellationToken,
+    /// The process's stop: consumers end when it begins, and a consumer that ends before it
+    /// (a panicking handler) begins it.
+    stop: Stop,
 }
 
 fn kafka_error(context: &str, error: impl std::fmt::Display) -> BusError {
@@ -73,7 +76,7 @@ fn kafka_error(context: &str, error: impl std::fmt::Display) -> BusError {
 }
 
 impl KafkaBus {
-    pub fn new(config: KafkaConfig, cancel: CancellationToken) -> Result<Self, BusError> {
+    pub fn new(config: KafkaConfig, stop: Stop) -> Result<Self, BusError> {
         let producer = std::sync::RwLock::new(Self::create_producer(&config)?);
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -85,7 +88,7 @@ impl KafkaBus {
             admin,
             known_topics: Mutex::new(HashSet::new()),
             consumers: Mutex::new(JoinSet::new()),
-            cancel,
+            stop,
         })
     }
 
@@ -145,8 +148,8 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// Waits for the consumers to commit and close (after the cancellation token fired), then
-    /// flushes the producer, all within `budget`. With the broker gone, librdkafka would wait out
+    /// Waits for the consumers to commit and close (after the stop began), then flushes the
+    /// producer, all within `budget`. With the broker gone, librdkafka would wait out
     /// its request timeouts (about half a minute); past the budget the clients are left closing
     /// on their own threads, and nothing is lost by it: unpublished events stay in the outbox,
     /// and events applied but not committed are redelivered and dropped by the inbox.
@@ -256,8 +259,9 @@ impl Bus for KafkaBus {
         let refs: Vec<&str> = full_topics.iter().map(String::as_str).collect();
         kafka.subscribe(&refs).map_err(|e| kafka_error("cannot subscribe", e))?;
         let prefix = self.config.prefix.clone();
-        let cancel = self.cancel.clone();
-        self.consumers.lock().await.spawn(consume(Arc::new(kafka), consumer, prefix, cancel));
+        let task_name = format!("kafka consumer {}", consumer.name());
+        let loop_until_stopped = consume(Arc::new(kafka), consumer, prefix, self.stop.token());
+        self.consumers.lock().await.spawn(until_stopped(task_name, self.stop.clone(), loop_until_stopped));
         Ok(())
     }
 }

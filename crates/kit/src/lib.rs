@@ -21,6 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod supervise;
 pub mod telemetry;
 pub mod tiers;
 pub mod time;

@@ -23,6 +23,7 @@ use jiaxin_kit::{
     inbox::{Consumer, EventHandler, HandlerError, RetryPolicy},
     outbox::{Outbox, Relay},
     storage::{Database, DatabaseLocation, Migrations, Tx},
+    supervise::{Stop, until_stopped},
 };
 use jiaxin_proto::{events::Envelope, identity::OrgNodeRenamed};
 use sqlx::migrate::Migrator;
@@ -36,7 +37,7 @@ static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE, postgres: Some(&PO
 struct Backend {
     dir: tempfile::TempDir,
     namespace: String,
-    cancel: CancellationToken,
+    stop: Stop,
 }
 
 impl Backend {
@@ -44,7 +45,7 @@ impl Backend {
         Self {
             dir: tempfile::tempdir().unwrap(),
             namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
-            cancel: CancellationToken::new(),
+            stop: Stop::new(),
         }
     }
 
@@ -59,9 +60,9 @@ impl Backend {
     }
 
     /// A bus; with Kafka, a new client on the same topics and consumer groups.
-    fn bus(&self, cancel: &CancellationToken) -> Arc<dyn Bus> {
+    fn bus(&self, stop: &Stop) -> Arc<dyn Bus> {
         match std::env::var("JIAXIN_TEST_BUS") {
-            Ok(url) => kafka_bus(&url, &self.namespace, cancel),
+            Ok(url) => kafka_bus(&url, &self.namespace, stop),
             Err(_) => Arc::new(InProcessBus::new()),
         }
     }
@@ -72,20 +73,20 @@ impl Backend {
 }
 
 #[cfg(feature = "kafka")]
-fn kafka_bus(url: &str, namespace: &str, cancel: &CancellationToken) -> Arc<dyn Bus> {
+fn kafka_bus(url: &str, namespace: &str, stop: &Stop) -> Arc<dyn Bus> {
     let brokers = url.strip_prefix("kafka://").expect("JIAXIN_TEST_BUS is kafka://host:port").to_owned();
     let config =
         jiaxin_kit::kafka::KafkaConfig { brokers, prefix: format!("{namespace}."), partitions: 3, replication: 1 };
-    Arc::new(jiaxin_kit::kafka::KafkaBus::new(config, cancel.clone()).unwrap())
+    Arc::new(jiaxin_kit::kafka::KafkaBus::new(config, stop.clone()).unwrap())
 }
 
 #[cfg(not(feature = "kafka"))]
-fn kafka_bus(_: &str, _: &str, _: &CancellationToken) -> Arc<dyn Bus> {
+fn kafka_bus(_: &str, _: &str, _: &Stop) -> Arc<dyn Bus> {
     panic!("JIAXIN_TEST_BUS is set but jiaxin-kit was built without the kafka feature")
 }
 
 /// Records every event it applies; fails while `failing` is set, and always on an event labelled
-/// `always-bad`.
+/// `always-bad`; panics (a bug) on one labelled `panic`, after its write.
 struct Recorder {
     failing: AtomicBool,
 }
@@ -103,6 +104,7 @@ impl EventHandler for Recorder {
         if label == "always-bad" {
             return Err(HandlerError::new("cannot apply this one"));
         }
+        let is_a_bug = label == "panic";
         sqlx::query("INSERT INTO applied (event_id, partition_key, label) VALUES ($1, $2, $3)")
             .bind(&envelope.event_id)
             .bind(&envelope.partition_key)
@@ -110,6 +112,9 @@ impl EventHandler for Recorder {
             .execute(&mut **tx)
             .await
             .map_err(|e| HandlerError::new(e.to_string()))?;
+        if is_a_bug {
+            panic!("handler bug on event panic");
+        }
         Ok(())
     }
 }
@@ -175,7 +180,7 @@ async fn events_committed_before_a_crash_are_delivered_after_restart_exactly_onc
     // Restart: the new process's relay finds the events and delivers them.
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let bus = backend.bus(&backend.cancel);
+    let bus = backend.bus(&backend.stop);
     subscribe(&bus, &consumer_db, false).await;
     let relay = Relay::new(producer.clone(), outbox.clone(), bus.clone());
     assert_eq!(relay.drain_all().await.unwrap(), 3);
@@ -199,7 +204,34 @@ async fn events_committed_before_a_crash_are_delivered_after_restart_exactly_onc
     assert_eq!(rows_after, rows, "nothing more arrives late");
     assert_eq!(of("h1", &rows), ["a", "c", "end"], "redelivery applied nothing twice");
     assert_eq!(of("h2", &rows), ["b", "end"]);
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
+}
+
+/// A handler that panics is a bug, not a failure to retry; it must not leave a process that
+/// looks healthy while its events stop flowing. The task carrying the delivery (in-process the
+/// relay, on Kafka the consumer) ends, and the process's stop begins with a failure naming it —
+/// `jiaxin serve` then exits non-zero, to be restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_stops_the_process_naming_the_task() {
+    let backend = Backend::new();
+    let outbox = Outbox::new("producer");
+    let producer = backend.db("producer").await;
+    let consumer_db = backend.db("consumer").await;
+    let bus = backend.bus(&backend.stop);
+    subscribe(&bus, &consumer_db, false).await;
+    let relay = Relay::new(producer.clone(), outbox.clone(), bus.clone()).run(backend.stop.token());
+    let relay = tokio::spawn(until_stopped("producer outbox relay", backend.stop.clone(), relay));
+
+    write_events(&producer, &outbox, &[("h1", "panic")]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !backend.stop.is_stopping() {
+        assert!(Instant::now() < deadline, "still running 30 s after a handler panicked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task = if backend.is_kafka() { "kafka consumer test-consumer" } else { "producer outbox relay" };
+    assert_eq!(backend.stop.failure(), Some(format!("{task} panicked: handler bug on event panic").as_str()));
+    relay.await.unwrap();
+    assert!(applied(&consumer_db).await.is_empty(), "the panicking handler's write was rolled back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +240,7 @@ async fn a_failing_handler_parks_the_event_and_replay_applies_it_once_fixed() {
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let bus = backend.bus(&backend.cancel);
+    let bus = backend.bus(&backend.stop);
     let (consumer, recorder) = subscribe(&bus, &consumer_db, true).await;
 
     write_events(&producer, &outbox, &[("h1", "poison")]).await;
@@ -241,7 +273,7 @@ async fn a_failing_handler_parks_the_event_and_replay_applies_it_once_fixed() {
     assert_eq!(applied(&consumer_db).await.len(), 2);
     // Replaying again finds nothing to do.
     assert_eq!(consumer.replay_dead_letters().await.unwrap().applied, 0);
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +282,7 @@ async fn a_bad_event_in_a_batch_is_parked_alone_and_the_rest_apply_once_in_order
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let bus = backend.bus(&backend.cancel);
+    let bus = backend.bus(&backend.stop);
     let (consumer, _) = subscribe(&bus, &consumer_db, false).await;
 
     // One relay batch: the bad event sits between good ones of the same household.
@@ -274,7 +306,7 @@ async fn a_bad_event_in_a_batch_is_parked_alone_and_the_rest_apply_once_in_order
     // The bad event's rollback left nothing of it; nothing was applied twice.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wait_applied(&consumer_db, 3).await.len(), 3);
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 /// A batch is applied whole when it can be: events applied before, and an event repeated inside
@@ -306,7 +338,7 @@ async fn a_redelivered_batch_applies_each_event_once() {
     assert_eq!(labels, ["first-0", "first-1", "first-2", "new", "newer"]);
     let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kit_inbox").fetch_one(consumer_db.pool()).await.unwrap();
     assert_eq!(inbox, 5);
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +347,7 @@ async fn one_households_events_arrive_in_commit_order() {
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let bus = backend.bus(&backend.cancel);
+    let bus = backend.bus(&backend.stop);
     subscribe(&bus, &consumer_db, false).await;
 
     for i in 0..50 {
@@ -332,7 +364,7 @@ async fn one_households_events_arrive_in_commit_order() {
         assert_eq!(labels.len(), 25, "{key}");
         assert!(labels.windows(2).all(|w| w[0] < w[1]), "{key} out of order: {labels:?}");
     }
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 /// Kafka only: a consumer process that stops mid-stream (its partitions go to the next member of
@@ -345,8 +377,8 @@ async fn a_consumer_that_stops_mid_stream_hands_over_without_loss_or_duplicates(
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let first_cancel = CancellationToken::new();
-    let first = backend.bus(&first_cancel);
+    let first_stop = Stop::new();
+    let first = backend.bus(&first_stop);
     subscribe(&first, &consumer_db, false).await;
 
     let keys = ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"];
@@ -357,8 +389,8 @@ async fn a_consumer_that_stops_mid_stream_hands_over_without_loss_or_duplicates(
     Relay::new(producer.clone(), outbox.clone(), first.clone()).drain_all().await.unwrap();
     wait_applied(&consumer_db, 40).await;
     // The first consumer stops; a second joins the same group and takes over.
-    first_cancel.cancel();
-    let second = backend.bus(&backend.cancel);
+    first_stop.token().cancel();
+    let second = backend.bus(&backend.stop);
     subscribe(&second, &consumer_db, false).await;
     let rows = wait_applied(&consumer_db, 400).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -370,7 +402,7 @@ async fn a_consumer_that_stops_mid_stream_hands_over_without_loss_or_duplicates(
         let seq: Vec<i32> = rows.iter().filter(|(k, _)| k == key).map(|(_, l)| l.parse().unwrap()).collect();
         assert!(seq.windows(2).all(|w| w[0] < w[1]), "{key} out of order");
     }
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 /// Kafka only: a consumer that is behind (here: it joins after 400 events were published) takes
@@ -387,7 +419,7 @@ async fn a_consumer_behind_applies_its_backlog_in_runs_in_order() {
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
     let consumer_db = backend.db("consumer").await;
-    let bus = backend.bus(&backend.cancel);
+    let bus = backend.bus(&backend.stop);
     let keys = ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"];
     let events: Vec<(&str, String)> = (0..400).map(|i| (keys[i % keys.len()], i.to_string())).collect();
     let refs: Vec<(&str, &str)> = events.iter().map(|(k, l)| (*k, l.as_str())).collect();
@@ -408,7 +440,7 @@ async fn a_consumer_behind_applies_its_backlog_in_runs_in_order() {
         .unwrap();
     println!("400 events applied in {transactions} transactions");
     assert!(transactions <= 100, "400 events took {transactions} transactions: the backlog was not applied in runs");
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
 }
 
 /// Runs one of the repository's server scripts with the given environment; returns its stdout.
@@ -447,7 +479,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
         partitions: 3,
         replication: 1,
     };
-    let kafka = Arc::new(jiaxin_kit::kafka::KafkaBus::new(config, backend.cancel.clone()).unwrap());
+    let kafka = Arc::new(jiaxin_kit::kafka::KafkaBus::new(config, backend.stop.clone()).unwrap());
     let bus: Arc<dyn Bus> = kafka.clone();
     let outbox = Outbox::new("producer");
     let producer = backend.db("producer").await;
@@ -508,7 +540,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     // The consumer leaves its group while the broker is still there, so its final commit lands.
     // (Once a consumer dropped after the broker stopped held the runtime's shutdown forever in
     // CI; the close now runs on a thread of its own that the runtime does not wait for.)
-    backend.cancel.cancel();
+    backend.stop.token().cancel();
     kafka.shutdown(Duration::from_secs(10)).await;
     drop(bus);
     script("broker.sh", "stop", &env);
