@@ -168,12 +168,10 @@ impl Drop for Running {
     }
 }
 
-/// `N` distinct free ports: every listener is held until all are picked, so the kernel cannot
-/// hand the same port out twice.
+/// `N` distinct free ports, from below the kernel's ephemeral range so that a process restarted on
+/// one finds it still free (see `jiaxin_kit::ports`).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+    jiaxin_kit::ports::restartable_ports().unwrap()
 }
 
 pub fn free_port() -> u16 {

@@ -50,10 +50,7 @@ impl Drop for Running {
 
 /// Starts `jiaxin serve` on `dir` and returns it with its gRPC address once it serves.
 fn serve(dir: &Path) -> (Running, String) {
-    let ports: Vec<std::net::TcpListener> =
-        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let (grpc, admin) = (ports[0].local_addr().unwrap().port(), ports[1].local_addr().unwrap().port());
-    drop(ports);
+    let [grpc, admin] = crate::processes::free_ports();
     let mut child = Command::new(env!("CARGO_BIN_EXE_jiaxin"))
         .args(["serve", "--data-dir", dir.to_str().unwrap(), "--bootstrap-admin-password", PASSWORD])
         .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-listen", &format!("127.0.0.1:{admin}")])

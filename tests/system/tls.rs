@@ -29,10 +29,7 @@ impl Drop for Running {
 
 /// `jiaxin serve` with TLS (and mTLS when `client_ca`); returns once it serves, with its port.
 fn serve(dir: &Path, client_ca: bool) -> (Running, u16) {
-    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (grpc_port, admin_port) = (grpc.local_addr().unwrap().port(), admin.local_addr().unwrap().port());
-    drop((grpc, admin));
+    let [grpc_port, admin_port] = crate::processes::free_ports();
     let mut command = Command::new(env!("CARGO_BIN_EXE_jiaxin"));
     command
         .args(["serve", "--data-dir", dir.to_str().unwrap(), "--shutdown-grace-secs", "1"])

@@ -455,7 +455,10 @@ fn script(name: &str, action: &str, env: &[(&str, String)]) -> String {
 
 #[cfg(feature = "kafka")]
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    // Below the ephemeral range: the broker restarts on it, and a client's connection must not
+    // take it in between.
+    let [port] = jiaxin_kit::ports::restartable_ports().unwrap();
+    port
 }
 
 /// Kafka only: the broker (with persistent storage) restarts in the middle of a stream; producer
