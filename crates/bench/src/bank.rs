@@ -4,6 +4,10 @@
 //!
 //!     cargo run --release -p jiaxin-bench -- bank --households 210000
 //!
+//! That is the service in this process (on SQLite, or PostgreSQL with `--postgres`); with
+//! `--cluster` the same measurements are taken of a running distributed cluster's bank process
+//! (bank_cluster.rs). In process:
+//!
 //! 1. Builds the bank's read model of a synthetic county (250 villages, one of them 5,000
 //!    households; one to three score changes and a few records per household) by delivering the
 //!    events identity, pledges and points would publish to the bank's own consumer; households
@@ -20,6 +24,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
 use std::{
+    future::Future,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,9 +43,9 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     bank::{
-        Branch, GetCreditReportRequest, GetCreditReportResponse, GrantConsentRequest, Institution,
-        PreApproveVillageRequest, Product, Purpose, SaveBranchRequest, SaveInstitutionRequest, SaveProductRequest,
-        TierLimit,
+        Branch, CreditReport, GetCreditReportRequest, GetCreditReportResponse, GrantConsentRequest, Institution,
+        PreApproveVillageRequest, PreApproveVillageResponse, Product, Purpose, SaveBranchRequest,
+        SaveInstitutionRequest, SaveProductRequest, TierLimit,
         bank_service_client::BankServiceClient,
         bank_service_server::{BankService as _, BankServiceServer},
     },
@@ -56,16 +62,26 @@ pub struct Args {
     /// postgres://postgres@127.0.0.1:25432/postgres from scripts/postgres.sh.
     #[arg(long)]
     postgres: Option<String>,
+    /// A running distributed cluster's directory (`scripts/dev-cluster.sh start`, with
+    /// JIAXIN_UNPLEDGED_RECORDS=accept and the bank's rate limits raised): measure its bank
+    /// process over the network, the county loaded through the services' own APIs, instead of
+    /// the service in this process.
+    #[arg(long, conflicts_with = "postgres")]
+    pub cluster: Option<PathBuf>,
     #[arg(long, default_value_t = 20_000)]
-    households: usize,
+    pub households: usize,
+    /// With --cluster: records per household submitted through points (in process the read
+    /// model is built from one to three score changes per household instead).
+    #[arg(long, default_value_t = 3)]
+    pub records_per_household: usize,
     #[arg(long, default_value_t = 250)]
     villages: usize,
     /// Households of the largest village.
     #[arg(long, default_value_t = 5_000)]
-    large_village: usize,
+    pub large_village: usize,
     /// Households with a loan-application consent (the ones reports are asked for).
     #[arg(long, default_value_t = 10_000)]
-    consents: usize,
+    pub consents: usize,
     #[arg(long, default_value_t = 16)]
     clients: usize,
     #[arg(long, default_value_t = 10)]
@@ -194,6 +210,30 @@ fn county_events(args: &Args) -> Vec<(&'static str, Envelope)> {
     out
 }
 
+/// The loan product the branch pre-approves with.
+pub fn product() -> Product {
+    Product {
+        name: "信易贷".into(),
+        limits: [("AAA", 50_000_000), ("AA", 30_000_000), ("A", 20_000_000), ("B", 5_000_000)]
+            .map(|(tier, fen)| TierLimit { tier: tier.into(), limit_fen: fen })
+            .to_vec(),
+        term_months: 12,
+        ..Default::default()
+    }
+}
+
+/// The consent the `h`-th household gives, if any: every other household of the large village
+/// consents to pre-approval; one in seven of the others applies for a loan, up to `--consents`.
+pub fn consent_purpose(args: &Args, h: usize, in_large_village: bool, loan_consents: usize) -> Option<Purpose> {
+    if in_large_village && h.is_multiple_of(2) {
+        Some(Purpose::VillagePreapproval)
+    } else if loan_consents < args.consents && h % 7 == 3 {
+        Some(Purpose::LoanApplication)
+    } else {
+        None
+    }
+}
+
 /// Serves the bank's API on 127.0.0.1 with the officer put into every request.
 async fn serve_bank(api: BankApi, officer: Caller) -> Channel {
     fixed::serve(Routes::new(BankServiceServer::with_interceptor(api, move |mut request: Request<()>| {
@@ -204,6 +244,13 @@ async fn serve_bank(api: BankApi, officer: Caller) -> Channel {
 }
 
 pub async fn run(args: Args) {
+    match &args.cluster {
+        Some(dir) => crate::bank_cluster::run(&args, dir).await,
+        None => in_process(args).await,
+    }
+}
+
+async fn in_process(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let db = scenario_database(args.postgres.as_deref(), dir.path(), "bank").await;
     db.migrate("bank", &jiaxin_bank::MIGRATIONS).await.unwrap();
@@ -259,25 +306,13 @@ pub async fn run(args: Args) {
         .branch
         .unwrap()
         .id;
-    let product = Product {
-        name: "信易贷".into(),
-        limits: [("AAA", 50_000_000), ("AA", 30_000_000), ("A", 20_000_000), ("B", 5_000_000)]
-            .map(|(tier, fen)| TierLimit { tier: tier.into(), limit_fen: fen })
-            .to_vec(),
-        term_months: 12,
-        ..Default::default()
-    };
-    let product = api.save_product(request(&officer, SaveProductRequest { product: Some(product) })).await.unwrap();
+    let product = api.save_product(request(&officer, SaveProductRequest { product: Some(product()) })).await.unwrap();
     let product = product.into_inner().product.unwrap().id;
     let until = (chrono::Utc::now() + chrono::Duration::days(365)).format("%Y-%m-%d").to_string();
     let mut loan_consents = Vec::new();
     let started = Instant::now();
     for h in 0..args.households {
-        let purpose = if h < args.large_village && h % 2 == 0 {
-            Purpose::VillagePreapproval
-        } else if loan_consents.len() < args.consents && h % 7 == 3 {
-            Purpose::LoanApplication
-        } else {
+        let Some(purpose) = consent_purpose(&args, h, h < args.large_village, loan_consents.len()) else {
             continue;
         };
         let head = claims(&format!("head-{h}"), Role::Resident, Some(format!("resident-{h}")));
@@ -307,20 +342,10 @@ pub async fn run(args: Args) {
         .into_inner()
         .report
         .unwrap();
-    let answer = GetCreditReportResponse { report: Some(sample.clone()) };
-    let baseline_channel =
-        fixed::serve(Routes::new(FixedAnswer::<BankServiceServer<BankApi>, GetCreditReportRequest, _>::new(answer)))
-            .await;
     let bank_channel = serve_bank(bank.api(), officer.clone()).await;
-    println!(
-        "2. credit reports ({} clients, {} s each; a report is {} bytes):",
-        args.clients,
-        args.seconds,
-        prost::Message::encoded_len(&sample)
-    );
     // Clients asking for reports under the loan consents, in turn.
-    let consents = Arc::new(loan_consents.clone());
-    let reports = |channel: Channel| {
+    let consents = Arc::new(loan_consents);
+    let reports = move |channel: Channel| {
         let consents = consents.clone();
         move |n: usize| {
             let mut client = BankServiceClient::new(channel.clone());
@@ -330,34 +355,66 @@ pub async fn run(args: Args) {
             }
         }
     };
-    let baseline = load(args.clients, args.seconds, Duration::ZERO, reports(baseline_channel)).await;
-    baseline.show("baseline: tonic answering a fixed report");
-    let peak = load(args.clients, args.seconds, Duration::ZERO, reports(bank_channel.clone())).await;
-    peak.show("GetCreditReport at peak");
-    let pause = peak.pause_for(args.clients, 0.5);
-    let halved = load(args.clients, args.seconds, pause, reports(bank_channel)).await;
-    halved.show("GetCreditReport at half the peak rate");
-    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+    measure_reports(&args, sample, bank_channel, reports).await;
 
     // 3. Pre-approval of the largest village.
+    let ask = PreApproveVillageRequest { branch_id: branch, village_id: "village-0".into(), product_id: product };
+    measure_pre_approval(args.large_village, || {
+        let ask = ask.clone();
+        let api = &api;
+        let officer = &officer;
+        async move { api.pre_approve_village(request(officer, ask)).await.unwrap().into_inner() }
+    })
+    .await;
+}
+
+/// Phase 2: reports asked of `bank` by concurrent clients — as fast as answers come, then at half
+/// that rate — after the same clients asking a tonic server that answers `sample` whatever the
+/// request. `reports(channel)` makes the clients' asking function for a channel.
+pub async fn measure_reports<R, F, Fut>(args: &Args, sample: CreditReport, bank: Channel, reports: R)
+where
+    R: Fn(Channel) -> F,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    println!(
+        "2. credit reports ({} clients, {} s each; a report is {} bytes):",
+        args.clients,
+        args.seconds,
+        prost::Message::encoded_len(&sample)
+    );
+    let answer = GetCreditReportResponse { report: Some(sample) };
+    let baseline_channel =
+        fixed::serve(Routes::new(FixedAnswer::<BankServiceServer<BankApi>, GetCreditReportRequest, _>::new(answer)))
+            .await;
+    let baseline = load(args.clients, args.seconds, Duration::ZERO, reports(baseline_channel)).await;
+    baseline.show("baseline: tonic answering a fixed report");
+    let peak = load(args.clients, args.seconds, Duration::ZERO, reports(bank.clone())).await;
+    peak.show("GetCreditReport at peak");
+    let pause = peak.pause_for(args.clients, 0.5);
+    let halved = load(args.clients, args.seconds, pause, reports(bank)).await;
+    halved.show("GetCreditReport at half the peak rate");
+    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+}
+
+/// Phase 3: ten pre-approvals of the largest village (`households` of them), timed one by one.
+pub async fn measure_pre_approval<A, Fut>(households: usize, mut ask: A)
+where
+    A: FnMut() -> Fut,
+    Fut: Future<Output = PreApproveVillageResponse>,
+{
     let mut times = Vec::new();
     let mut consented = 0;
     for _ in 0..10 {
-        let ask = PreApproveVillageRequest {
-            branch_id: branch.clone(),
-            village_id: "village-0".into(),
-            product_id: product.clone(),
-        };
         let started = Instant::now();
-        let answer = api.pre_approve_village(request(&officer, ask)).await.unwrap().into_inner();
+        let answer = ask().await;
         times.push(started.elapsed());
         consented = answer.consented.len();
-        assert_eq!(answer.households as usize, args.large_village);
+        assert_eq!(answer.households as usize, households);
     }
     times.sort();
     println!(
-        "3. PreApproveVillage, {} households ({consented} consented): p50 {:.1} ms, max {:.1} ms over {} answers",
-        args.large_village,
+        "3. PreApproveVillage, {households} households ({consented} consented): p50 {:.1} ms, max {:.1} ms over {} answers",
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         times.last().unwrap().as_secs_f64() * 1e3,
         times.len()

@@ -1,7 +1,11 @@
-//! Benefits at a county's size, in process on SQLite, with baselines from the same run. Prints
+//! Benefits at a county's size, with baselines from the same run. Prints
 //! its figures; asserts nothing about time.
 //!
 //!     cargo run --release -p jiaxin-bench -- benefits --households 210000
+//!
+//! That is the service in this process (on SQLite, or PostgreSQL with `--postgres`); with
+//! `--cluster` the same measurements are taken of a running distributed cluster's benefits
+//! process (benefits_cluster.rs). In process:
 //!
 //! 1. Builds benefits' read model of a synthetic county (towns, 250 villages, grids of ~230
 //!    households; most households pledged; one to three score changes each over the year; a few
@@ -38,8 +42,8 @@ use jiaxin_kit::{
 };
 use jiaxin_proto::{
     benefits::{
-        BatchCheckEligibilityRequest, Benefit, BenefitKind, CheckEligibilityRequest, EvaluateYearRequest, Provider,
-        ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
+        BatchCheckEligibilityRequest, Benefit, BenefitKind, CheckEligibilityRequest, CheckEligibilityResponse,
+        EvaluateYearRequest, Evaluation, Provider, ProviderKind, SaveBenefitRequest, SaveProviderRequest, Scene,
         benefits_service_client::BenefitsServiceClient,
         benefits_service_server::{BenefitsService as _, BenefitsServiceServer},
     },
@@ -56,19 +60,26 @@ pub struct Args {
     /// postgres://postgres@127.0.0.1:25432/postgres from scripts/postgres.sh.
     #[arg(long)]
     postgres: Option<String>,
+    /// A running distributed cluster's directory (`scripts/dev-cluster.sh start`): measure its
+    /// benefits process over the network, the county loaded through the services' own APIs,
+    /// instead of the service in this process.
+    #[arg(long, conflicts_with = "postgres")]
+    cluster: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 20_000)]
-    households: usize,
+    pub households: usize,
+    /// In process only: the villages the households are spread over (with --cluster, the
+    /// county's shape is the import's: villages of about 920 households).
     #[arg(long, default_value_t = 250)]
     villages: usize,
     #[arg(long, default_value_t = 10_000)]
-    checks: usize,
+    pub checks: usize,
     #[arg(long, default_value_t = 2026)]
-    year: i32,
+    pub year: i32,
     /// Concurrent gRPC clients for the checks over gRPC.
     #[arg(long, default_value_t = 16)]
-    clients: usize,
+    pub clients: usize,
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub seconds: u64,
 }
 
 const DAY: i64 = 24 * 3600 * 1_000_000;
@@ -197,7 +208,47 @@ fn county_events(args: &Args, year_start: i64) -> (Vec<Envelope>, Vec<Envelope>,
     (identity, pledges, points)
 }
 
-fn show(label: &str, sorted: &[Duration]) {
+/// Awaits `call` for each of `items` in turn: each call's latency (sorted) and the whole run's
+/// time.
+pub async fn one_at_a_time<T, F, Fut>(items: &[T], mut call: F) -> (Vec<Duration>, Duration)
+where
+    F: FnMut(&T) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut latencies = Vec::with_capacity(items.len());
+    let started = Instant::now();
+    for item in items {
+        let call_started = Instant::now();
+        call(item).await;
+        latencies.push(call_started.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (latencies, elapsed)
+}
+
+/// Phase 4's line: one BatchCheckEligibility of `households`.
+pub fn show_batch_check(households: usize, eligible: usize, elapsed: Duration) {
+    println!(
+        "4. BatchCheckEligibility of {households} households: {:.0} ms ({eligible} eligible), {:.0} checks/s",
+        elapsed.as_secs_f64() * 1e3,
+        rate(households, elapsed)
+    );
+}
+
+/// Phase 5's line: one run of the annual evaluation.
+pub fn show_evaluation(run: &str, elapsed: Duration, evaluation: &Evaluation) {
+    println!(
+        "5. annual evaluation ({run}): {:.2} s — {} households, {} 信用户; {} villages, {} 信用村居",
+        elapsed.as_secs_f64(),
+        evaluation.households,
+        evaluation.credit_households,
+        evaluation.villages,
+        evaluation.credit_villages
+    );
+}
+
+pub fn show(label: &str, sorted: &[Duration]) {
     println!(
         "  {label:<44} p50 {:>8.3} ms   p99 {:>8.3} ms",
         percentile(sorted, 0.50).as_secs_f64() * 1e3,
@@ -205,7 +256,43 @@ fn show(label: &str, sorted: &[Duration]) {
     );
 }
 
+/// Phase 3: checks asked of `service` by concurrent clients — as fast as answers come, then at
+/// half that rate — after the same clients asking a tonic server that answers `sample` whatever
+/// the request. `checks(channel)` makes the clients' asking function for a channel.
+pub async fn measure_checks<C, F, Fut>(args: &Args, sample: CheckEligibilityResponse, service: Channel, checks: C)
+where
+    C: Fn(Channel) -> F,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    println!(
+        "3. eligibility checks over gRPC ({} clients, {} s each; an answer is {} bytes):",
+        args.clients,
+        args.seconds,
+        prost::Message::encoded_len(&sample)
+    );
+    let baseline_channel =
+        fixed::serve(Routes::new(FixedAnswer::<BenefitsServiceServer<BenefitsApi>, CheckEligibilityRequest, _>::new(
+            sample,
+        )))
+        .await;
+    let baseline = load(args.clients, args.seconds, Duration::ZERO, checks(baseline_channel)).await;
+    baseline.show("baseline: tonic answering a fixed answer");
+    let peak = load(args.clients, args.seconds, Duration::ZERO, checks(service.clone())).await;
+    peak.show("CheckEligibility at peak");
+    let halved = load(args.clients, args.seconds, peak.pause_for(args.clients, 0.5), checks(service)).await;
+    halved.show("CheckEligibility at half the peak rate");
+    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+}
+
 pub async fn run(args: Args) {
+    match &args.cluster {
+        Some(dir) => crate::benefits_cluster::run(&args, dir).await,
+        None => in_process(args).await,
+    }
+}
+
+async fn in_process(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let db = scenario_database(args.postgres.as_deref(), dir.path(), "benefits").await;
     db.migrate("benefits", &jiaxin_benefits::MIGRATIONS).await.unwrap();
@@ -266,28 +353,23 @@ pub async fn run(args: Args) {
     let picks: Vec<String> =
         (0..args.checks).map(|_| format!("household-{}", rng.below(args.households as u64))).collect();
 
-    let mut baseline = Vec::with_capacity(picks.len());
-    for household in &picks {
-        let started = Instant::now();
-        let row: Option<(i64, String)> = sqlx::query_as("SELECT score, tier FROM standings WHERE household_id = $1")
-            .bind(household)
-            .fetch_optional(db.pool())
-            .await
-            .unwrap();
-        baseline.push(started.elapsed());
-        assert!(row.is_some());
-    }
-    let mut latencies = Vec::with_capacity(picks.len());
-    let started = Instant::now();
-    for household in &picks {
+    let (baseline, _) = one_at_a_time(&picks, |household| {
+        let query = sqlx::query_as("SELECT score, tier FROM standings WHERE household_id = $1").bind(household.clone());
+        async {
+            let row: Option<(i64, String)> = query.fetch_optional(db.pool()).await.unwrap();
+            assert!(row.is_some());
+        }
+    })
+    .await;
+    let service_api = &api;
+    let (latencies, elapsed) = one_at_a_time(&picks, |household| {
         let ask = CheckEligibilityRequest { benefit_id: benefit_id.clone(), household_id: household.clone() };
-        let t = Instant::now();
-        api.check_eligibility(request(&agency, ask)).await.unwrap();
-        latencies.push(t.elapsed());
-    }
-    let elapsed = started.elapsed();
-    baseline.sort();
-    latencies.sort();
+        let (api, ask) = (service_api, request(&agency, ask));
+        async move {
+            api.check_eligibility(ask).await.unwrap();
+        }
+    })
+    .await;
     println!("2. eligibility checks, one at a time ({} checks, {:.0}/s):", picks.len(), rate(picks.len(), elapsed));
     show("CheckEligibility (reads, audit entry committed)", &latencies);
     show("baseline: read the standing row only", &baseline);
@@ -301,17 +383,6 @@ pub async fn run(args: Args) {
         .await
         .unwrap()
         .into_inner();
-    println!(
-        "3. eligibility checks over gRPC ({} clients, {} s each; an answer is {} bytes):",
-        args.clients,
-        args.seconds,
-        prost::Message::encoded_len(&sample)
-    );
-    let baseline_channel =
-        fixed::serve(Routes::new(FixedAnswer::<BenefitsServiceServer<BenefitsApi>, CheckEligibilityRequest, _>::new(
-            sample,
-        )))
-        .await;
     let interceptor_agency = agency.clone();
     let service_channel = fixed::serve(Routes::new(BenefitsServiceServer::with_interceptor(
         service.api(),
@@ -335,13 +406,7 @@ pub async fn run(args: Args) {
             }
         }
     };
-    let baseline = load(args.clients, args.seconds, Duration::ZERO, checks(baseline_channel)).await;
-    baseline.show("baseline: tonic answering a fixed answer");
-    let peak = load(args.clients, args.seconds, Duration::ZERO, checks(service_channel.clone())).await;
-    peak.show("CheckEligibility at peak");
-    let halved = load(args.clients, args.seconds, peak.pause_for(args.clients, 0.5), checks(service_channel)).await;
-    halved.show("CheckEligibility at half the peak rate");
-    println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+    measure_checks(&args, sample, service_channel, checks).await;
 
     // 4. A daily queue.
     let queue: Vec<String> = picks.iter().take(5_000).cloned().collect();
@@ -357,12 +422,7 @@ pub async fn run(args: Args) {
         .checks;
     let elapsed = started.elapsed();
     let eligible = checks.iter().filter(|c| c.eligible).count();
-    println!(
-        "4. BatchCheckEligibility of {} households: {:.0} ms ({eligible} eligible), {:.0} checks/s",
-        queue.len(),
-        elapsed.as_secs_f64() * 1e3,
-        rate(queue.len(), elapsed)
-    );
+    show_batch_check(queue.len(), eligible, elapsed);
 
     // 4. The annual evaluation, twice (the second replaces the draft).
     let started = Instant::now();
@@ -379,14 +439,7 @@ pub async fn run(args: Args) {
             .into_inner()
             .evaluation
             .unwrap();
-        println!(
-            "5. annual evaluation ({run}): {:.2} s — {} households, {} 信用户; {} villages, {} 信用村居",
-            started.elapsed().as_secs_f64(),
-            evaluation.households,
-            evaluation.credit_households,
-            evaluation.villages,
-            evaluation.credit_villages
-        );
+        show_evaluation(run, started.elapsed(), &evaluation);
     }
     println!("   baseline: COUNT(*) over households, standings, score history: {:.3} s", scan.as_secs_f64());
 }

@@ -7,7 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
 mod bank;
+mod bank_cluster;
 mod benefits;
+mod benefits_cluster;
 mod consume;
 mod county;
 mod fixed;

@@ -18,20 +18,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark program fails loudly
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use crate::support::{self, Bench, PASSWORD, Session, authed, percentile, rate};
+use crate::support::{self, Bench, percentile, rate};
 use jiaxin::system::{ServiceName, consumers_of};
 use jiaxin_kit::{
     auth::{Caller, Claims, ISSUER, Role},
-    storage::{Database, DatabaseLocation},
+    storage::Database,
 };
-use jiaxin_proto::{
-    identity::{CreateAccountRequest, Role as ProtoRole},
-    points::{
-        BatchSubmitRecordsRequest, GetScoreRequest, RecordInput, points_service_client::PointsServiceClient,
-        points_service_server::PointsService as _,
-    },
+use jiaxin_proto::points::{
+    GetScoreRequest, points_service_client::PointsServiceClient, points_service_server::PointsService as _,
 };
 use tonic::Request;
 
@@ -52,10 +52,6 @@ pub struct Args {
     cluster: Option<PathBuf>,
 }
 
-/// Bonus rules that need no review, with their yearly caps in records: a household's year of
-/// records spreads over them without reaching a cap.
-const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4), ("A06", 3), ("E05", 5)];
-
 pub async fn run(args: Args) {
     // This program measures records, not pledges (the pledges scenario does): they count at once.
     let bench = match &args.cluster {
@@ -63,7 +59,6 @@ pub async fn run(args: Args) {
         None => Bench::start(&["--unpledged-records", "accept"]).await,
     };
     let (config, root) = (bench.config.clone(), bench.root.clone());
-    let mut identity = bench.identity();
     let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
@@ -74,87 +69,29 @@ pub async fn run(args: Args) {
 
     // Points learns the households from identity's events.
     let points_db = Database::connect(&config.location(ServiceName::Points).unwrap()).await.unwrap();
-    let propagation = support::await_rows(&points_db, "households", args.households).await;
-    let households: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM households ORDER BY id").fetch_all(points_db.pool()).await.unwrap();
+    let (households, propagation) = county_households(&points_db, &grids, args.households).await;
     // The records are measured once the other services have taken in the county too: while
     // they still apply identity's events (minutes at Xuyi's size) they share the two cores with
     // the intake, and the figure would be the onboarding's as much as the records'.
     bench.drained(ServiceName::Identity, &consumers_of(ServiceName::Identity)).await;
     let onboarded = import_done.elapsed();
 
-    // A collector for the whole county (a name of this run's own: a cluster may be measured twice).
-    let username = format!("bench-collector-{}", chrono::Utc::now().timestamp_millis());
-    let collector = CreateAccountRequest {
-        username: username.clone(),
-        display_name: "采集员".into(),
-        roles: vec![ProtoRole::GridWorker as i32],
-        org_node_id: root.clone(),
-        password: PASSWORD.into(),
-        ..Default::default()
+    let mut collector = support::county_collector(&bench).await;
+    let inputs = support::year_of_records(&households, args.records);
+    // A cluster may hold earlier runs' counties: this run's entries are the ledger's growth.
+    let count_entries = || async {
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(points_db.pool()).await.unwrap();
+        entries as usize
     };
-    // Onboarding a county takes longer than an access token lives in a cluster: a fresh one.
-    identity.create_account(authed(&bench.admin().await, collector)).await.unwrap();
-    let mut collector = Session::sign_in(identity.clone(), &username, PASSWORD).await;
-
-    // A year of records, spread over households and rules, within the caps.
-    let now = chrono::Utc::now().timestamp();
-    let per_household: usize = RULES.iter().map(|(_, cap)| cap).sum();
-    assert!(args.records <= households.len() * per_household, "more records than the caps allow");
-    let inputs: Vec<RecordInput> = (0..args.records)
-        .map(|i| {
-            let household = &households[i % households.len()];
-            let round = i / households.len();
-            let (rule, _) = RULES
-                .iter()
-                .scan(0, |seen, r| {
-                    *seen += r.1;
-                    Some((r, *seen))
-                })
-                .find(|(_, end)| round < *end)
-                .map(|(r, _)| *r)
-                .unwrap();
-            RecordInput {
-                request_id: format!("bench-{i}"),
-                household_id: household.clone(),
-                rule_code: rule.into(),
-                occurred_at: Some(prost_types::Timestamp { seconds: now - 86_400 * (1 + (i % 300) as i64), nanos: 0 }),
-                evidence: vec![format!("photo:{i}")],
-                place: "村委会".into(),
-                ..Default::default()
-            }
-        })
-        .collect();
+    let entries_before = count_entries().await;
     let started = Instant::now();
-    let mut accepted = 0;
-    for chunk in inputs.chunks(args.batch) {
-        let response = points
-            .batch_submit_records(authed(
-                collector.token().await,
-                BatchSubmitRecordsRequest { records: chunk.to_vec() },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        if response.failed > 0 {
-            let first = response.results.iter().find(|r| !r.error_code.is_empty()).unwrap();
-            panic!("{} failed: {} {} {}", response.failed, first.error_code, first.error_field, first.error_message);
-        }
-        accepted += response.accepted as usize;
-    }
+    let accepted = support::submit_records(&mut points, &mut collector, &inputs, args.batch).await;
     let records_elapsed = started.elapsed();
     let records_done = Instant::now();
-    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(points_db.pool()).await.unwrap();
-    assert_eq!(entries as usize, accepted);
+    assert_eq!(count_entries().await - entries_before, accepted);
 
     // Baseline: the same number of rows, plainly batch-inserted into one table of the same engine.
-    let baseline_location = if bench.is_embedded() {
-        DatabaseLocation::sqlite_in(bench.scratch(), "baseline").unwrap()
-    } else {
-        let points_location = config.location(ServiceName::Points).unwrap();
-        DatabaseLocation { schema: Some(format!("{}_baseline", points_location.schema.unwrap())), ..points_location }
-    };
-    let baseline_db = Database::connect(&baseline_location).await.unwrap();
+    let baseline_db = bench.baseline_database(ServiceName::Points).await;
     sqlx::query("CREATE TABLE plain (id TEXT PRIMARY KEY, household_id TEXT, rule_code TEXT, points BIGINT, occurred_at BIGINT, evidence TEXT)")
         .execute(baseline_db.pool())
         .await
@@ -287,4 +224,22 @@ pub async fn run(args: Args) {
         ledger_read_elapsed.as_secs_f64()
     );
     bench.shutdown().await;
+}
+
+/// This run's households as points' read model holds them, once identity's events have brought
+/// all of them, and how long that took. Points keeps a household's grid, not its path, so the
+/// county's grids pick them (a cluster may hold earlier runs' counties beside this one).
+async fn county_households(points_db: &Database, grids: &[String], expected: usize) -> (Vec<String>, Duration) {
+    let grids: std::collections::HashSet<&str> = grids.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    loop {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, grid_id FROM households ORDER BY id").fetch_all(points_db.pool()).await.unwrap();
+        let households: Vec<String> =
+            rows.into_iter().filter(|(_, grid)| grids.contains(grid.as_str())).map(|(id, _)| id).collect();
+        if households.len() >= expected {
+            return (households, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -12,9 +12,17 @@ use std::{
 };
 
 use jiaxin::system::{self, RunningSystem, ServiceName, SystemConfig};
-use jiaxin_proto::identity::{
-    CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions, LoginRequest, OrgNodeKind,
-    identity_service_client::IdentityServiceClient, import_households_request::Part,
+use jiaxin_proto::{
+    identity::{
+        CreateAccountRequest, CreateOrgNodeRequest, GetCurrentAccountRequest, ImportHouseholdsRequest, ImportOptions,
+        LoginRequest, OrgNodeKind, Role as ProtoRole, identity_service_client::IdentityServiceClient,
+        import_households_request::Part,
+    },
+    pledges::{
+        BatchSignPledgesRequest, Channel as SignChannel, PublishTemplateRequest, SignPledgeRequest, TemplateKind,
+        pledges_service_client::PledgesServiceClient,
+    },
+    points::{BatchSubmitRecordsRequest, RecordInput, points_service_client::PointsServiceClient},
 };
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
@@ -214,6 +222,33 @@ impl Bench {
         IdentityServiceClient::new(self.channel(ServiceName::Identity)).max_decoding_message_size(256 << 20)
     }
 
+    /// Residents identity has registered: none in a fresh embedded system; on a cluster, those of
+    /// the counties earlier runs onboarded.
+    pub async fn residents_registered(&self) -> usize {
+        match &self.target {
+            Target::Embedded(_) => 0,
+            Target::Cluster(db) => {
+                let schema = self.config.location(ServiceName::Identity).unwrap().schema.unwrap();
+                let sql = format!("SELECT COUNT(*) FROM {schema}.residents");
+                let count: i64 = sqlx::query_scalar(&sql).fetch_one(db.pool()).await.unwrap();
+                count as usize
+            }
+        }
+    }
+
+    /// An empty database for a baseline on the same engine as `service`'s: a SQLite file beside
+    /// the system's data, or on a cluster a new schema of its PostgreSQL next to the service's.
+    pub async fn baseline_database(&self, service: ServiceName) -> jiaxin_kit::storage::Database {
+        let location = if self.is_embedded() {
+            jiaxin_kit::storage::DatabaseLocation::sqlite_in(self.scratch(), "baseline").unwrap()
+        } else {
+            let service = self.config.location(service).unwrap();
+            let schema = format!("{}_baseline_{}", service.schema.clone().unwrap(), std::process::id());
+            jiaxin_kit::storage::DatabaseLocation { schema: Some(schema), ..service }
+        };
+        jiaxin_kit::storage::Database::connect(&location).await.unwrap()
+    }
+
     /// Events written by `producer` that have not yet been applied by every one of `consumers`.
     /// Embedded: what the in-process bus has not delivered. Distributed: the producer's outbox
     /// rows missing from a consumer's inbox (both kept in PostgreSQL, schema by schema).
@@ -258,6 +293,7 @@ impl Bench {
 
 /// The synthetic county as onboarded.
 pub struct County {
+    /// The large village first, when there is one.
     pub villages: Vec<String>,
     pub grids: Vec<String>,
     pub households: usize,
@@ -285,10 +321,27 @@ const IMPORT_HOUSEHOLDS: usize = 10_000;
 /// Towns of 15 villages of 4 grids of about 230 households, each of one to five residents
 /// (about 2.6 on average), imported as CSV streams of [`IMPORT_HOUSEHOLDS`] each.
 pub async fn onboard_county(bench: &Bench, households: usize) -> County {
+    onboard_county_with(bench, households, 0).await
+}
+
+/// [`onboard_county`], with the first village holding `large_village` of the households (the
+/// largest village a branch pre-approves) and the rest spread as usual; none when zero.
+pub async fn onboard_county_with(bench: &Bench, households: usize, large_village: usize) -> County {
+    assert!(large_village <= households, "the large village cannot hold more than the county");
     let mut identity = bench.identity();
     let (admin, root) = (&bench.admin().await, &bench.root);
-    let grids_needed = households.div_ceil(GRID_SIZE).max(1);
-    let (mut villages, mut grids) = (Vec::new(), Vec::with_capacity(grids_needed));
+    let (mut villages, mut large_grids) = (Vec::new(), Vec::new());
+    if large_village > 0 {
+        let town = create_node(&mut identity, admin, root, OrgNodeKind::Town, "大村镇".into()).await;
+        let village = create_node(&mut identity, admin, &town, OrgNodeKind::Village, "大村".into()).await;
+        villages.push(village.clone());
+        for g in 0..large_village.div_ceil(GRID_SIZE) {
+            large_grids
+                .push(create_node(&mut identity, admin, &village, OrgNodeKind::Grid, format!("大村网格{g}")).await);
+        }
+    }
+    let grids_needed = (households - large_village).div_ceil(GRID_SIZE).max(1);
+    let mut grids = Vec::with_capacity(grids_needed);
     'build: for t in 0.. {
         let town = create_node(&mut identity, admin, root, OrgNodeKind::Town, format!("镇{t}")).await;
         for v in 0..15 {
@@ -304,17 +357,25 @@ pub async fn onboard_county(bench: &Bench, households: usize) -> County {
             }
         }
     }
+    let grid_of = |h: usize| {
+        if h < large_village { &large_grids[h % large_grids.len()] } else { &grids[(h - large_village) % grids.len()] }
+    };
 
+    // ID numbers go on from those a cluster has registered for earlier runs' counties.
+    let first_id = bench.residents_registered().await;
     let started = Instant::now();
     let mut residents = 0;
     for first in (0..households).step_by(IMPORT_HOUSEHOLDS) {
         let mut csv = String::from("household_ref,grid,address,relation,name,id_number\n");
         for h in first..households.min(first + IMPORT_HOUSEHOLDS) {
-            let grid = &grids[h % grids.len()];
+            let grid = grid_of(h);
             let size = [1, 2, 2, 3, 3, 3, 4, 5][h % 8];
             for m in 0..size {
                 let relation = ["户主", "配偶", "子女", "子女", "父母"][m];
-                csv.push_str(&format!("H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n", id_number(residents)));
+                csv.push_str(&format!(
+                    "H{h},{grid},第{h}号,{relation},居民{h}-{m},{}\n",
+                    id_number(first_id + residents)
+                ));
                 residents += 1;
             }
         }
@@ -327,6 +388,7 @@ pub async fn onboard_county(bench: &Bench, households: usize) -> County {
         let report = identity.import_households(request).await.unwrap().into_inner();
         assert!(report.committed, "{:?}", report.bad_rows.first());
     }
+    grids.extend(large_grids);
     County { villages, grids, households, residents, import_elapsed: started.elapsed() }
 }
 
@@ -338,6 +400,30 @@ pub async fn await_rows(db: &jiaxin_kit::storage::Database, table: &str, expecte
         let known: i64 = sqlx::query_scalar(&sql).fetch_one(db.pool()).await.unwrap();
         if known as usize >= expected {
             return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Rows of the county whose root is bound as `$1`, by their org path: a cluster keeps earlier
+/// runs' counties beside this one. (LIKE rather than a string function: the same text on SQLite
+/// and PostgreSQL; org ids hold no wildcards.)
+pub const IN_COUNTY: &str = "path LIKE '%' || $1 || '%'";
+
+/// The households (id, head) of the county under `root` in a service's read model that keeps
+/// their paths (pledges'), once identity's events have brought all `expected` of them, with how
+/// long that took.
+pub async fn county_heads(
+    db: &jiaxin_kit::storage::Database,
+    root: &str,
+    expected: usize,
+) -> (Vec<(String, String)>, Duration) {
+    let started = Instant::now();
+    loop {
+        let sql = format!("SELECT id, head_resident_id FROM households WHERE {IN_COUNTY} ORDER BY id");
+        let heads: Vec<(String, String)> = sqlx::query_as(&sql).bind(root).fetch_all(db.pool()).await.unwrap();
+        if heads.len() >= expected {
+            return (heads, started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -361,4 +447,144 @@ pub async fn scenario_database(postgres: Option<&str>, dir: &Path, service: &str
 /// The engine a scenario runs on, for its heading.
 pub fn engine(postgres: Option<&str>) -> &'static str {
     if postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+}
+
+/// Signs in a new grid worker scoped to the whole county (a name of this run's own: a cluster may
+/// be measured twice).
+pub async fn county_collector(bench: &Bench) -> Session {
+    account(bench, "bench-collector", "采集员", ProtoRole::GridWorker).await.1
+}
+
+/// Creates an account of `role` scoped to the county, named `<prefix>-<now in ms>`, and signs it
+/// in. Returns its id and session.
+pub async fn account(bench: &Bench, prefix: &str, display_name: &str, role: ProtoRole) -> (String, Session) {
+    let mut identity = bench.identity();
+    let username = format!("{prefix}-{}", chrono::Utc::now().timestamp_millis());
+    let request = CreateAccountRequest {
+        username: username.clone(),
+        display_name: display_name.into(),
+        roles: vec![role as i32],
+        org_node_id: bench.root.clone(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    let created = identity.create_account(authed(&bench.admin().await, request)).await.unwrap().into_inner();
+    (created.account.unwrap().id, Session::sign_in(identity, &username, PASSWORD).await)
+}
+
+/// Bonus rules that need no review, with their yearly caps in records: a household's year of
+/// records spreads over them without reaching a cap.
+const RULES: &[(&str, usize)] = &[("A01", 6), ("D01", 12), ("D04", 6), ("B01", 4), ("A06", 3), ("E05", 5)];
+
+/// `count` records of a year, spread over `households` and [`RULES`] within the caps, each
+/// dated in the last 300 days.
+pub fn year_of_records(households: &[String], count: usize) -> Vec<RecordInput> {
+    let now = chrono::Utc::now().timestamp();
+    let per_household: usize = RULES.iter().map(|(_, cap)| cap).sum();
+    assert!(count <= households.len() * per_household, "more records than the caps allow");
+    (0..count)
+        .map(|i| {
+            let household = &households[i % households.len()];
+            // The n-th record of a household takes the rule whose cumulative cap first exceeds n.
+            let round = i / households.len();
+            let (rule, _) = RULES
+                .iter()
+                .scan(0, |seen, r| {
+                    *seen += r.1;
+                    Some((r, *seen))
+                })
+                .find(|(_, end)| round < *end)
+                .map(|(r, _)| *r)
+                .unwrap();
+            RecordInput {
+                request_id: format!("bench-{i}"),
+                household_id: household.clone(),
+                rule_code: rule.into(),
+                occurred_at: Some(prost_types::Timestamp { seconds: now - 86_400 * (1 + (i % 300) as i64), nanos: 0 }),
+                evidence: vec![format!("photo:{i}")],
+                place: "村委会".into(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Submits `inputs` through BatchSubmitRecords, `batch` per call; every one must be accepted.
+/// Returns how many were.
+pub async fn submit_records(
+    points: &mut PointsServiceClient<Channel>,
+    collector: &mut Session,
+    inputs: &[RecordInput],
+    batch: usize,
+) -> usize {
+    let mut accepted = 0;
+    for chunk in inputs.chunks(batch) {
+        let request = BatchSubmitRecordsRequest { records: chunk.to_vec() };
+        let response =
+            points.batch_submit_records(authed(collector.token().await, request)).await.unwrap().into_inner();
+        if response.failed > 0 {
+            let first = response.results.iter().find(|r| !r.error_code.is_empty()).unwrap();
+            panic!("{} failed: {} {} {}", response.failed, first.error_code, first.error_field, first.error_message);
+        }
+        accepted += response.accepted as usize;
+    }
+    accepted
+}
+
+/// Each village publishes its 村规民约 (version 1), which its households then sign.
+pub async fn publish_village_rules(pledges: &mut PledgesServiceClient<Channel>, admin: &str, villages: &[String]) {
+    for village in villages {
+        let template = PublishTemplateRequest {
+            org_node_id: village.clone(),
+            kind: TemplateKind::VillageRules as i32,
+            title: "村规民约".into(),
+            body: "一、遵纪守法。二、移风易俗。三、爱护环境。四、邻里和睦。".into(),
+            consent_clause: "本户同意将本承诺及履约记录纳入家庭信用档案。".into(),
+            effective_on: "2026-01-01".into(),
+            adopted_by: "村民代表大会".into(),
+            adopted_on: "2025-12-20".into(),
+            requires_resign: false,
+        };
+        pledges.publish_template(authed(admin, template)).await.unwrap();
+    }
+}
+
+/// The paper pledge forms of `heads` (household, head resident), as a cadre enters them.
+pub fn paper_pledges(heads: &[(String, String)]) -> Vec<SignPledgeRequest> {
+    heads
+        .iter()
+        .enumerate()
+        .map(|(i, (household, head))| SignPledgeRequest {
+            household_id: household.clone(),
+            signer_resident_id: head.clone(),
+            template_version: 1,
+            channel: SignChannel::Paper as i32,
+            scan_reference: format!("scan:2026/{i:06}.pdf"),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Enters `items` through BatchSignPledges, `batch` per call; every one must be signed. Returns
+/// how many were, and each call's latency.
+pub async fn sign_pledges(
+    pledges: &mut PledgesServiceClient<Channel>,
+    admin: &str,
+    items: &[SignPledgeRequest],
+    batch: usize,
+) -> (usize, Vec<Duration>) {
+    let mut signed = 0;
+    let mut latencies = Vec::new();
+    for chunk in items.chunks(batch) {
+        let call = Instant::now();
+        let request = BatchSignPledgesRequest { items: chunk.to_vec() };
+        let response = pledges.batch_sign_pledges(authed(admin, request)).await.unwrap().into_inner();
+        latencies.push(call.elapsed());
+        if response.failed > 0 {
+            let first = response.results.iter().find(|r| !r.error_code.is_empty()).unwrap();
+            panic!("{} failed: {} {} {}", response.failed, first.error_code, first.error_field, first.error_message);
+        }
+        signed += response.signed as usize;
+    }
+    (signed, latencies)
 }
