@@ -11,10 +11,13 @@
 //!
 //! Nothing is answered before the commit: a request whose batch fails gets the error, and a
 //! request whose item the writer refuses (its state changed since it was read) gets that item's
-//! own answer while the rest of the batch commits.
+//! own answer while the rest of the batch commits. A writer that panics fails its batch the same
+//! way (the transaction is dropped, so rolled back) and the writer carries on: one bad batch must
+//! not leave the service answering "stopped" to every request after it.
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Instant};
 
+use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::storage::{Database, Tx};
@@ -90,7 +93,12 @@ async fn run<W: BatchWriter>(db: Database, name: &'static str, writer: W, mut pe
         let (items, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
         let started = Instant::now();
         metrics::histogram!("jiaxin_group_commit_batch_items", "writer" => name).record(items.len() as f64);
-        let written = write_batch(&db, &writer, items).await;
+        // The batch's state (its transaction, its items) is dropped with the panic, so nothing
+        // half-done is observed afterwards: unwind safety holds for what the writer keeps.
+        let written = match AssertUnwindSafe(write_batch(&db, &writer, items)).catch_unwind().await {
+            Ok(written) => written,
+            Err(panic) => Err(sqlx::Error::Protocol(format!("batch writer panicked: {}", panic_message(&*panic)))),
+        };
         let outcome = if written.is_ok() { "committed" } else { "failed" };
         metrics::histogram!("jiaxin_group_commit_batch_seconds", "writer" => name, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
@@ -110,6 +118,15 @@ async fn run<W: BatchWriter>(db: Database, name: &'static str, writer: W, mut pe
             }
         }
     }
+}
+
+/// The text a panic was raised with, when it was a string (as `panic!` and `expect` make it).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-text payload")
 }
 
 async fn write_batch<W: BatchWriter>(
@@ -134,8 +151,11 @@ mod tests {
     use super::*;
     use crate::storage::DatabaseLocation;
 
-    /// Writes each item as a row; refuses odd numbers without failing the batch.
+    /// Writes each item as a row; refuses odd numbers without failing the batch; panics on
+    /// [`PANICS`].
     struct Numbers;
+
+    const PANICS: i64 = -13;
 
     impl BatchWriter for Numbers {
         type Item = i64;
@@ -144,6 +164,7 @@ mod tests {
         async fn write(&self, tx: &mut Tx, items: Vec<i64>) -> Result<Vec<Self::Answer>, sqlx::Error> {
             let mut answers = Vec::new();
             for n in &items {
+                assert_ne!(*n, PANICS, "a writer bug");
                 if n % 2 == 1 {
                     answers.push(Err("odd"));
                     continue;
@@ -227,5 +248,17 @@ mod tests {
         assert_eq!(commit.submit(6).await.unwrap(), Ok(1), "the writer carries on after a failed batch");
         let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM numbers").fetch_one(db.pool()).await.unwrap();
         assert_eq!(written, 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_writer_fails_its_batch_and_serves_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(dir.path()).await;
+        let commit = GroupCommit::start(db.clone(), "numbers", Numbers);
+        let error = commit.submit(PANICS).await.unwrap_err();
+        assert!(matches!(&error, GroupCommitError::Storage(e) if e.to_string().contains("a writer bug")), "{error:?}");
+        assert_eq!(commit.submit(8).await.unwrap(), Ok(1), "the writer outlives a panic");
+        let written: Vec<i64> = sqlx::query_scalar("SELECT n FROM numbers").fetch_all(db.pool()).await.unwrap();
+        assert_eq!(written, vec![8]);
     }
 }
