@@ -31,7 +31,7 @@ impl Points {
     /// Cancels the record's live entry from now (or its own start, if later). False when nothing
     /// counts for it (rejected, pending, already cancelled).
     async fn cancel_live_entry(&self, tx: &mut Tx, record: &RecordRow, rule: &RuleRow) -> Result<bool> {
-        let Some(live) = store::live_entry_of_record(&mut **tx, &record.id).await? else {
+        let Some(live) = store::live_entry_of_record(&mut **tx, &record.household_id, &record.id).await? else {
             return Ok(false);
         };
         let from = live.effective_from.max(now_micros());
@@ -62,7 +62,9 @@ impl Points {
         store::set_frozen(&mut **tx, &record.id, false).await?;
         record.frozen = 0;
         let outcome = ObjectionOutcome::try_from(resolved.outcome).unwrap_or(ObjectionOutcome::Unspecified);
-        let last = store::last_entry_of_record(&mut **tx, &record.id).await?.ok_or(PointsError::NotFound(RECORD))?;
+        let last = store::last_entry_of_record(&mut **tx, &record.household_id, &record.id)
+            .await?
+            .ok_or(PointsError::NotFound(RECORD))?;
         match outcome {
             ObjectionOutcome::Upheld | ObjectionOutcome::Amended => {
                 let delta = if outcome == ObjectionOutcome::Amended {

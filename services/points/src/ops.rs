@@ -543,7 +543,9 @@ impl Points {
             ));
         }
         store::lock_household(&mut *tx, &record.household_id).await?;
-        let original = store::live_entry_of_record(&mut *tx, &record.id).await?.ok_or(PointsError::NotFound(RECORD))?;
+        let original = store::live_entry_of_record(&mut *tx, &record.household_id, &record.id)
+            .await?
+            .ok_or(PointsError::NotFound(RECORD))?;
         let rule = store::rule_version(&mut *tx, &record.rule_code, record.rule_version)
             .await?
             .ok_or(PointsError::NotFound("规则"))?;

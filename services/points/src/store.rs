@@ -373,27 +373,38 @@ pub async fn entries_between<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// The record's entry that counts (or will): its latest own entry no later entry reversed.
+///
+/// Looked up within the record's household, through `ledger_household`: nothing indexes the
+/// ledger by record, and by record alone PostgreSQL read the whole ledger for each objection,
+/// resolution and reversal — 118 ms at 1,000,000 entries against 0.2 ms within a household —
+/// while holding the household's lock (the crash campaign's full form fell behind on it).
 pub async fn live_entry_of_record<'c, E: Executor<'c, Database = Any>>(
     e: E,
+    household_id: &str,
     record_id: &str,
 ) -> sqlx::Result<Option<LedgerRow>> {
     sqlx::query_as(&format!(
-        "SELECT {LEDGER_COLUMNS} FROM ledger l WHERE record_id = $1 AND reverses_seq IS NULL \
+        "SELECT {LEDGER_COLUMNS} FROM ledger l WHERE household_id = $1 AND record_id = $2 AND reverses_seq IS NULL \
          AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses_seq = l.seq) ORDER BY seq DESC LIMIT 1"
     ))
+    .bind(household_id)
     .bind(record_id)
     .fetch_optional(e)
     .await
 }
 
-/// The record's latest own entry, reversed or not (what an upheld objection re-applies).
+/// The record's latest own entry, reversed or not (what an upheld objection re-applies); within
+/// its household, as [`live_entry_of_record`] explains.
 pub async fn last_entry_of_record<'c, E: Executor<'c, Database = Any>>(
     e: E,
+    household_id: &str,
     record_id: &str,
 ) -> sqlx::Result<Option<LedgerRow>> {
     sqlx::query_as(&format!(
-        "SELECT {LEDGER_COLUMNS} FROM ledger WHERE record_id = $1 AND reverses_seq IS NULL ORDER BY seq DESC LIMIT 1"
+        "SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id = $1 AND record_id = $2 AND reverses_seq IS NULL \
+         ORDER BY seq DESC LIMIT 1"
     ))
+    .bind(household_id)
     .bind(record_id)
     .fetch_optional(e)
     .await
