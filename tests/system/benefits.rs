@@ -18,7 +18,7 @@ use jiaxin_proto::{
         EligibilityCheck, EligibilityReason, EvaluateYearRequest, GetHonourStatusRequest, GetStandingRequest,
         HonourKind, ListBenefitsRequest, ListHonoursRequest, ListVillageReportsRequest, Provider, ProviderKind,
         PublishHonoursRequest, RedeemRequest, RedemptionStatus, SaveBenefitRequest, SaveProviderRequest, Scene,
-        Standing, VerifyAuditLogRequest, benefits_service_client::BenefitsServiceClient,
+        Standing, VerifyAuditLogRequest, VerifyAuditLogResponse, benefits_service_client::BenefitsServiceClient,
     },
     identity::{
         CreateAccountRequest, NewResident, OrgNodeKind, RegisterHouseholdRequest, Role,
@@ -618,4 +618,93 @@ async fn bad_catalogue_input_is_refused_by_field_and_writes_nothing() {
     let status =
         c.benefits.save_benefit(authed(&agency, SaveBenefitRequest { benefit: Some(good) })).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+/// Issue 11: someone with the database in hand changes, removes or reorders entries of an audit
+/// log; verification catches each and names the first entry that no longer follows, and the
+/// log verifies again once put back. Benefits' log; the council's and the bank's are the same
+/// code (`jiaxin_kit::audit`) on tables of the same shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_removed_or_reordered_audit_entry_is_caught_by_verify() {
+    let mut c = county().await;
+    let county_node = c.county.clone();
+    let (agency_id, _) = c.account(Role::Agency, &county_node, "").await;
+    let office = c.provider("县政务服务中心", ProviderKind::Agency, &[&agency_id]).await;
+    for name in ["信易批·容缺受理", "信易租·租房优惠", "信易游·景区门票"] {
+        c.benefit(benefit(name, &office, &county_node, Scene::Approval, BenefitKind::FastTrack)).await;
+    }
+    let intact = verify_benefits_log(&mut c).await;
+    assert!(intact.intact && intact.entries_checked >= 4, "{intact:?}");
+    let last = intact.entries_checked;
+
+    let db = c.sys.database(ServiceName::Benefits).await;
+    let pool = db.pool();
+    type Row = (i64, i64, String, String, String, String, String, String);
+    let row = |seq: i64| async move {
+        sqlx::query_as::<_, Row>(
+            "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq = $1",
+        )
+        .bind(seq)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let put_back = |r: Row| async move {
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(r.0)
+        .bind(r.1)
+        .bind(r.2)
+        .bind(r.3)
+        .bind(r.4)
+        .bind(r.5)
+        .bind(r.6)
+        .bind(r.7)
+        .execute(pool)
+        .await
+        .unwrap();
+    };
+    let run = |sql: String| async move {
+        sqlx::query(&sql).execute(pool).await.unwrap();
+    };
+
+    // A field changed.
+    let second = row(2).await;
+    run("UPDATE audit_log SET details = details || ' ' WHERE seq = 2".into()).await;
+    assert_broken_at(&mut c, 2, "a changed entry").await;
+    sqlx::query("UPDATE audit_log SET details = $1 WHERE seq = 2").bind(&second.5).execute(pool).await.unwrap();
+    assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
+
+    // An entry removed from the middle, and the last one removed.
+    for seq in [2, last] {
+        let removed = row(seq).await;
+        run(format!("DELETE FROM audit_log WHERE seq = {seq}")).await;
+        assert_broken_at(&mut c, seq, "a removed entry").await;
+        put_back(removed).await;
+        assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
+    }
+
+    // Two entries swapped in the order.
+    let swap = "UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; \
+                UPDATE audit_log SET seq = 3 WHERE seq = -1";
+    for statement in swap.split("; ") {
+        run(statement.into()).await;
+    }
+    assert_broken_at(&mut c, 2, "two entries swapped").await;
+    for statement in swap.split("; ") {
+        run(statement.into()).await;
+    }
+    assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
+}
+
+async fn verify_benefits_log(c: &mut County) -> VerifyAuditLogResponse {
+    c.benefits.verify_audit_log(authed(&c.admin, VerifyAuditLogRequest {})).await.unwrap().into_inner()
+}
+
+async fn assert_broken_at(c: &mut County, seq: i64, what: &str) {
+    let verified = verify_benefits_log(c).await;
+    assert!(!verified.intact, "{what} went unnoticed: {verified:?}");
+    assert_eq!(verified.broken_seq, seq, "{what}: {verified:?}");
 }
