@@ -666,13 +666,16 @@ async fn a_changed_removed_or_reordered_audit_entry_is_caught_by_verify() {
         .await
         .unwrap();
     };
-    let run = |sql: String| async move {
-        sqlx::query(&sql).execute(pool).await.unwrap();
+    let run = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            sqlx::query(&sql).execute(pool).await.unwrap();
+        }
     };
 
     // A field changed.
     let second = row(2).await;
-    run("UPDATE audit_log SET details = details || ' ' WHERE seq = 2".into()).await;
+    run("UPDATE audit_log SET details = details || ' ' WHERE seq = 2").await;
     assert_broken_at(&mut c, 2, "a changed entry").await;
     sqlx::query("UPDATE audit_log SET details = $1 WHERE seq = 2").bind(&second.5).execute(pool).await.unwrap();
     assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
@@ -680,21 +683,25 @@ async fn a_changed_removed_or_reordered_audit_entry_is_caught_by_verify() {
     // An entry removed from the middle, and the last one removed.
     for seq in [2, last] {
         let removed = row(seq).await;
-        run(format!("DELETE FROM audit_log WHERE seq = {seq}")).await;
+        run(&format!("DELETE FROM audit_log WHERE seq = {seq}")).await;
         assert_broken_at(&mut c, seq, "a removed entry").await;
         put_back(removed).await;
         assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
     }
 
     // Two entries swapped in the order.
-    let swap = "UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; \
-                UPDATE audit_log SET seq = 3 WHERE seq = -1";
-    for statement in swap.split("; ") {
-        run(statement.into()).await;
+    // Through a free seq, so no step holds two entries with one seq; the same steps swap back.
+    let swap = [
+        "UPDATE audit_log SET seq = -1 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = -1",
+    ];
+    for statement in swap {
+        run(statement).await;
     }
     assert_broken_at(&mut c, 2, "two entries swapped").await;
-    for statement in swap.split("; ") {
-        run(statement.into()).await;
+    for statement in swap {
+        run(statement).await;
     }
     assert_eq!(verify_benefits_log(&mut c).await, intact, "put back");
 }

@@ -105,17 +105,7 @@ fn no_id_number_of_a_synthetic_county_is_stored_or_printed_in_clear() {
         counties.push(County::generate(households, DEMO_SEED, day()));
     }
 
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        // A -wal/-shm file can vanish between the listing and the read (SQLite removes it as
-        // its last connection closes).
-        match std::fs::read(&path) {
-            Ok(bytes) => stored.extend(bytes),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => panic!("cannot read {}: {error}", path.display()),
-        }
-    }
+    let stored = crate::common::bytes_of_files_in(&data);
     let places = [("the data directory", stored), ("the printed story and log", [run.stdout, run.stderr].concat())];
     // The scan reads where the county is: its addresses are stored (they are not secret).
     let address = &counties[0].households[7].address;

@@ -156,18 +156,7 @@ async fn stored_bytes(sys: &mut TestSystem) -> Vec<u8> {
         out
     } else {
         sys.stop().await;
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&sys.data_dir).unwrap() {
-            // A database's -wal/-shm files can vanish between the listing and the read: SQLite
-            // checkpoints and removes them as its last connection finishes closing, which can
-            // still be under way after stop() returns.
-            match std::fs::read(entry.unwrap().path()) {
-                Ok(bytes) => out.extend(bytes),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => panic!("cannot read the data directory: {error}"),
-            }
-        }
-        out
+        common::bytes_of_files_in(&sys.data_dir)
     }
 }
 
