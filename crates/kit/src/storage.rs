@@ -304,8 +304,16 @@ impl Database {
     }
 
     /// Starts a read-only transaction: a consistent snapshot that takes no write lock.
+    ///
+    /// PostgreSQL's default isolation (read committed) takes a new snapshot for every statement,
+    /// so two reads could straddle a commit (a log's head newer than the entries read before it);
+    /// repeatable read keeps the first statement's snapshot, and read-only transactions at that
+    /// level never fail to serialise. SQLite's read transaction is a snapshot already (WAL).
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
-        self.pool.begin().await
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin().await,
+            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
+        }
     }
 
     pub async fn close(&self) {
