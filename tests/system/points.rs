@@ -15,7 +15,7 @@ use jiaxin_proto::{
     pledges::pledges_service_client::PledgesServiceClient,
     points::{
         BatchSubmitRecordsRequest, Category, ExplainScoreRequest, GetRecordRequest, GetRuleRequest, GetScoreRequest,
-        ListRecordsRequest, ListRulesRequest, RecordInput, RecordStatus, ReverseRecordRequest, Severity,
+        LedgerBreak, ListRecordsRequest, ListRulesRequest, RecordInput, RecordStatus, ReverseRecordRequest, Severity,
         SubmitRecordRequest, VerifyLedgerRequest, points_service_client::PointsServiceClient,
     },
     points::{CreateRuleRequest, PledgeStatus, RetireRuleRequest, ReviseRuleRequest, RuleKind},
@@ -458,6 +458,164 @@ async fn a_reversal_is_a_new_entry_and_the_chain_catches_tampering() {
         .into_inner();
     assert!(!verify.intact);
     assert_eq!((verify.broken_entry_seq, verify.broken_household_id.as_str()), (first_seq, household.as_str()));
+}
+
+/// Each household's chain is linked entry to entry and ends at the household's chain head, so
+/// verify catches an entry changed, removed from the middle, from the end, or every one of them,
+/// two entries swapped, and the head itself removed — for the household and across a town — and a
+/// chain cut short stays caught after a later entry is appended to it. Each tampering on its own
+/// household, whose chain was written by both paths: records through the intake, a reversal
+/// appended alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_removed_or_reordered_ledger_entry_is_caught_by_verify() {
+    let mut c = county().await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    // Verifying "every chain" as an auditor of this test's town: the shared cluster holds other
+    // tests' households, some tampered on purpose.
+    let auditor = c.account(Role::Auditor, &c.town.clone()).await;
+    // One household per tampering: changed, middle removed, last removed, all removed, swapped,
+    // head removed.
+    let mut households = Vec::new();
+    for n in 0..6 {
+        let household = c.household(&c.grid_a.clone(), 40 + n).await;
+        c.record_bonuses(&worker, &household, &[(&format!("{household}-1"), 3), (&format!("{household}-2"), 5)]).await;
+        let records = c.points.list_records(authed(
+            &c.admin,
+            ListRecordsRequest { household_id: household.clone(), ..Default::default() },
+        ));
+        let second = records.await.unwrap().into_inner().records.into_iter().find(|r| r.points == 5).unwrap();
+        let reversal = ReverseRecordRequest { record_id: second.id, reason: "重复录入".into() };
+        c.points.reverse_record(authed(&c.admin, reversal)).await.unwrap();
+        households.push(household);
+    }
+    let town = c.points.verify_ledger(authed(&auditor, VerifyLedgerRequest::default())).await.unwrap().into_inner();
+    assert!(town.intact, "{town:?}");
+    assert_eq!((town.households_checked, town.entries_checked), (6, 18), "three entries per household");
+
+    let db = c.sys.database(ServiceName::Points).await;
+    let pool = db.pool();
+    let seqs = |household: String| async move {
+        sqlx::query_scalar::<_, i64>("SELECT seq FROM ledger WHERE household_id = $1 ORDER BY seq")
+            .bind(household)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    };
+    let run = |sql: &'static str, household: String| async move {
+        sqlx::query(sql).bind(household).execute(pool).await.unwrap();
+    };
+    /// What verify says is wrong with the household's chain: (kind, entry named, missing entries).
+    async fn broken_at(c: &mut County, household: &str) -> (LedgerBreak, i64, i64) {
+        let request = VerifyLedgerRequest { household_id: household.into() };
+        let verified = c.points.verify_ledger(authed(&c.admin, request)).await.unwrap().into_inner();
+        assert!(!verified.intact, "{household}: {verified:?}");
+        assert_eq!(verified.broken_household_id, household);
+        (verified.broken(), verified.broken_entry_seq, verified.missing_entries)
+    }
+    use LedgerBreak::{Entry, HeadMismatch, HeadMissing};
+    let [changed, middle, last, all, swapped, headless] = households.try_into().unwrap();
+
+    // Every entry removed first, alone: the town's verify finds the household by its head.
+    run("DELETE FROM ledger WHERE household_id = $1", all.clone()).await;
+    assert_eq!(broken_at(&mut c, &all).await, (HeadMismatch, 0, 3), "every entry removed: the head counts three");
+    let town = c.points.verify_ledger(authed(&auditor, VerifyLedgerRequest::default())).await.unwrap().into_inner();
+    assert_eq!((town.intact, town.broken_household_id.as_str()), (false, all.as_str()), "{town:?}");
+
+    let changed_seqs = seqs(changed.clone()).await;
+    run("UPDATE ledger SET delta = 30 WHERE household_id = $1 AND delta = 5", changed.clone()).await;
+    assert_eq!(broken_at(&mut c, &changed).await, (Entry, changed_seqs[1], 0), "a changed entry");
+
+    let middle_seqs = seqs(middle.clone()).await;
+    sqlx::query("DELETE FROM ledger WHERE seq = $1").bind(middle_seqs[1]).execute(pool).await.unwrap();
+    assert_eq!(broken_at(&mut c, &middle).await, (Entry, middle_seqs[2], 0), "the entry after a removed one");
+
+    let last_seqs = seqs(last.clone()).await;
+    sqlx::query("DELETE FROM ledger WHERE seq = $1").bind(last_seqs[2]).execute(pool).await.unwrap();
+    assert_eq!(broken_at(&mut c, &last).await, (HeadMismatch, last_seqs[1], 1), "the last entry removed");
+    // A later record chains after the head, the removed entry: the gap stays in the chain.
+    c.record_bonuses(&worker, &last, &[(&format!("{last}-3"), 3)]).await;
+    let appended = *seqs(last.clone()).await.last().unwrap();
+    assert!(appended > last_seqs[2]);
+    assert_eq!(broken_at(&mut c, &last).await, (Entry, appended, 0), "the entry appended after the removal");
+
+    // The first two entries trade places: each row takes the other's every field but its seq.
+    let swapped_seqs = seqs(swapped.clone()).await;
+    type Fields = (String, String, String, i64, i64, i64, String, i64, i64, i64, Option<i64>, i64, String, String);
+    let fields = |seq: i64| async move {
+        sqlx::query_as::<_, Fields>(
+            "SELECT household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, rule_version, \
+             category, serious, reverses_seq, created_at, prev_hash, hash FROM ledger WHERE seq = $1",
+        )
+        .bind(seq)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let (first, second) = (fields(swapped_seqs[0]).await, fields(swapped_seqs[1]).await);
+    for (seq, f) in [(swapped_seqs[0], second), (swapped_seqs[1], first)] {
+        sqlx::query(
+            "UPDATE ledger SET household_id = $1, record_id = $2, resident_id = $3, delta = $4, effective_from = $5, \
+             expires_at = $6, rule_code = $7, rule_version = $8, category = $9, serious = $10, reverses_seq = $11, \
+             created_at = $12, prev_hash = $13, hash = $14 WHERE seq = $15",
+        )
+        .bind(f.0)
+        .bind(f.1)
+        .bind(f.2)
+        .bind(f.3)
+        .bind(f.4)
+        .bind(f.5)
+        .bind(f.6)
+        .bind(f.7)
+        .bind(f.8)
+        .bind(f.9)
+        .bind(f.10)
+        .bind(f.11)
+        .bind(f.12)
+        .bind(f.13)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(broken_at(&mut c, &swapped).await, (Entry, swapped_seqs[0], 0), "two entries swapped");
+
+    let headless_seqs = seqs(headless.clone()).await;
+    run("DELETE FROM ledger_heads WHERE household_id = $1", headless.clone()).await;
+    assert_eq!(broken_at(&mut c, &headless).await, (HeadMissing, headless_seqs[2], 0), "the head removed");
+}
+
+/// Verify reads each page's chain heads and entries from one snapshot: while records are
+/// appended, a chain whose head moved between two reads must not look broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_stays_intact_while_records_are_appended() {
+    let mut c = county().await;
+    let worker = c.account(Role::GridWorker, &c.grid_a.clone()).await;
+    let auditor = c.account(Role::Auditor, &c.town.clone()).await;
+    let mut households = Vec::new();
+    for n in 0..4 {
+        households.push(c.household(&c.grid_a.clone(), 60 + n).await);
+    }
+    let records = common::bonus_records("appended", &households);
+    let total = records.len();
+    let mut writer_client = c.points.clone();
+    let writer = tokio::spawn(async move {
+        for pair in records.chunks(2) {
+            let request = BatchSubmitRecordsRequest { records: pair.to_vec() };
+            let answer = writer_client.batch_submit_records(authed(&worker, request)).await.unwrap().into_inner();
+            assert_eq!(answer.accepted, pair.len() as i32, "{answer:?}");
+        }
+    });
+    let mut rounds = 0;
+    while !writer.is_finished() {
+        let verified =
+            c.points.verify_ledger(authed(&auditor, VerifyLedgerRequest::default())).await.unwrap().into_inner();
+        assert!(verified.intact, "round {rounds}: {verified:?}");
+        rounds += 1;
+    }
+    writer.await.unwrap();
+    let verified = c.points.verify_ledger(authed(&auditor, VerifyLedgerRequest::default())).await.unwrap().into_inner();
+    assert_eq!((verified.intact, verified.entries_checked), (true, total as i64), "{verified:?}");
+    assert!(rounds > 0, "verify ran while records were appended");
 }
 
 /// `jiaxin recompute-scores`, an operator's check that every maintained balance (what

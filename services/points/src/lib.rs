@@ -18,6 +18,7 @@ mod pledge;
 mod recompute;
 mod rules;
 mod store;
+mod verify;
 
 use std::sync::Arc;
 

@@ -19,7 +19,7 @@ use jiaxin_proto::{
     points::{
         BatchItemResult, BatchSubmitRecordsResponse, Category, CategoryTotal, ExplainScoreResponse, LeaderboardEntry,
         ListRecordsResponse, PledgeStatus, Record, RecordEffective, RecordInput, RecordRejected, RecordReversed,
-        RecordStatus, Rule, Score, ScoreChanged, ScoreEntry, Severity, VerifyLedgerResponse,
+        RecordStatus, Rule, Score, ScoreChanged, ScoreEntry, Severity,
     },
 };
 
@@ -316,14 +316,17 @@ impl Points {
         self.store_entry(tx, &row).await
     }
 
-    /// The household's last ledger hash: what its next entry chains after.
+    /// What the household's next entry chains after: its chain head, not whatever entry is last
+    /// in the table, so entries removed from the end stay missing from the chain.
     pub(crate) async fn chain_head(&self, tx: &mut Tx, household_id: &str) -> Result<String> {
-        Ok(store::last_hash(&mut **tx, household_id).await?.unwrap_or_else(|| ledger::GENESIS.to_owned()))
+        Ok(store::head_hash(&mut **tx, household_id).await?.unwrap_or_else(|| ledger::GENESIS.to_owned()))
     }
 
-    /// Writes a chained entry and adds it to its grid's totals; returns its seq.
+    /// Writes a chained entry, moves the household's chain head to it and adds it to its grid's
+    /// totals; returns its seq.
     pub(crate) async fn store_entry(&self, tx: &mut Tx, row: &LedgerRow) -> Result<i64> {
         let seq = store::insert_entry(&mut **tx, row).await?;
+        store::advance_heads(tx, &[(&row.household_id, 1, &row.hash)]).await?;
         // Keep the grid's totals with the ledger, by the month the entry takes effect.
         if let Some(grid) = store::household_grid(&mut **tx, &row.household_id).await? {
             let total = GridTotal::of(row);
@@ -705,67 +708,6 @@ impl Points {
             lower_tier: below.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
             points_above_lower_tier: below.map(|b| b.1).unwrap_or_default(),
         })
-    }
-
-    /// Recomputes every hash of one household's chain, or of all (a page of households at a time).
-    pub async fn verify(&self, caller: &Caller, household_id: &str) -> Result<VerifyLedgerResponse> {
-        caller.require_any_role(access::VERIFIERS).map_err(|_| PointsError::PermissionDenied)?;
-        // Only chains within the caller's scope: how many entries another town's household has is
-        // not theirs to learn, and a household outside reads like one that does not exist.
-        let scope = if household_id.is_empty() {
-            store::org_node_path(self.db.pool(), caller.scope()).await?.ok_or(PointsError::PermissionDenied)?
-        } else {
-            let (path, _) =
-                store::household_path(self.db.pool(), household_id).await?.ok_or(PointsError::NotFound(HOUSEHOLD))?;
-            if !caller.covers(&path_ids(&path)) {
-                return Err(PointsError::NotFound(HOUSEHOLD));
-            }
-            path
-        };
-        let mut response = VerifyLedgerResponse { intact: true, ..Default::default() };
-        let mut after = String::new();
-        loop {
-            let households = if household_id.is_empty() {
-                store::ledger_households_under(self.db.pool(), &scope, &after, 500).await?
-            } else if after.is_empty() {
-                vec![household_id.to_owned()]
-            } else {
-                Vec::new()
-            };
-            let Some(last) = households.last().cloned() else { return Ok(response) };
-            for household in &households {
-                let mut prev = ledger::GENESIS.to_owned();
-                for row in store::entries_of(self.db.pool(), household).await? {
-                    response.entries_checked += 1;
-                    let expected = ledger::hash(
-                        &prev,
-                        &Chained {
-                            household_id: &row.household_id,
-                            record_id: &row.record_id,
-                            resident_id: &row.resident_id,
-                            delta: row.delta,
-                            effective_from: row.effective_from,
-                            expires_at: row.expires_at,
-                            rule_code: &row.rule_code,
-                            rule_version: row.rule_version,
-                            category: row.category,
-                            serious: row.serious == 1,
-                            reverses_seq: row.reverses_seq,
-                            created_at: row.created_at,
-                        },
-                    );
-                    if row.prev_hash != prev || row.hash != expected {
-                        response.intact = false;
-                        response.broken_entry_seq = row.seq;
-                        response.broken_household_id = row.household_id.clone();
-                        return Ok(response);
-                    }
-                    prev = row.hash;
-                }
-                response.households_checked += 1;
-            }
-            after = last;
-        }
     }
 }
 

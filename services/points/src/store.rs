@@ -318,8 +318,10 @@ pub async fn decide_record<'c, E: Executor<'c, Database = Any>>(
 
 // ---- ledger ----
 
-pub async fn last_hash<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT hash FROM ledger WHERE household_id = $1 ORDER BY seq DESC LIMIT 1")
+/// The hash the household's next entry chains after: its chain head (`ledger_heads`), absent
+/// before its first entry.
+pub async fn head_hash<'c, E: Executor<'c, Database = Any>>(e: E, household_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT hash FROM ledger_heads WHERE household_id = $1")
         .bind(household_id)
         .fetch_optional(e)
         .await
@@ -415,9 +417,10 @@ pub async fn set_frozen<'c, E: Executor<'c, Database = Any>>(e: E, id: &str, fro
     Ok(())
 }
 
-/// The next `limit` households after `after` with ledger entries, living under the node at `path`
-/// (for verifying every chain in a caller's scope, a page at a time).
-pub async fn ledger_households_under<'c, E: Executor<'c, Database = Any>>(
+/// The next `limit` households after `after` living under the node at `path`, for verifying
+/// every chain in a caller's scope a page at a time — with or without ledger entries: a chain
+/// whose every entry was removed has only its head left.
+pub async fn households_under<'c, E: Executor<'c, Database = Any>>(
     e: E,
     path: &str,
     after: &str,
@@ -425,9 +428,8 @@ pub async fn ledger_households_under<'c, E: Executor<'c, Database = Any>>(
 ) -> sqlx::Result<Vec<String>> {
     let upper = format!("{}0", path.strip_suffix('/').unwrap_or(path));
     sqlx::query_scalar(
-        "SELECT DISTINCT l.household_id FROM ledger l JOIN households h ON h.id = l.household_id \
-         JOIN org_nodes o ON o.id = h.grid_id \
-         WHERE l.household_id > $1 AND o.path >= $2 AND o.path < $3 ORDER BY l.household_id LIMIT $4",
+        "SELECT h.id FROM households h JOIN org_nodes o ON o.id = h.grid_id \
+         WHERE h.id > $1 AND o.path >= $2 AND o.path < $3 ORDER BY h.id LIMIT $4",
     )
     .bind(after)
     .bind(path)
@@ -702,25 +704,51 @@ pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow])
     Ok(())
 }
 
-/// Each household's last ledger hash (households without entries are absent).
-pub async fn last_hashes(
+/// A household's chain head: how many entries its chain has, and the last one's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub entries: i64,
+    pub hash: String,
+}
+
+/// The households' chain heads (households without entries are absent).
+pub async fn heads_of(
     conn: &mut sqlx::AnyConnection,
     households: &[&str],
-) -> sqlx::Result<std::collections::HashMap<String, String>> {
+) -> sqlx::Result<std::collections::HashMap<String, Head>> {
     let mut heads = std::collections::HashMap::new();
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT household_id, hash FROM ledger WHERE seq IN \
-             (SELECT MAX(seq) FROM ledger WHERE household_id IN ({}) GROUP BY household_id)",
+            "SELECT household_id, entries, hash FROM ledger_heads WHERE household_id IN ({})",
             placeholders(1, chunk.len())
         );
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        let mut query = sqlx::query_as::<_, (String, i64, String)>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
-        heads.extend(query.fetch_all(&mut *conn).await?);
+        let rows = query.fetch_all(&mut *conn).await?;
+        heads.extend(rows.into_iter().map(|(household, entries, hash)| (household, Head { entries, hash })));
     }
     Ok(heads)
+}
+
+/// Moves chain heads past entries just appended, one row per household: (household, entries
+/// appended, the last one's hash). A household's first entries start its head.
+pub async fn advance_heads(conn: &mut sqlx::AnyConnection, moves: &[(&str, i64, &str)]) -> sqlx::Result<()> {
+    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO ledger_heads (household_id, entries, hash) VALUES {} \
+             ON CONFLICT (household_id) DO UPDATE SET entries = ledger_heads.entries + excluded.entries, \
+             hash = excluded.hash",
+            values(Dialect::of(conn), chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (household, appended, hash) in chunk {
+            query = query.bind(*household).bind(*appended).bind(*hash);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Every ledger entry of the households, in ledger order.

@@ -33,7 +33,8 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
     let effective: Vec<&Accepted> = accepted.iter().filter(|a| a.status == RecordStatus::Effective).collect();
     let households: Vec<&str> =
         effective.iter().map(|a| a.row.household_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut heads = store::last_hashes(tx, &households).await?;
+    let mut heads: HashMap<String, String> =
+        store::heads_of(tx, &households).await?.into_iter().map(|(household, head)| (household, head.hash)).collect();
     let mut new_entries = Vec::with_capacity(effective.len());
     let mut totals: BTreeMap<(String, i64, String), (i64, i64, i64)> = BTreeMap::new();
     for item in &effective {
@@ -54,6 +55,14 @@ pub(crate) async fn write(points: &Points, tx: &mut Tx, accepted: &[Accepted]) -
     let at = now_micros();
     let whole = store::households_needing_whole_ledger(tx, &households, at).await?;
     store::insert_entries(tx, &new_entries).await?;
+    // Each household's head moves past its new entries, in the same transaction.
+    let mut moves: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for entry in &new_entries {
+        let (appended, last) = moves.entry(entry.household_id.as_str()).or_default();
+        (*appended, *last) = (*appended + 1, entry.hash.as_str());
+    }
+    let moves: Vec<(&str, i64, &str)> = moves.into_iter().map(|(household, (n, hash))| (household, n, hash)).collect();
+    store::advance_heads(tx, &moves).await?;
     store::add_grid_totals(tx, &totals).await?;
 
     // Events, per record as one-by-one submission writes them; then one ScoreChanged per
