@@ -204,7 +204,7 @@ fn invalid(problems: &[String]) -> anyhow::Error {
 
 async fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Warnings only, and not sqlx's slow-statement notes: the story is what a person reads.
-    let _telemetry = telemetry::init_filtered(telemetry::LogFormat::Pretty, None, "jiaxin", "warn,sqlx=error")?;
+    let _telemetry = telemetry::init_filtered(args.log_format, None, "jiaxin", "warn,sqlx=error")?;
     let mut stop = Box::pin(shutdown_signal()?);
     // Ctrl-C during the story stops it (the half-played county is refused next time, by name).
     let played = tokio::select! {

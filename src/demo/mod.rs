@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// Stop after the story instead of serving (for scripts and tests).
     #[arg(long)]
     pub no_serve: bool,
+    /// Format of the log lines (warnings only unless `JIAXIN_LOG` asks for more); the story is
+    /// printed as it is either way.
+    #[arg(long, env = "JIAXIN_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: jiaxin_kit::telemetry::LogFormat,
 }
 
 /// The services' settings for the demo: the defaults, with the demo's directory, addresses and

@@ -34,6 +34,7 @@ pub async fn run(args: Args) {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         no_serve: true,
+        log_format: jiaxin_kit::telemetry::LogFormat::Pretty,
     };
     let started = Instant::now();
     demo::run(&demo).await.unwrap();
