@@ -29,6 +29,7 @@ mod pledges;
 mod points;
 mod properties;
 mod properties_consents;
+mod query_plans;
 mod security;
 mod tls;
 mod tracing;
