@@ -31,7 +31,8 @@ use jiaxin_kit::{
     storage::Database,
 };
 use jiaxin_proto::points::{
-    GetScoreRequest, points_service_client::PointsServiceClient, points_service_server::PointsService as _,
+    GetScoreRequest, VerifyLedgerRequest, points_service_client::PointsServiceClient,
+    points_service_server::PointsService as _,
 };
 use tonic::Request;
 
@@ -153,6 +154,12 @@ pub async fn run(args: Args) {
     let started = Instant::now();
     let recomputed = service.recompute_scores().await.unwrap();
     let recompute_elapsed = started.elapsed();
+    // Every household's hash chain recomputed and checked against its head, county-wide.
+    let started = Instant::now();
+    let mut request = Request::new(VerifyLedgerRequest::default());
+    request.extensions_mut().insert(caller.clone());
+    let verified = api.verify_ledger(request).await.unwrap().into_inner();
+    let verify_elapsed = started.elapsed();
     let started = Instant::now();
     let ledger_rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT household_id, delta, effective_from, expires_at, created_at FROM ledger ORDER BY household_id, seq",
@@ -217,6 +224,13 @@ pub async fn run(args: Args) {
         recomputed.entries,
         recompute_elapsed.as_secs_f64(),
         recomputed.disagreeing
+    );
+    println!(
+        "verify:   {} households' hash chains, {} entries, checked against their heads in {:.2} s: {}",
+        verified.households_checked,
+        verified.entries_checked,
+        verify_elapsed.as_secs_f64(),
+        if verified.intact { "intact" } else { "BROKEN" }
     );
     println!(
         "baseline: reading the same {} ledger rows in one statement, unevaluated: {:.2} s",
