@@ -26,8 +26,7 @@ use jiaxin_proto::{
 use crate::{
     UnpledgedRecords,
     domain::{
-        access, catalogue,
-        ledger::{self, Chained},
+        access, catalogue, ledger,
         score::{DAY_MICROS, Entry, Evaluation, Tiers},
     },
     error::{PointsError, Result},
@@ -150,40 +149,25 @@ pub(crate) fn chain_entry_until(
     (effective_from, expires_at): (i64, i64),
     reverses: Option<&LedgerRow>,
 ) -> LedgerRow {
-    let created_at = now_micros();
-    let serious = rule.severity == Severity::Serious as i64;
-    let chained = Chained {
-        household_id: &record.household_id,
-        record_id: &record.id,
-        resident_id: record.resident_id.as_deref().unwrap_or(""),
-        delta,
-        effective_from,
-        expires_at,
-        rule_code: &rule.code,
-        rule_version: rule.version,
-        category: rule.category,
-        serious,
-        reverses_seq: reverses.map(|r| r.seq),
-        created_at,
-    };
-    let hash = ledger::hash(&prev, &chained);
-    LedgerRow {
+    let mut row = LedgerRow {
         seq: 0,
         household_id: record.household_id.clone(),
         record_id: record.id.clone(),
-        resident_id: chained.resident_id.to_owned(),
+        resident_id: record.resident_id.clone().unwrap_or_default(),
         delta,
         effective_from,
         expires_at,
         rule_code: rule.code.clone(),
         rule_version: rule.version,
         category: rule.category,
-        serious: i64::from(serious),
-        reverses_seq: chained.reverses_seq,
-        created_at,
+        serious: i64::from(rule.severity == Severity::Serious as i64),
+        reverses_seq: reverses.map(|r| r.seq),
+        created_at: now_micros(),
         prev_hash: prev,
-        hash,
-    }
+        hash: String::new(),
+    };
+    row.hash = ledger::hash(&row.prev_hash, &row.chained());
+    row
 }
 
 /// What one ledger entry adds to its grid's totals, by the month it takes effect.

@@ -8,7 +8,7 @@ use jiaxin_kit::{
 };
 use sqlx::{Any, Executor};
 
-use crate::domain::catalogue::RuleDef;
+use crate::domain::{catalogue::RuleDef, ledger::Chained};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleRow {
@@ -86,6 +86,26 @@ pub struct LedgerRow {
     pub created_at: i64,
     pub prev_hash: String,
     pub hash: String,
+}
+
+impl LedgerRow {
+    /// The fields the entry's hash covers (`domain::ledger::hash`).
+    pub fn chained(&self) -> Chained<'_> {
+        Chained {
+            household_id: &self.household_id,
+            record_id: &self.record_id,
+            resident_id: &self.resident_id,
+            delta: self.delta,
+            effective_from: self.effective_from,
+            expires_at: self.expires_at,
+            rule_code: &self.rule_code,
+            rule_version: self.rule_version,
+            category: self.category,
+            serious: self.serious == 1,
+            reverses_seq: self.reverses_seq,
+            created_at: self.created_at,
+        }
+    }
 }
 
 const LEDGER_COLUMNS: &str = "seq, household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, \

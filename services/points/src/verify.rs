@@ -11,10 +11,7 @@ use jiaxin_kit::auth::Caller;
 use jiaxin_proto::points::{LedgerBreak, VerifyLedgerResponse};
 
 use crate::{
-    domain::{
-        access,
-        ledger::{self, Chained},
-    },
+    domain::{access, ledger},
     error::{PointsError, Result},
     ops::{HOUSEHOLD, Points, path_ids},
     store::{self, Head, LedgerRow},
@@ -100,7 +97,7 @@ pub(crate) struct Break {
 pub(crate) fn first_break(chain: &[LedgerRow], head: Option<&Head>) -> Option<Break> {
     let mut prev = ledger::GENESIS;
     for row in chain {
-        if row.prev_hash != prev || row.hash != entry_hash(prev, row) {
+        if row.prev_hash != prev || row.hash != ledger::hash(prev, &row.chained()) {
             return Some(Break { kind: LedgerBreak::Entry, seq: row.seq, missing: 0 });
         }
         prev = &row.hash;
@@ -114,27 +111,6 @@ pub(crate) fn first_break(chain: &[LedgerRow], head: Option<&Head>) -> Option<Br
         None if !chain.is_empty() => Some(Break { kind: LedgerBreak::HeadMissing, seq: last_seq, missing: 0 }),
         _ => None,
     }
-}
-
-/// The hash a stored entry should have, chained after `prev`.
-fn entry_hash(prev: &str, row: &LedgerRow) -> String {
-    ledger::hash(
-        prev,
-        &Chained {
-            household_id: &row.household_id,
-            record_id: &row.record_id,
-            resident_id: &row.resident_id,
-            delta: row.delta,
-            effective_from: row.effective_from,
-            expires_at: row.expires_at,
-            rule_code: &row.rule_code,
-            rule_version: row.rule_version,
-            category: row.category,
-            serious: row.serious == 1,
-            reverses_seq: row.reverses_seq,
-            created_at: row.created_at,
-        },
-    )
 }
 
 #[cfg(test)]
@@ -163,7 +139,7 @@ mod tests {
                 prev_hash: prev.clone(),
                 hash: String::new(),
             };
-            row.hash = entry_hash(&prev, &row);
+            row.hash = ledger::hash(&prev, &row.chained());
             rows.push(row);
         }
         rows
