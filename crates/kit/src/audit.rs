@@ -2,9 +2,9 @@
 //! answerable later: eligibility checks, bank reports. Each entry's hash covers its fields and the
 //! previous entry's hash, so changing, removing or reordering any entry breaks every later one.
 //!
-//! Appending takes the chain's head row (`audit_head`) with an UPDATE, which holds its row lock
-//! until the transaction ends: concurrent appends on PostgreSQL wait in line instead of forking
-//! the chain, and the entry commits or rolls back with the answer it records. A service that uses
+//! Appending reads the chain's head row (`audit_head`) locked until the transaction ends
+//! ([`head_for_append`]): concurrent appends on PostgreSQL wait in line instead of forking the
+//! chain, and the entry commits or rolls back with the answer it records. A service that uses
 //! this module creates the two tables in its migrations:
 //!
 //! ```sql
@@ -17,10 +17,12 @@
 
 use sha2::{Digest, Sha256};
 
+use sqlx::AnyConnection;
+
 use crate::{
     group_commit::BatchWriter,
-    sql::values,
     storage::{Dialect, Tx},
+    writes::Writes,
 };
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -69,53 +71,96 @@ impl BatchWriter for AuditWriter {
     type Item = OwnedEntry;
     type Answer = ();
 
-    async fn write(&self, tx: &mut Tx, items: Vec<OwnedEntry>) -> Result<Vec<()>, sqlx::Error> {
+    async fn write(&self, tx: &mut AnyConnection, items: Vec<OwnedEntry>) -> Result<Vec<()>, sqlx::Error> {
         let entries: Vec<Entry<'_>> = items.iter().map(OwnedEntry::entry).collect();
         append(tx, &entries).await?;
         Ok(vec![(); items.len()])
     }
 }
 
-/// Rows per INSERT when appending many entries (7 parameters each, under every driver's limit).
+/// Rows per INSERT when appending many entries (8 parameters each, under every driver's limit).
 const CHUNK: usize = 500;
+
+/// The chain's last entry, read in the transaction that appends after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Reads the head for an append. On PostgreSQL the row is locked until the transaction ends, so
+/// concurrent appends wait in line instead of forking the chain; on SQLite the write transaction
+/// (`BEGIN IMMEDIATE`, `Database::begin`) already excludes every other writer.
+pub async fn head_for_append(conn: &mut AnyConnection) -> Result<Head, sqlx::Error> {
+    let lock = match Dialect::of(conn) {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
+    let (seq, hash) =
+        sqlx::query_as(&format!("SELECT seq, hash FROM audit_head WHERE id = 1{lock}")).fetch_one(&mut *conn).await?;
+    Ok(Head { seq, hash })
+}
+
+/// Entries hashed in order after a head: the rows to write and the head they leave.
+pub struct Chained<'a> {
+    rows: Vec<(i64, &'a Entry<'a>, String, String)>,
+    head: Head,
+}
+
+impl<'a> Chained<'a> {
+    pub fn after(head: Head, entries: &'a [Entry<'a>]) -> Self {
+        let Head { seq, hash: mut prev } = head;
+        let mut rows = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let hash = hash(&prev, entry);
+            rows.push((seq + 1 + i as i64, entry, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        let head = Head { seq: seq + entries.len() as i64, hash: prev };
+        Self { rows, head }
+    }
+
+    /// The sequence number the first entry gets.
+    pub fn first_seq(&self) -> i64 {
+        self.head.seq - self.rows.len() as i64 + 1
+    }
+
+    /// Adds the entries' INSERTs and the head's move to `writes`, so they go to the database
+    /// with whatever else the transaction writes.
+    pub fn write_into(&'a self, writes: &mut Writes<'a>) -> Result<(), sqlx::Error> {
+        for chunk in self.rows.chunks(CHUNK) {
+            writes.statement(|p| {
+                format!(
+                    "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
+                    p.rows(chunk.len(), 8)
+                )
+            });
+            for (seq, entry, prev_hash, hash) in chunk {
+                writes.bind(*seq)?;
+                writes.bind(entry.at)?;
+                writes.bind(entry.actor)?;
+                writes.bind(entry.action)?;
+                writes.bind(entry.subject)?;
+                writes.bind(entry.details)?;
+                writes.bind(prev_hash.as_str())?;
+                writes.bind(hash.as_str())?;
+            }
+        }
+        writes.statement(|p| format!("UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1", p.one(), p.one()));
+        writes.bind(self.head.seq)?;
+        writes.bind(self.head.hash.as_str())
+    }
+}
 
 /// Appends `entries` in order inside `tx` and returns the sequence number of the first. If the
 /// append fails the caller's transaction must fail with it: the answer is not given unaudited.
-pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<i64, sqlx::Error> {
-    let count = entries.len() as i64;
-    let (last_seq, mut prev): (i64, String) =
-        sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq - $1, hash")
-            .bind(count)
-            .fetch_one(&mut **tx)
-            .await?;
-    let first = last_seq + 1;
-    let dialect = Dialect::of(tx);
-    let mut rows = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let hash = hash(&prev, entry);
-        rows.push((first + i as i64, entry, std::mem::replace(&mut prev, hash.clone()), hash));
-    }
-    for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
-            values(dialect, chunk.len(), 8)
-        );
-        let mut query = sqlx::query(&sql);
-        for (seq, entry, prev_hash, hash) in chunk {
-            query = query
-                .bind(*seq)
-                .bind(entry.at)
-                .bind(entry.actor)
-                .bind(entry.action)
-                .bind(entry.subject)
-                .bind(entry.details)
-                .bind(prev_hash.as_str())
-                .bind(hash.as_str());
-        }
-        query.execute(&mut **tx).await?;
-    }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&prev).execute(&mut **tx).await?;
-    Ok(first)
+/// Two round trips: the head read, then the entries and the head's move together.
+pub async fn append(tx: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<i64, sqlx::Error> {
+    let head = head_for_append(tx).await?;
+    let chained = Chained::after(head, entries);
+    let mut writes = Writes::new(Dialect::of(tx));
+    chained.write_into(&mut writes)?;
+    writes.execute(tx).await?;
+    Ok(chained.first_seq())
 }
 
 /// The result of walking the chain.

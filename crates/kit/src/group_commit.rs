@@ -20,7 +20,9 @@ use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Instant};
 use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{Database, Tx};
+use sqlx::{Any, AnyConnection, pool::PoolConnection};
+
+use crate::storage::Database;
 
 /// Items written in one transaction at most.
 pub const MAX_BATCH: usize = 256;
@@ -39,7 +41,7 @@ pub trait BatchWriter: Send + Sync + 'static {
     /// the whole batch back and every request gets it.
     fn write(
         &self,
-        tx: &mut Tx,
+        tx: &mut AnyConnection,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = Result<Vec<Self::Answer>, sqlx::Error>> + Send;
 }
@@ -88,14 +90,20 @@ impl<W: BatchWriter> GroupCommit<W> {
 
 async fn run<W: BatchWriter>(db: Database, name: &'static str, writer: W, mut pending: mpsc::Receiver<Pending<W>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps a connection of its own between batches. Taking one from the pool for each
+    // batch queued the writer — whom every waiting request depends on — behind the requests'
+    // own reads for a connection; and on SQLite a connection of its own keeps its page cache,
+    // which a commit by another connection would have emptied.
+    let mut connection: Option<PoolConnection<Any>> = None;
     // Waits for the first request; takes whatever else has queued meanwhile without waiting.
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (items, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
         let started = Instant::now();
         metrics::histogram!("jiaxin_group_commit_batch_items", "writer" => name).record(items.len() as f64);
         // The batch's state (its transaction, its items) is dropped with the panic, so nothing
-        // half-done is observed afterwards: unwind safety holds for what the writer keeps.
-        let written = match AssertUnwindSafe(write_batch(&db, &writer, items)).catch_unwind().await {
+        // half-done is observed afterwards: unwind safety holds for what the writer keeps (its
+        // connection is given up after any failure, below).
+        let written = match AssertUnwindSafe(write_batch(&db, &mut connection, &writer, items)).catch_unwind().await {
             Ok(written) => written,
             Err(panic) => Err(sqlx::Error::Protocol(format!("batch writer panicked: {}", panic_message(&*panic)))),
         };
@@ -111,6 +119,11 @@ async fn run<W: BatchWriter>(db: Database, name: &'static str, writer: W, mut pe
             }
             Err(error) => {
                 tracing::warn!(%error, items = replies.len(), "group commit failed; every request of the batch is told");
+                // Whatever state the connection was left in (a broken socket, a rollback still
+                // to send after a panic), the next batch starts on another.
+                if let Some(mut failed) = connection.take() {
+                    failed.close_on_drop();
+                }
                 let error = GroupCommitError::Storage(Arc::new(error));
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
@@ -131,11 +144,16 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 
 async fn write_batch<W: BatchWriter>(
     db: &Database,
+    connection: &mut Option<PoolConnection<Any>>,
     writer: &W,
     items: Vec<W::Item>,
 ) -> Result<Vec<W::Answer>, sqlx::Error> {
     let expected = items.len();
-    let mut tx = db.begin().await?;
+    let connection = match connection {
+        Some(connection) => connection,
+        None => connection.insert(db.pool().acquire().await?),
+    };
+    let mut tx = db.begin_on(connection).await?;
     let answers = writer.write(&mut tx, items).await?;
     if answers.len() != expected {
         // A writer bug, not a storage failure: refuse the batch rather than answer the wrong
@@ -161,7 +179,7 @@ mod tests {
         type Item = i64;
         type Answer = Result<usize, &'static str>;
 
-        async fn write(&self, tx: &mut Tx, items: Vec<i64>) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        async fn write(&self, tx: &mut AnyConnection, items: Vec<i64>) -> Result<Vec<Self::Answer>, sqlx::Error> {
             let mut answers = Vec::new();
             for n in &items {
                 assert_ne!(*n, PANICS, "a writer bug");
@@ -169,7 +187,7 @@ mod tests {
                     answers.push(Err("odd"));
                     continue;
                 }
-                sqlx::query("INSERT INTO numbers (n) VALUES ($1)").bind(*n).execute(&mut **tx).await?;
+                sqlx::query("INSERT INTO numbers (n) VALUES ($1)").bind(*n).execute(&mut *tx).await?;
                 answers.push(Ok(items.len()));
             }
             Ok(answers)

@@ -27,5 +27,6 @@ pub mod telemetry;
 pub mod tiers;
 pub mod time;
 pub mod tls;
+pub mod writes;
 
 pub use secret::Secret;

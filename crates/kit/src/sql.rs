@@ -1,7 +1,7 @@
 //! Small pieces of SQL text every service builds the same way, for both SQLite and PostgreSQL
 //! (both number their parameters `$1, $2, …` through sqlx's `Any` driver).
 
-use crate::storage::Dialect;
+use crate::{storage::Dialect, writes::Placeholders};
 
 /// `$first, $first+1, …` for `n` values: an `IN (…)` list.
 pub fn placeholders(first: usize, n: usize) -> String {
@@ -13,11 +13,7 @@ pub fn placeholders(first: usize, n: usize) -> String {
 /// scan, which makes binding a statement of n numbered parameters cost n² (measured: a quarter
 /// of a batch's time at 10,000 parameters); anonymous ones bind in order at no such cost.
 pub fn values(dialect: Dialect, rows: usize, columns: usize) -> String {
-    let row = |r: usize| match dialect {
-        Dialect::Sqlite => format!("({})", vec!["?"; columns].join(", ")),
-        Dialect::Postgres => format!("({})", placeholders(r * columns + 1, columns)),
-    };
-    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+    Placeholders::new(dialect).rows(rows, columns)
 }
 
 /// The ids of a materialised path `/a/b/c/`, root first.

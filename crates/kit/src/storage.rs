@@ -303,6 +303,18 @@ impl Database {
         }
     }
 
+    /// Starts a read-write transaction, as [`Database::begin`] does, on a connection the caller
+    /// holds (a writer that keeps one of its own).
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => conn.begin().await,
+        }
+    }
+
     /// Starts a read-only transaction: a consistent snapshot that takes no write lock.
     ///
     /// PostgreSQL's default isolation (read committed) takes a new snapshot for every statement,

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use jiaxin_kit::{audit, group_commit::BatchWriter, storage::Tx};
+use jiaxin_kit::{audit, group_commit::BatchWriter, storage::Dialect, writes::Writes};
+use sqlx::AnyConnection;
 
 use super::{CONSENT, china_today, reports::usable};
 use crate::{
@@ -32,7 +33,7 @@ impl BatchWriter for ReportJournal {
     /// Refused: the consent is no longer usable (the same NOT_FOUND as any refusal).
     type Answer = Result<(), BankError>;
 
-    async fn write(&self, tx: &mut Tx, items: Vec<ReportWrite>) -> Result<Vec<Self::Answer>, sqlx::Error> {
+    async fn write(&self, tx: &mut AnyConnection, items: Vec<ReportWrite>) -> Result<Vec<Self::Answer>, sqlx::Error> {
         let ids: Vec<&str> = items.iter().map(|item| item.query.consent_id.as_str()).collect();
         let consents: HashMap<String, store::ConsentRow> = store::consents_of_current_households(tx, &ids)
             .await?
@@ -55,8 +56,8 @@ impl BatchWriter for ReportJournal {
         if kept.is_empty() {
             return Ok(answers);
         }
+        let head = audit::head_for_append(tx).await?;
         let queries: Vec<QueryRow> = kept.iter().map(|item| item.query.clone()).collect();
-        store::insert_queries(tx, &queries).await?;
         let entries: Vec<audit::Entry<'_>> = kept
             .iter()
             .map(|item| audit::Entry {
@@ -67,7 +68,13 @@ impl BatchWriter for ReportJournal {
                 details: &item.details,
             })
             .collect();
-        audit::append(tx, &entries).await?;
+        let chained = audit::Chained::after(head, &entries);
+        // The query records, the audit entries and the head's move in one round trip: the
+        // writer holds the write lock while it waits on each (`jiaxin_kit::writes`).
+        let mut writes = Writes::new(Dialect::of(tx));
+        store::write_queries(&mut writes, &queries)?;
+        chained.write_into(&mut writes)?;
+        writes.execute(tx).await?;
         Ok(answers)
     }
 }

@@ -3,6 +3,7 @@
 use jiaxin_kit::{
     sql::{placeholders, values},
     storage::Dialect,
+    writes::Writes,
 };
 use sqlx::{Any, AnyConnection, Executor};
 
@@ -31,6 +32,8 @@ pub async fn consent<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sql
 }
 
 /// The consents a report may rest on: those of a household still current (not dissolved).
+const QUERY_COLUMNS: &str = "id, consent_id, institution_id, officer_account_id, purpose, at, returned";
+
 const CURRENT_CONSENTS: &str = "consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0";
 
 const QUALIFIED_CONSENT_COLUMNS: &str = "c.id, c.household_id, c.institution_id, c.purpose, c.valid_until, c.channel, \
@@ -270,13 +273,26 @@ pub struct QueryRow {
     pub returned: String,
 }
 
+/// Adds the INSERT of `rows` (at most a batch's worth) to `writes`, to go with the
+/// transaction's other writes in one round trip.
+pub fn write_queries<'q>(writes: &mut Writes<'q>, rows: &'q [QueryRow]) -> sqlx::Result<()> {
+    writes.statement(|p| format!("INSERT INTO consent_queries ({QUERY_COLUMNS}) VALUES {}", p.rows(rows.len(), 7)));
+    for q in rows {
+        writes.bind(&q.id)?;
+        writes.bind(&q.consent_id)?;
+        writes.bind(&q.institution_id)?;
+        writes.bind(&q.officer_account_id)?;
+        writes.bind(q.purpose)?;
+        writes.bind(q.at)?;
+        writes.bind(&q.returned)?;
+    }
+    Ok(())
+}
+
 pub async fn insert_queries(conn: &mut AnyConnection, rows: &[QueryRow]) -> sqlx::Result<()> {
     let dialect = Dialect::of(conn);
     for chunk in rows.chunks(500) {
-        let sql = format!(
-            "INSERT INTO consent_queries (id, consent_id, institution_id, officer_account_id, purpose, at, returned) VALUES {}",
-            values(dialect, chunk.len(), 7)
-        );
+        let sql = format!("INSERT INTO consent_queries ({QUERY_COLUMNS}) VALUES {}", values(dialect, chunk.len(), 7));
         let mut query = sqlx::query(&sql);
         for q in chunk {
             query = query
@@ -294,13 +310,10 @@ pub async fn insert_queries(conn: &mut AnyConnection, rows: &[QueryRow]) -> sqlx
 }
 
 pub async fn queries_of<'c, E: Executor<'c, Database = Any>>(e: E, consent_id: &str) -> sqlx::Result<Vec<QueryRow>> {
-    sqlx::query_as(
-        "SELECT id, consent_id, institution_id, officer_account_id, purpose, at, returned FROM consent_queries \
-         WHERE consent_id = $1 ORDER BY at, id",
-    )
-    .bind(consent_id)
-    .fetch_all(e)
-    .await
+    sqlx::query_as(&format!("SELECT {QUERY_COLUMNS} FROM consent_queries WHERE consent_id = $1 ORDER BY at, id"))
+        .bind(consent_id)
+        .fetch_all(e)
+        .await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
