@@ -7,12 +7,14 @@
 //! cores a third idle, and seven of them per batch were what limited credit reports. Here the
 //! statements go as one: SQLite runs a multi-statement text in one call on its thread (sqlx binds
 //! anonymous `?`s across the statements in order); PostgreSQL gets them as data-modifying CTEs of
-//! one statement (`WITH w1 AS (…), w2 AS (…) <last>`).
+//! one statement (`WITH w0 AS (…), w1 AS (…) <last>`).
 //!
 //! What the CTE form means for callers: PostgreSQL runs every part against the same snapshot and
 //! in no promised order, so the statements must not depend on each other's effects (no two may
 //! change the same row, and none may read what another writes). Appending rows to different
 //! tables and moving a head row, as the audit log and the bank's journal do, is that.
+
+use std::fmt::Write as _;
 
 use sqlx::{Any, AnyConnection, Arguments as _, Encode, Type, any::AnyArguments};
 
@@ -32,21 +34,37 @@ impl Placeholders {
 
     /// One parameter.
     pub fn one(&mut self) -> String {
+        let mut text = String::new();
+        self.push(&mut text);
+        text
+    }
+
+    /// `(…), (…)` for `rows` rows of `columns` parameters each, bound row by row. Written into one
+    /// string: the points intake asks for some 100,000 parameters a batch.
+    pub fn rows(&mut self, rows: usize, columns: usize) -> String {
+        let mut text = String::with_capacity(rows * columns * 4);
+        for row in 0..rows {
+            text.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    text.push_str(", ");
+                }
+                self.push(&mut text);
+            }
+            text.push(')');
+        }
+        text
+    }
+
+    fn push(&mut self, text: &mut String) {
         self.next += 1;
         match self.dialect {
             // Anonymous on SQLite for the reason `sql::values` gives; sqlx binds them in order,
             // across the statements of one text too.
-            Dialect::Sqlite => "?".to_owned(),
-            Dialect::Postgres => format!("${}", self.next),
+            Dialect::Sqlite => text.push('?'),
+            // Writing to a String cannot fail.
+            Dialect::Postgres => drop(write!(text, "${}", self.next)),
         }
-    }
-
-    /// `(…), (…)` for `rows` rows of `columns` parameters each, bound row by row.
-    pub fn rows(&mut self, rows: usize, columns: usize) -> String {
-        (0..rows)
-            .map(|_| format!("({})", (0..columns).map(|_| self.one()).collect::<Vec<_>>().join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
