@@ -74,17 +74,18 @@ async fn no_statement_of_the_demos_year_scans_a_whole_table() {
 }
 
 /// The distinct data statements of sqlx's log lines, without the migrations and the
-/// connection and transaction statements.
+/// connection and transaction statements. A statement list sent as one text
+/// (`jiaxin_kit::writes`, joined with `";\n"`) is explained statement by statement.
 fn logged_statements(log: &str) -> BTreeSet<String> {
     let mut statements = BTreeSet::new();
     for line in log.lines().filter(|l| l.starts_with('{')) {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let Some(statement) = event.get("db.statement").and_then(|s| s.as_str()) else { continue };
-        let statement = statement.trim();
-        let first = statement.split_whitespace().next().unwrap_or_default().to_uppercase();
+        let Some(text) = event.get("db.statement").and_then(|s| s.as_str()) else { continue };
+        let text = text.trim();
+        let first = text.split_whitespace().next().unwrap_or_default().to_uppercase();
         let data = ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(&first.as_str());
-        if data && !statement.contains("_sqlx_migrations") {
-            statements.insert(statement.to_owned());
+        if data && !text.contains("_sqlx_migrations") {
+            statements.extend(text.split(";\n").map(|statement| statement.trim().to_owned()));
         }
     }
     statements
