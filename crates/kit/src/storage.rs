@@ -297,10 +297,7 @@ impl Database {
     /// first and then writes fails with SQLITE_BUSY when another writer committed in between,
     /// whatever the busy timeout; taking the lock up front makes it wait instead.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
-        }
+        self.pool.begin_with(self.write_begin()).await
     }
 
     /// Starts a read-write transaction, as [`Database::begin`] does, on a connection the caller
@@ -309,9 +306,14 @@ impl Database {
         &self,
         conn: &'c mut sqlx::AnyConnection,
     ) -> Result<sqlx::Transaction<'c, sqlx::Any>, sqlx::Error> {
+        conn.begin_with(self.write_begin()).await
+    }
+
+    /// The statement a read-write transaction starts with (PostgreSQL's is what sqlx sends).
+    fn write_begin(&self) -> &'static str {
         match self.dialect {
-            Dialect::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => conn.begin().await,
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
         }
     }
 

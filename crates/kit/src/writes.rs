@@ -68,37 +68,25 @@ impl Placeholders {
     }
 }
 
-/// Statements and their parameters, to be executed in one round trip by [`Writes::execute`].
-pub struct Writes<'q> {
-    dialect: Dialect,
+/// Parameters one text may carry: PostgreSQL's limit for a statement (the CTE form is one).
+/// Past it, the statements go in as many round trips as it takes, in order.
+const PARAMETERS_PER_TRIP: usize = 65_535;
+
+/// Statements sent as one text, and their parameters.
+struct Trip<'q> {
     statements: Vec<String>,
     arguments: AnyArguments<'q>,
     placed: usize,
 }
 
-impl<'q> Writes<'q> {
-    pub fn new(dialect: Dialect) -> Self {
-        Self { dialect, statements: Vec::new(), arguments: AnyArguments::default(), placed: 0 }
-    }
-
-    /// Adds an INSERT or UPDATE (no `RETURNING`: nothing is read back). `sql` writes its text
-    /// with the placeholders it is given; bind its values next, in the same order.
-    pub fn statement(&mut self, sql: impl FnOnce(&mut Placeholders) -> String) {
-        let mut placeholders = Placeholders { dialect: self.dialect, next: self.placed };
-        self.statements.push(sql(&mut placeholders));
-        self.placed = placeholders.next;
-    }
-
-    pub fn bind<T>(&mut self, value: T) -> Result<(), sqlx::Error>
-    where
-        T: 'q + Encode<'q, Any> + Type<Any>,
-    {
-        self.arguments.add(value).map_err(sqlx::Error::Encode)
+impl Trip<'_> {
+    fn new() -> Self {
+        Self { statements: Vec::new(), arguments: AnyArguments::default(), placed: 0 }
     }
 
     /// The one text the statements are sent as.
-    fn text(&self) -> String {
-        match (self.dialect, self.statements.split_last()) {
+    fn text(&self, dialect: Dialect) -> String {
+        match (dialect, self.statements.split_last()) {
             (_, None) => String::new(),
             (Dialect::Sqlite, Some(_)) => self.statements.join(";\n"),
             (Dialect::Postgres, Some((last, []))) => last.clone(),
@@ -109,20 +97,72 @@ impl<'q> Writes<'q> {
             }
         }
     }
+}
 
-    /// Runs every statement, in one round trip; returns the rows they changed, together.
+/// Statements and their parameters, executed by [`Writes::execute`] in one round trip (or one
+/// per [`PARAMETERS_PER_TRIP`] parameters).
+pub struct Writes<'q> {
+    dialect: Dialect,
+    trips: Vec<Trip<'q>>,
+}
+
+impl<'q> Writes<'q> {
+    pub fn new(dialect: Dialect) -> Self {
+        Self { dialect, trips: vec![Trip::new()] }
+    }
+
+    /// Adds an INSERT or UPDATE (no `RETURNING`: nothing is read back). `sql` writes its text
+    /// with the placeholders it is given; bind its values next, in the same order. (It is called
+    /// again, numbering from `$1`, when the statement starts a new round trip.)
+    pub fn statement(&mut self, sql: impl Fn(&mut Placeholders) -> String) {
+        let dialect = self.dialect;
+        let place = |trip: &mut Trip<'q>| {
+            let mut placeholders = Placeholders { dialect, next: trip.placed };
+            let text = sql(&mut placeholders);
+            (text, placeholders.next)
+        };
+        let Some(mut trip) = self.trips.pop() else { return };
+        let (mut text, mut placed) = place(&mut trip);
+        if placed > PARAMETERS_PER_TRIP && !trip.statements.is_empty() {
+            self.trips.push(trip);
+            trip = Trip::new();
+            (text, placed) = place(&mut trip);
+        }
+        trip.statements.push(text);
+        trip.placed = placed;
+        self.trips.push(trip);
+    }
+
+    pub fn bind<T>(&mut self, value: T) -> Result<(), sqlx::Error>
+    where
+        T: 'q + Encode<'q, Any> + Type<Any>,
+    {
+        let Some(trip) = self.trips.last_mut() else { return Ok(()) };
+        trip.arguments.add(value).map_err(sqlx::Error::Encode)
+    }
+
+    /// Runs every statement, in as few round trips as the parameters allow (one, below
+    /// [`PARAMETERS_PER_TRIP`]); returns the rows they changed, together. Inside the caller's
+    /// transaction: a failure in a later trip leaves the earlier ones to its rollback.
     pub async fn execute(self, conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
-        if self.statements.is_empty() {
-            return Ok(0);
+        for trip in &self.trips {
+            let bound = trip.arguments.len();
+            if bound != trip.placed {
+                // A caller's bug: sqlx would bind NULL for what is missing on SQLite.
+                return Err(sqlx::Error::Protocol(format!("{} placeholders, {bound} values bound", trip.placed)));
+            }
         }
-        let bound = self.arguments.len();
-        if bound != self.placed {
-            // A caller's bug: sqlx would bind NULL for what is missing on SQLite.
-            return Err(sqlx::Error::Protocol(format!("{} placeholders, {bound} values bound", self.placed)));
+        let mut changed = 0;
+        for trip in self.trips.into_iter().filter(|trip| !trip.statements.is_empty()) {
+            let text = trip.text(self.dialect);
+            changed += sqlx::query_with(&text, trip.arguments).execute(&mut *conn).await?.rows_affected();
         }
-        let text = self.text();
-        let done = sqlx::query_with(&text, self.arguments).execute(conn).await?;
-        Ok(done.rows_affected())
+        Ok(changed)
+    }
+
+    #[cfg(test)]
+    fn texts(&self) -> Vec<String> {
+        self.trips.iter().map(|trip| trip.text(self.dialect)).collect()
     }
 }
 
@@ -196,9 +236,22 @@ mod tests {
         writes.statement(|p| format!("INSERT INTO a (x, y) VALUES {}", p.rows(2, 2)));
         writes.statement(|p| format!("UPDATE b SET z = {} WHERE id = 1", p.one()));
         assert_eq!(
-            writes.text(),
-            "WITH w0 AS (INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4)) UPDATE b SET z = $5 WHERE id = 1"
+            writes.texts(),
+            vec!["WITH w0 AS (INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4)) UPDATE b SET z = $5 WHERE id = 1"]
         );
+    }
+
+    #[test]
+    fn past_postgres_parameter_limit_the_statements_go_in_more_round_trips_numbered_afresh() {
+        let mut writes = Writes::new(Dialect::Postgres);
+        writes.statement(|p| format!("INSERT INTO a (x) VALUES {}", p.rows(40_000, 1)));
+        writes.statement(|p| format!("INSERT INTO a (x) VALUES {}", p.rows(40_000, 1)));
+        writes.statement(|p| format!("UPDATE b SET z = {} WHERE id = 1", p.one()));
+        let texts = writes.texts();
+        assert_eq!(texts.len(), 2, "80,001 parameters do not fit one statement");
+        assert!(texts[0].starts_with("INSERT INTO a (x) VALUES ($1), ($2)") && texts[0].ends_with("($40000)"));
+        assert!(texts[1].starts_with("WITH w0 AS (INSERT INTO a (x) VALUES ($1), "), "{}", &texts[1][..60]);
+        assert!(texts[1].ends_with("($40000)) UPDATE b SET z = $40001 WHERE id = 1"));
     }
 
     #[test]
@@ -206,9 +259,9 @@ mod tests {
         let mut writes = Writes::new(Dialect::Sqlite);
         writes.statement(|p| format!("INSERT INTO a (x) VALUES {}", p.rows(2, 1)));
         writes.statement(|p| format!("UPDATE b SET z = {} WHERE id = 1", p.one()));
-        assert_eq!(writes.text(), "INSERT INTO a (x) VALUES (?), (?);\nUPDATE b SET z = ? WHERE id = 1");
+        assert_eq!(writes.texts(), vec!["INSERT INTO a (x) VALUES (?), (?);\nUPDATE b SET z = ? WHERE id = 1"]);
         let mut single = Writes::new(Dialect::Postgres);
         single.statement(|p| format!("UPDATE b SET z = {}", p.one()));
-        assert_eq!(single.text(), "UPDATE b SET z = $1");
+        assert_eq!(single.texts(), vec!["UPDATE b SET z = $1"]);
     }
 }

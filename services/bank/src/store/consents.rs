@@ -1,10 +1,6 @@
 //! Consents, the queries made under them, and loan events.
 
-use jiaxin_kit::{
-    sql::{placeholders, values},
-    storage::Dialect,
-    writes::Writes,
-};
+use jiaxin_kit::{sql::placeholders, storage::Dialect, writes::Writes};
 use sqlx::{Any, AnyConnection, Executor};
 
 use super::readmodel::StandingRow;
@@ -31,9 +27,9 @@ pub async fn consent<'c, E: Executor<'c, Database = Any>>(e: E, id: &str) -> sql
     sqlx::query_as(&format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
-/// The consents a report may rest on: those of a household still current (not dissolved).
 const QUERY_COLUMNS: &str = "id, consent_id, institution_id, officer_account_id, purpose, at, returned";
 
+/// The consents a report may rest on: those of a household still current (not dissolved).
 const CURRENT_CONSENTS: &str = "consents c JOIN households h ON h.id = c.household_id AND h.dissolved = 0";
 
 const QUALIFIED_CONSENT_COLUMNS: &str = "c.id, c.household_id, c.institution_id, c.purpose, c.valid_until, c.channel, \
@@ -273,8 +269,8 @@ pub struct QueryRow {
     pub returned: String,
 }
 
-/// Adds the INSERT of `rows` (at most a batch's worth) to `writes`, to go with the
-/// transaction's other writes in one round trip.
+/// Adds the INSERT of `rows` (at most 500: SQLite's limit of parameters per statement) to
+/// `writes`, to go with the transaction's other writes in one round trip.
 pub fn write_queries<'q>(writes: &mut Writes<'q>, rows: &'q [QueryRow]) -> sqlx::Result<()> {
     writes.statement(|p| format!("INSERT INTO consent_queries ({QUERY_COLUMNS}) VALUES {}", p.rows(rows.len(), 7)));
     for q in rows {
@@ -290,22 +286,11 @@ pub fn write_queries<'q>(writes: &mut Writes<'q>, rows: &'q [QueryRow]) -> sqlx:
 }
 
 pub async fn insert_queries(conn: &mut AnyConnection, rows: &[QueryRow]) -> sqlx::Result<()> {
-    let dialect = Dialect::of(conn);
+    let mut writes = Writes::new(Dialect::of(conn));
     for chunk in rows.chunks(500) {
-        let sql = format!("INSERT INTO consent_queries ({QUERY_COLUMNS}) VALUES {}", values(dialect, chunk.len(), 7));
-        let mut query = sqlx::query(&sql);
-        for q in chunk {
-            query = query
-                .bind(&q.id)
-                .bind(&q.consent_id)
-                .bind(&q.institution_id)
-                .bind(&q.officer_account_id)
-                .bind(q.purpose)
-                .bind(q.at)
-                .bind(&q.returned);
-        }
-        query.execute(&mut *conn).await?;
+        write_queries(&mut writes, chunk)?;
     }
+    writes.execute(conn).await?;
     Ok(())
 }
 
