@@ -72,10 +72,10 @@ pub async fn run(args: &Args, cluster_dir: &Path) {
     let ids: Vec<String> = households.iter().map(|h| h.id.clone()).collect();
 
     let started = Instant::now();
-    let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points)).max_encoding_message_size(256 << 20);
-    let mut collector = support::county_collector(&bench).await;
+    let points = PointsServiceClient::new(bench.channel(ServiceName::Points)).max_encoding_message_size(256 << 20);
+    let collector = support::county_collector(&bench).await;
     let inputs = support::year_of_records(&ids, args.records_per_household * ids.len());
-    let accepted = support::submit_records(&mut points, &mut collector, &inputs, 5_000).await;
+    let accepted = support::submit_records(&points, collector, &inputs, 5_000, 1).await;
     // Every consumer, not only the bank: a drain still running elsewhere would share the cores.
     bench.drained(ServiceName::Points, &consumers_of(ServiceName::Points)).await;
     let scored: i64 = sqlx::query_scalar(

@@ -65,10 +65,10 @@ pub async fn run(args: &Args, cluster_dir: &Path) {
     let (signed, _) = support::sign_pledges(&mut pledges, &admin, &support::paper_pledges(&signing), 5_000).await;
     bench.drained(ServiceName::Pledges, &consumers_of(ServiceName::Pledges)).await;
     let pledged: Vec<String> = signing.into_iter().map(|(household, _)| household).collect();
-    let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points)).max_encoding_message_size(256 << 20);
-    let mut collector = support::county_collector(&bench).await;
+    let points = PointsServiceClient::new(bench.channel(ServiceName::Points)).max_encoding_message_size(256 << 20);
+    let collector = support::county_collector(&bench).await;
     let inputs = support::year_of_records(&pledged, RECORDS_PER_HOUSEHOLD * pledged.len());
-    let accepted = support::submit_records(&mut points, &mut collector, &inputs, 5_000).await;
+    let accepted = support::submit_records(&points, collector, &inputs, 5_000, 1).await;
     // Every consumer, not only benefits: a drain still running elsewhere would share the cores.
     bench.drained(ServiceName::Points, &consumers_of(ServiceName::Points)).await;
     println!(

@@ -8,7 +8,9 @@
 //!
 //! 1. Onboards a synthetic county through the same CSV import cadres use (streamed over gRPC).
 //! 2. Pushes a year of records through BatchSubmitRecords, to effective ledger entries and
-//!    updated balances (rules that need no review, so every record goes the whole way).
+//!    updated balances (rules that need no review, so every record goes the whole way), from
+//!    `--clients` clients at once (one by default); embedded, also the CPU the process spent
+//!    per record.
 //! 3. Baseline: a plain batched insert of the same number of rows into one table of the same
 //!    database engine (SQLite embedded, the cluster's PostgreSQL distributed).
 //! 4. Household score reads in process (the API object, no network): p50 / p99, while the
@@ -44,6 +46,9 @@ pub struct Args {
     records: usize,
     #[arg(long, default_value_t = 5_000)]
     batch: usize,
+    /// Clients submitting the batches at once (several cadres importing their grids' records).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
     #[arg(long, default_value_t = 20_000)]
     reads: usize,
     /// A running distributed cluster's directory (`scripts/dev-cluster.sh start`, with
@@ -60,7 +65,7 @@ pub async fn run(args: Args) {
         None => Bench::start(&["--unpledged-records", "accept"]).await,
     };
     let (config, root) = (bench.config.clone(), bench.root.clone());
-    let mut points = PointsServiceClient::new(bench.channel(ServiceName::Points))
+    let points = PointsServiceClient::new(bench.channel(ServiceName::Points))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let county = support::onboard_county(&bench, args.households).await;
@@ -77,7 +82,7 @@ pub async fn run(args: Args) {
     bench.drained(ServiceName::Identity, &consumers_of(ServiceName::Identity)).await;
     let onboarded = import_done.elapsed();
 
-    let mut collector = support::county_collector(&bench).await;
+    let collector = support::county_collector(&bench).await;
     let inputs = support::year_of_records(&households, args.records);
     // A cluster may hold earlier runs' counties: this run's entries are the ledger's growth.
     let count_entries = || async {
@@ -85,10 +90,14 @@ pub async fn run(args: Args) {
         entries as usize
     };
     let entries_before = count_entries().await;
-    let started = Instant::now();
-    let accepted = support::submit_records(&mut points, &mut collector, &inputs, args.batch).await;
+    // Progress on stderr, for a long run and for a profiler to attach to this phase alone.
+    eprintln!("records: submitting {} from {} client(s)…", inputs.len(), args.clients);
+    let (started, cpu_before) = (Instant::now(), support::process_cpu_time());
+    let accepted = support::submit_records(&points, collector, &inputs, args.batch, args.clients).await;
     let records_elapsed = started.elapsed();
+    let records_cpu = support::process_cpu_time().zip(cpu_before).map(|(after, before)| after - before);
     let records_done = Instant::now();
+    eprintln!("records: done in {:.1} s", records_elapsed.as_secs_f64());
     assert_eq!(count_entries().await - entries_before, accepted);
 
     // Baseline: the same number of rows, plainly batch-inserted into one table of the same engine.
@@ -169,11 +178,8 @@ pub async fn run(args: Args) {
     .unwrap();
     let ledger_read_elapsed = started.elapsed();
 
-    println!(
-        "jiaxin points benchmark — {}, {} cores",
-        bench.mode(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("jiaxin points benchmark — {}, {} cores", bench.mode(), cores);
     println!("county:   {} households, {} residents, {} grids", args.households, residents, grids.len());
     println!(
         "import:   {:>10.0} households/s  ({:.1} s, CSV over gRPC, validated, encrypted)",
@@ -190,12 +196,21 @@ pub async fn run(args: Args) {
         onboarded.as_secs_f64()
     );
     println!(
-        "records:  {:>10.0} records/s     ({} records in batches of {}, to effective ledger entries and balances, {:.1} s)",
+        "records:  {:>10.0} records/s     ({} records in batches of {} from {} client(s), to effective ledger entries and balances, {:.1} s)",
         rate(accepted, records_elapsed),
         accepted,
         args.batch,
+        args.clients,
         records_elapsed.as_secs_f64()
     );
+    // Embedded, every service runs in this process; against a cluster this process is a client.
+    if let (Some(cpu), None) = (records_cpu, &args.cluster) {
+        println!(
+            "          {:.1} µs of CPU per record (every thread of the process; {:.0}% of the {cores} cores busy)",
+            cpu.as_secs_f64() * 1e6 / accepted as f64,
+            100.0 * cpu.as_secs_f64() / records_elapsed.as_secs_f64() / cores as f64
+        );
+    }
     println!(
         "baseline: {:>10.0} rows/s        (plain batched INSERT of the same rows into one table, same engine, {:.1} s)",
         rate(accepted, baseline_elapsed),
