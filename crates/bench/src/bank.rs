@@ -395,6 +395,10 @@ where
     let halved = load(args.clients, args.seconds, pause, reports(bank)).await;
     halved.show("GetCreditReport at half the peak rate");
     println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
+    if let (Some(report), Some(fixed)) = (peak.cpu_per_request_us(), baseline.cpu_per_request_us()) {
+        // The share the rate would be on a machine whose speed held still between the two runs.
+        println!("   at peak a report costs {:.1}× the baseline's CPU per request", report / fixed);
+    }
 }
 
 /// Phase 3: ten pre-approvals of the largest village (`households` of them), timed one by one.

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{percentile, rate};
+use crate::support::{percentile, process_cpu_time, rate};
 
 /// What a load run measured.
 pub struct Load {
@@ -16,6 +16,9 @@ pub struct Load {
     pub elapsed: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
+    /// CPU time this process spent over the run, every thread: the clients, the gRPC stack and,
+    /// embedded, the services; not a database server in another process.
+    pub cpu: Option<Duration>,
 }
 
 impl Load {
@@ -29,9 +32,16 @@ impl Load {
         Duration::from_secs_f64(clients as f64 / (self.rate() * fraction))
     }
 
+    /// This process's CPU time per answered request, in microseconds: what a request costs the
+    /// machine, which moves less from run to run on a shared machine than the rate does.
+    pub fn cpu_per_request_us(&self) -> Option<f64> {
+        Some(self.cpu?.as_secs_f64() * 1e6 / self.answered.max(1) as f64)
+    }
+
     pub fn show(&self, label: &str) {
+        let cpu = self.cpu_per_request_us().map(|us| format!("   {us:>6.0} µs CPU/req")).unwrap_or_default();
         println!(
-            "  {label:<46} {:>8.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
+            "  {label:<46} {:>8.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms{cpu}",
             self.rate(),
             percentile(&self.latencies, 0.50).as_secs_f64() * 1e3,
             percentile(&self.latencies, 0.99).as_secs_f64() * 1e3
@@ -50,7 +60,7 @@ where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu_time());
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
@@ -77,6 +87,8 @@ where
     while let Some(done) = tasks.join_next().await {
         latencies.extend(done.unwrap());
     }
+    let elapsed = started.elapsed();
+    let cpu = process_cpu_time().zip(cpu_before).map(|(after, before)| after - before);
     latencies.sort();
-    Load { answered: latencies.len(), elapsed: started.elapsed(), latencies }
+    Load { answered: latencies.len(), elapsed, latencies, cpu }
 }
