@@ -396,7 +396,8 @@ where
     halved.show("GetCreditReport at half the peak rate");
     println!("   peak is {:.0}% of the baseline", 100.0 * peak.rate() / baseline.rate());
     if let (Some(report), Some(fixed)) = (peak.cpu_per_request_us(), baseline.cpu_per_request_us()) {
-        // The share the rate would be on a machine whose speed held still between the two runs.
+        // How many times the gRPC stack's own cost a report is: a ratio that holds better than
+        // the rates' when the machine's speed moves between the two runs.
         println!("   at peak a report costs {:.1}× the baseline's CPU per request", report / fixed);
     }
 }
