@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{percentile, process_cpu_time, rate};
+use crate::support::{CpuTimer, percentile, rate};
 
 /// What a load run measured.
 pub struct Load {
@@ -60,7 +60,7 @@ where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let (started, cpu_before) = (Instant::now(), process_cpu_time());
+    let (started, cpu) = (Instant::now(), CpuTimer::start());
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
@@ -88,7 +88,7 @@ where
         latencies.extend(done.unwrap());
     }
     let elapsed = started.elapsed();
-    let cpu = process_cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = cpu.elapsed();
     latencies.sort();
     Load { answered: latencies.len(), elapsed, latencies, cpu }
 }

@@ -92,10 +92,10 @@ pub async fn run(args: Args) {
     let entries_before = count_entries().await;
     // Progress on stderr, for a long run and for a profiler to attach to this phase alone.
     eprintln!("records: submitting {} from {} client(s)…", inputs.len(), args.clients);
-    let (started, cpu_before) = (Instant::now(), support::process_cpu_time());
+    let (started, cpu) = (Instant::now(), support::CpuTimer::start());
     let accepted = support::submit_records(&points, collector, &inputs, args.batch, args.clients).await;
     let records_elapsed = started.elapsed();
-    let records_cpu = support::process_cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+    let records_cpu = cpu.elapsed();
     let records_done = Instant::now();
     eprintln!("records: done in {:.1} s", records_elapsed.as_secs_f64());
     assert_eq!(count_entries().await - entries_before, accepted);

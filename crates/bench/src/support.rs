@@ -54,11 +54,25 @@ fn id_number(n: usize) -> String {
     format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
 }
 
-/// CPU time this process has used so far, user and system, all threads (from /proc; `None`
-/// where there is none). In embedded mode the services run in this process, so the difference
-/// across a phase is what the phase cost the machine, which varies less from run to run on a
-/// shared machine than wall time does.
-pub fn process_cpu_time() -> Option<Duration> {
+/// CPU time this process uses over a phase, user and system, every thread (from /proc; `None`
+/// where there is none). In embedded mode the services run in this process, so it is what the
+/// phase cost the machine, which varies less from run to run on a shared machine than wall
+/// time does.
+pub struct CpuTimer(Option<Duration>);
+
+impl CpuTimer {
+    pub fn start() -> Self {
+        Self(process_cpu_time())
+    }
+
+    /// CPU time used since [`CpuTimer::start`].
+    pub fn elapsed(&self) -> Option<Duration> {
+        process_cpu_time()?.checked_sub(self.0?)
+    }
+}
+
+/// CPU time this process has used so far.
+fn process_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();

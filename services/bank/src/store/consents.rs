@@ -269,8 +269,8 @@ pub struct QueryRow {
     pub returned: String,
 }
 
-/// Adds the INSERT of `rows` (at most 500: SQLite's limit of parameters per statement) to
-/// `writes`, to go with the transaction's other writes in one round trip.
+/// Adds the INSERT of `rows` to `writes`, to go with the transaction's other writes in one
+/// round trip. At most 500 rows (3,500 parameters), well inside SQLite's per-statement limit.
 pub fn write_queries<'q>(writes: &mut Writes<'q>, rows: &'q [QueryRow]) -> sqlx::Result<()> {
     writes.statement(|p| format!("INSERT INTO consent_queries ({QUERY_COLUMNS}) VALUES {}", p.rows(rows.len(), 7)));
     for q in rows {
