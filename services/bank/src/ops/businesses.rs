@@ -91,7 +91,8 @@ impl Bank {
         self.officer_institution(&mut read, caller).await?;
         let business = store::business(&mut *read, business_id).await?.ok_or(BankError::NotFound(CONSENT))?;
         read.rollback().await?;
-        let report = self.credit_report_for(caller, consent_id, Some(&business)).await?;
-        Ok(GetBusinessReportResponse { business: Some(business_proto(&business)), report: Some(report) })
+        let proto = business_proto(&business);
+        let report = self.credit_report_for(caller, consent_id, Some(business)).await?;
+        Ok(GetBusinessReportResponse { business: Some(proto), report: Some(report) })
     }
 }

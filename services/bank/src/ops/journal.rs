@@ -1,71 +1,113 @@
-//! The writes that make a credit report answerable — the consent checked again, the household's
-//! query record, the audit entry — made for many concurrent reports in one transaction (group
-//! commit, `jiaxin_kit::group_commit`). A report is returned only once its batch has committed;
-//! a consent revoked or a household dissolved since the report was read refuses that report
-//! alone.
+//! Credit reports made many at a time (group commit, `jiaxin_kit::group_commit`): one
+//! transaction reads a batch's officers and consents with everything of their households, admits
+//! each query against the rate limits, assembles the reports, and writes each report's query
+//! record and audit entry. A report is returned only once its batch has committed, and what it
+//! says is what the database held in the transaction that recorded it.
+//!
+//! Reading in the writer's transaction, rather than on a pooled connection before it, is what
+//! makes a report cheap on SQLite: every commit empties the page cache of every other connection
+//! (in WAL mode a connection that finds the database changed drops its cache), so a read on a
+//! pooled connection went to the file for every page, and handed each statement to that
+//! connection's thread and back. The writer's own connection keeps its cache across its commits,
+//! and a batch's reads are two statements, whatever its size (docs/benchmarks.md, bank item 9).
 
-use std::collections::HashMap;
+use std::{collections::BTreeSet, sync::Arc};
 
 use jiaxin_kit::{audit, group_commit::BatchWriter, storage::Dialect, writes::Writes};
+use jiaxin_proto::bank::CreditReport;
 use sqlx::AnyConnection;
 
-use super::{CONSENT, china_today, reports::usable};
+use super::{Admission, CONSENT, china_today, now, reports};
 use crate::{
     error::BankError,
-    store::consents::{self as store, QueryRow},
+    store::{
+        consents::{self as store, QueryRow},
+        registry::{self, BusinessRow, OfficerProducts},
+    },
 };
 
-/// One report's writes: the household's query record (which names the consent, the officer's
-/// institution and the officer) and the audit entry's action and details.
-pub(crate) struct ReportWrite {
-    /// The household the report's business belongs to, for a business's report.
-    pub business_household: Option<String>,
+/// A bank officer's ask for a report under a consent.
+pub(crate) struct ReportAsk {
+    pub officer_account_id: String,
+    pub consent_id: String,
+    /// For a business's report: the business, whose household must be the consent's.
+    pub business: Option<BusinessRow>,
+}
+
+/// What a report leaves behind: the household's query record and the audit entry's action and
+/// details.
+pub(crate) struct ReportTrace {
     pub query: QueryRow,
     pub action: &'static str,
     pub details: String,
 }
 
-/// Writes batches of reports' query records and audit entries.
-pub(crate) struct ReportJournal;
+/// Reads, assembles and records batches of credit reports.
+pub(crate) struct ReportJournal {
+    pub admission: Arc<Admission>,
+}
 
 impl BatchWriter for ReportJournal {
-    type Item = ReportWrite;
-    /// Refused: the consent is no longer usable (the same NOT_FOUND as any refusal).
-    type Answer = Result<(), BankError>;
+    type Item = ReportAsk;
+    /// Each ask's report, or why it is refused: not an institution's officer, past a rate limit,
+    /// or NOT_FOUND for every reason the consent cannot carry the report (missing, another
+    /// bank's, revoked, expired, the wrong purpose, a household dissolved, a business of
+    /// another household).
+    type Answer = Result<CreditReport, BankError>;
 
-    async fn write(&self, tx: &mut AnyConnection, items: Vec<ReportWrite>) -> Result<Vec<Self::Answer>, sqlx::Error> {
-        let ids: Vec<&str> = items.iter().map(|item| item.query.consent_id.as_str()).collect();
-        let consents: HashMap<String, store::ConsentRow> = store::consents_of_current_households(tx, &ids)
-            .await?
-            .into_iter()
-            .map(|row| (row.id.clone(), row))
+    async fn write(&self, tx: &mut AnyConnection, asks: Vec<ReportAsk>) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        let at = now();
+        let today = china_today(at);
+        let accounts: BTreeSet<&str> = asks.iter().map(|ask| ask.officer_account_id.as_str()).collect();
+        let officers = registry::officers_products(tx, &accounts.into_iter().collect::<Vec<_>>()).await?;
+        // Who asks, and whether within the allowance, is settled before anything of a household
+        // is read.
+        let admitted: Vec<Result<&OfficerProducts, BankError>> = asks
+            .iter()
+            .map(|ask| {
+                let officer = officers.get(&ask.officer_account_id).ok_or(BankError::PermissionDenied)?;
+                self.admission.admit(&ask.officer_account_id, &officer.institution_id)?;
+                Ok(officer)
+            })
             .collect();
-        let mut answers = Vec::with_capacity(items.len());
-        let mut kept = Vec::with_capacity(items.len());
-        for item in &items {
-            let still_usable = consents.get(&item.query.consent_id).is_some_and(|row| {
-                usable(row, &item.query.institution_id, item.business_household.as_deref(), &china_today(item.query.at))
-            });
-            if still_usable {
-                kept.push(item);
-                answers.push(Ok(()));
-            } else {
-                answers.push(Err(BankError::NotFound(CONSENT)));
-            }
+        let consent_ids: Vec<&str> = asks
+            .iter()
+            .zip(&admitted)
+            .filter(|(_, admitted)| admitted.is_ok())
+            .map(|(ask, _)| ask.consent_id.as_str())
+            .collect();
+        let subjects = store::report_subjects(tx, &consent_ids).await?;
+
+        let mut answers = Vec::with_capacity(asks.len());
+        let mut traces = Vec::with_capacity(asks.len());
+        for (ask, admitted) in asks.iter().zip(admitted) {
+            answers.push(admitted.and_then(|officer| {
+                let business_household = ask.business.as_ref().map(|b| b.household_id.as_str());
+                let subject = subjects
+                    .get(&ask.consent_id)
+                    .filter(|s| reports::usable(&s.consent, &officer.institution_id, business_household, &today))
+                    .ok_or(BankError::NotFound(CONSENT))?;
+                let report = reports::assemble(subject, &officer.products, at);
+                traces.push(reports::trace(&report, &subject.consent, ask, &officer.institution_id, at));
+                Ok(report)
+            }));
         }
-        if kept.is_empty() {
+        if traces.is_empty() {
             return Ok(answers);
         }
+
         let head = audit::head_for_append(tx).await?;
-        let queries: Vec<QueryRow> = kept.iter().map(|item| item.query.clone()).collect();
-        let entries: Vec<audit::Entry<'_>> = kept
+        let (queries, notes): (Vec<QueryRow>, Vec<_>) =
+            traces.into_iter().map(|trace| (trace.query, (trace.action, trace.details))).unzip();
+        let entries: Vec<audit::Entry<'_>> = queries
             .iter()
-            .map(|item| audit::Entry {
-                at: item.query.at,
-                actor: &item.query.officer_account_id,
-                action: item.action,
-                subject: &item.query.id,
-                details: &item.details,
+            .zip(&notes)
+            .map(|(query, (action, details))| audit::Entry {
+                at,
+                actor: &query.officer_account_id,
+                action,
+                subject: &query.id,
+                details,
             })
             .collect();
         let chained = audit::Chained::after(head, &entries);

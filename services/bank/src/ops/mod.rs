@@ -9,6 +9,8 @@ mod loans;
 mod registry;
 mod reports;
 
+use std::sync::Arc;
+
 use jiaxin_kit::{
     auth::{Caller, Role},
     group_commit::GroupCommit,
@@ -28,9 +30,9 @@ pub(crate) const HOUSEHOLD: &str = "household";
 pub struct Bank {
     pub(crate) db: Database,
     pub(crate) outbox: jiaxin_kit::outbox::Outbox,
-    pub(crate) per_officer: Limiter,
-    pub(crate) per_institution: Limiter,
-    /// Where credit reports' writes are committed together.
+    pub(crate) admission: Arc<Admission>,
+    /// Where credit reports are read, assembled and written (with their query records and audit
+    /// entries), many at a time.
     pub(crate) journal: GroupCommit<journal::ReportJournal>,
 }
 
@@ -41,37 +43,17 @@ pub struct Rates {
     pub per_institution: u32,
 }
 
-impl Bank {
-    /// Starts the report journal's writer on the current tokio runtime.
-    pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, rates: Rates) -> Self {
-        Self {
-            journal: GroupCommit::start(db.clone(), "bank_report_journal", journal::ReportJournal),
-            db,
-            outbox,
-            per_officer: Limiter::per_minute(rates.per_officer),
-            per_institution: Limiter::per_minute(rates.per_institution),
-        }
-    }
+/// The officers' and the institutions' query allowances, shared by the operations that answer a
+/// bank's query and the report journal.
+pub(crate) struct Admission {
+    per_officer: Limiter,
+    per_institution: Limiter,
+}
 
-    /// The institution a bank officer acts for. Anyone else is refused before anything is read.
-    pub(crate) async fn officer_institution(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<String> {
-        require_officer(caller)?;
-        store::institution_of(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
-    }
-
-    /// The same, with the institution's products (id, limit table) read alongside.
-    pub(crate) async fn officer_products(
-        &self,
-        conn: &mut AnyConnection,
-        caller: &Caller,
-    ) -> Result<(String, Vec<(String, String)>)> {
-        require_officer(caller)?;
-        store::officer_products(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
-    }
-
+impl Admission {
     /// Spends one query from the officer's and the institution's allowance.
-    pub(crate) fn admit(&self, caller: &Caller, institution: &str) -> Result<()> {
-        if !self.per_officer.take(caller.account_id()) {
+    pub(crate) fn admit(&self, officer_account_id: &str, institution: &str) -> Result<()> {
+        if !self.per_officer.take(officer_account_id) {
             return Err(BankError::RateLimited("officer"));
         }
         if !self.per_institution.take(institution) {
@@ -81,8 +63,31 @@ impl Bank {
     }
 }
 
+impl Bank {
+    /// Starts the report journal's writer on the current tokio runtime.
+    pub fn new(db: Database, outbox: jiaxin_kit::outbox::Outbox, rates: Rates) -> Self {
+        let admission = Arc::new(Admission {
+            per_officer: Limiter::per_minute(rates.per_officer),
+            per_institution: Limiter::per_minute(rates.per_institution),
+        });
+        let journal = journal::ReportJournal { admission: admission.clone() };
+        Self { journal: GroupCommit::start(db.clone(), "bank_report_journal", journal), db, outbox, admission }
+    }
+
+    /// The institution a bank officer acts for. Anyone else is refused before anything is read.
+    pub(crate) async fn officer_institution(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<String> {
+        require_officer(caller)?;
+        store::institution_of(&mut *conn, caller.account_id()).await?.ok_or(BankError::PermissionDenied)
+    }
+
+    /// Spends one query from the officer's and the institution's allowance.
+    pub(crate) fn admit(&self, caller: &Caller, institution: &str) -> Result<()> {
+        self.admission.admit(caller.account_id(), institution)
+    }
+}
+
 /// Only bank officers act for an institution; anyone else is refused before anything is read.
-fn require_officer(caller: &Caller) -> Result<()> {
+pub(crate) fn require_officer(caller: &Caller) -> Result<()> {
     if caller.has_role(Role::BankOfficer) { Ok(()) } else { Err(BankError::PermissionDenied) }
 }
 

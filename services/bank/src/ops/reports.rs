@@ -19,7 +19,11 @@ use jiaxin_proto::{
     points::{Category, Severity},
 };
 
-use super::{Bank, CONSENT, china_today, journal::ReportWrite, now};
+use super::{
+    Bank, china_today,
+    journal::{ReportAsk, ReportTrace},
+    now, require_officer,
+};
 use crate::{
     domain::{
         consent::{self, Terms},
@@ -73,65 +77,22 @@ impl Bank {
         self.credit_report_for(caller, consent_id, None).await
     }
 
-    /// A report under a consent, for the household or for one of its businesses.
-    ///
-    /// The report is read on one pooled connection in two statements — the officer's institution
-    /// and products; the consent with everything read of its household — outside a transaction
-    /// (on PostgreSQL, READ COMMITTED gives each statement its own snapshot anyway; a
-    /// transaction's BEGIN and ROLLBACK would be two more round trips per report). Its writes —
-    /// the consent checked again, so a revocation committed since refuses the report, the
-    /// household's query record and the audit entry — go to the report journal, which commits
-    /// them with other reports' in one transaction. The report is returned only once that
-    /// commits.
+    /// A report under a consent, for the household or for one of its businesses. Only a bank
+    /// officer's ask reaches the journal, which reads, assembles and records it with other
+    /// concurrent reports (`journal`).
     pub(crate) async fn credit_report_for(
         &self,
         caller: &Caller,
         consent_id: &str,
-        business: Option<&BusinessRow>,
+        business: Option<BusinessRow>,
     ) -> Result<CreditReport> {
-        let mut read = self.db.pool().acquire().await?;
-        let (institution, products) = self.officer_products(&mut read, caller).await?;
-        self.admit(caller, &institution)?;
-        let at = now();
-        let subject = store::report_subject(&mut *read, consent_id)
-            .await?
-            .filter(|s| usable(&s.consent, &institution, business.map(|b| b.household_id.as_str()), &china_today(at)))
-            .ok_or(BankError::NotFound(CONSENT))?;
-        drop(read);
-        let report = assemble(&subject, &products, at);
-        let consent = subject.consent;
-        // What the household reads in its query list: whose report, and what it said.
-        let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
-        let returned = format!(
-            "{subject}信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
-            report.tier, report.score, report.tier, report.score
-        );
-        let details = format!(
-            "consent={} household={} business={} institution={} tier={} score={} reasons={:?}",
-            consent.id,
-            consent.household_id,
-            business.map(|b| b.id.as_str()).unwrap_or(""),
-            institution,
-            report.tier,
-            report.score,
-            report.reasons
-        );
-        let write = ReportWrite {
-            business_household: business.map(|b| b.household_id.clone()),
-            query: QueryRow {
-                id: report.id.clone(),
-                consent_id: consent.id,
-                institution_id: institution,
-                officer_account_id: caller.account_id().to_owned(),
-                purpose: consent.purpose,
-                at,
-                returned,
-            },
-            action: if business.is_some() { "business.report" } else { "credit.report" },
-            details,
+        require_officer(caller)?;
+        let ask = ReportAsk {
+            officer_account_id: caller.account_id().to_owned(),
+            consent_id: consent_id.to_owned(),
+            business,
         };
-        self.journal.submit(write).await??;
-        Ok(report)
+        self.journal.submit(ask).await?
     }
 
     /// 整村授信: a branch's officer asks for a village the branch serves. Aggregates cover every
@@ -253,8 +214,48 @@ impl Bank {
     }
 }
 
+/// What `report` leaves behind for the household (whose report, what it said) and for the audit
+/// log.
+pub(crate) fn trace(
+    report: &CreditReport,
+    consent: &store::ConsentRow,
+    ask: &ReportAsk,
+    institution: &str,
+    at: i64,
+) -> ReportTrace {
+    let business = ask.business.as_ref();
+    let subject = business.map(|b| format!("{}(经营主体)", b.name)).unwrap_or_default();
+    let returned = format!(
+        "{subject}信用报告:{} 级 {} 分 / credit report: tier {}, score {}",
+        report.tier, report.score, report.tier, report.score
+    );
+    let details = format!(
+        "consent={} household={} business={} institution={} tier={} score={} reasons={:?}",
+        consent.id,
+        consent.household_id,
+        business.map(|b| b.id.as_str()).unwrap_or(""),
+        institution,
+        report.tier,
+        report.score,
+        report.reasons
+    );
+    ReportTrace {
+        query: QueryRow {
+            id: report.id.clone(),
+            consent_id: consent.id.clone(),
+            institution_id: institution.to_owned(),
+            officer_account_id: ask.officer_account_id.clone(),
+            purpose: consent.purpose,
+            at,
+            returned,
+        },
+        action: if business.is_some() { "business.report" } else { "credit.report" },
+        details,
+    }
+}
+
 /// The report's contents from what the bank's read models hold of its subject.
-fn assemble(subject: &store::ReportSubject, products: &[(String, String)], at: i64) -> CreditReport {
+pub(crate) fn assemble(subject: &store::ReportSubject, products: &[(String, String)], at: i64) -> CreditReport {
     let base = StandingRow::base();
     let standing = subject.standing.as_ref().unwrap_or(&base);
     let (history, records) = (&subject.history, &subject.records);

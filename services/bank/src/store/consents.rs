@@ -1,5 +1,7 @@
 //! Consents, the queries made under them, and loan events.
 
+use std::collections::HashMap;
+
 use jiaxin_kit::{sql::placeholders, storage::Dialect, writes::Writes};
 use sqlx::{Any, AnyConnection, Executor};
 
@@ -56,9 +58,9 @@ pub struct EffectiveRecord {
     pub expires_at: i64,
 }
 
-/// The statement of [`report_subject`]. A record without an end (points always sets one) counts
-/// until points says otherwise.
-static REPORT_SUBJECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The statement of [`report_subjects`], for `n` consents. A record without an end (points always
+/// sets one) counts until points says otherwise.
+fn report_subjects_sql(n: usize) -> String {
     format!(
         "SELECT {QUALIFIED_CONSENT_COLUMNS}, s.score, s.tier, s.pledged_at, s.revoked_at AS pledge_revoked_at, \
          s.credit_household_year, \
@@ -68,21 +70,21 @@ static REPORT_SUBJECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
           || COALESCE(r.expires_at, {}), ',') \
           FROM records r WHERE r.household_id = c.household_id AND r.reversed = 0 AND r.effective_from IS NOT NULL) \
           AS records \
-         FROM {CURRENT_CONSENTS} LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id = $1",
-        i64::MAX
+         FROM {CURRENT_CONSENTS} LEFT JOIN standings s ON s.household_id = c.household_id WHERE c.id IN ({})",
+        i64::MAX,
+        placeholders(1, n)
     )
-});
+}
 
-/// What a credit report rests on and reads, in one statement: the consent (if its household is
-/// still current — the only consents a report may rest on), the household's standing, its score
-/// history and its effective records. A report's cost is its round trips to the database (on
-/// SQLite, hand-offs to the connection's thread, per statement and per row), so the history and
-/// the records come as one aggregated text column each, in the forms [`parse_history`] and
-/// [`parse_records`] read.
-pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    consent_id: &str,
-) -> sqlx::Result<Option<ReportSubject>> {
+/// What credit reports rest on and read, by consent id: the consent (if its household is still
+/// current — the only consents a report may rest on; the others are left out), the household's
+/// standing, its score history and its effective records. One statement per 500 consents, each
+/// consent one row: the history and the records come as one aggregated text column each, in the
+/// forms [`parse_history`] and [`parse_records`] read.
+pub async fn report_subjects(
+    conn: &mut AnyConnection,
+    consent_ids: &[&str],
+) -> sqlx::Result<HashMap<String, ReportSubject>> {
     #[derive(sqlx::FromRow)]
     struct SubjectRow {
         #[sqlx(flatten)]
@@ -95,24 +97,34 @@ pub async fn report_subject<'c, E: Executor<'c, Database = Any>>(
         history: Option<String>,
         records: Option<String>,
     }
-    let row: Option<SubjectRow> = sqlx::query_as(&REPORT_SUBJECT).bind(consent_id).fetch_optional(e).await?;
-    let Some(row) = row else { return Ok(None) };
-    let standing = match (row.score, row.tier) {
-        (Some(score), Some(tier)) => Some(StandingRow {
-            score,
-            tier,
-            pledged_at: row.pledged_at,
-            revoked_at: row.pledge_revoked_at,
-            credit_household_year: row.credit_household_year.unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    Ok(Some(ReportSubject {
-        consent: row.consent,
-        standing,
-        history: parse_history(row.history.as_deref().unwrap_or_default())?,
-        records: parse_records(row.records.as_deref().unwrap_or_default())?,
-    }))
+    let mut subjects = HashMap::with_capacity(consent_ids.len());
+    for chunk in consent_ids.chunks(500) {
+        let sql = report_subjects_sql(chunk.len());
+        let mut query = sqlx::query_as::<_, SubjectRow>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let standing = match (row.score, row.tier) {
+                (Some(score), Some(tier)) => Some(StandingRow {
+                    score,
+                    tier,
+                    pledged_at: row.pledged_at,
+                    revoked_at: row.pledge_revoked_at,
+                    credit_household_year: row.credit_household_year.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            let subject = ReportSubject {
+                standing,
+                history: parse_history(row.history.as_deref().unwrap_or_default())?,
+                records: parse_records(row.records.as_deref().unwrap_or_default())?,
+                consent: row.consent,
+            };
+            subjects.insert(subject.consent.id.clone(), subject);
+        }
+    }
+    Ok(subjects)
 }
 
 /// `at score tier` items, comma-separated (a tier is letters only).
@@ -155,23 +167,6 @@ fn number(field: &str, what: &str) -> sqlx::Result<i64> {
 
 fn malformed(what: &str, item: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("malformed {what} item in a credit report's read: {item:?}").into())
-}
-
-/// The same for many consents at once; the ones missing or of a dissolved household are left out.
-pub async fn consents_of_current_households(conn: &mut AnyConnection, ids: &[&str]) -> sqlx::Result<Vec<ConsentRow>> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let sql = format!(
-            "SELECT {QUALIFIED_CONSENT_COLUMNS} FROM {CURRENT_CONSENTS} WHERE c.id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query_as(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        rows.extend(query.fetch_all(&mut *conn).await?);
-    }
-    Ok(rows)
 }
 
 pub async fn insert_consent<'c, E: Executor<'c, Database = Any>>(e: E, c: &ConsentRow) -> sqlx::Result<()> {
