@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod orgmodel;
 pub mod outbox;
 pub mod page;
+pub mod pipeline;
 pub mod ports;
 pub mod secret;
 pub mod server;

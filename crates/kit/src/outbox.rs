@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::Bus,
     events::{self, EnvelopeError},
+    pipeline::Statement,
     storage::{Database, Dialect, Tx},
     time::now_micros,
 };
@@ -65,25 +66,31 @@ impl Outbox {
     /// order they are published in): a batch operation's hundreds of events cost a few
     /// statements, not one each.
     pub async fn write_all(&self, tx: &mut Tx, envelopes: &[Envelope]) -> Result<(), OutboxError> {
+        for statement in self.inserts(Dialect::of(tx), envelopes) {
+            statement.execute(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements of [`Outbox::write_all`], each built (its events encoded) as it is taken:
+    /// for a [`crate::pipeline::Queue`].
+    pub fn inserts<'a>(&'a self, dialect: Dialect, envelopes: &'a [Envelope]) -> impl Iterator<Item = Statement> + 'a {
         const ROWS_PER_STATEMENT: usize = 1_000;
         let created_at = now_micros();
-        for chunk in envelopes.chunks(ROWS_PER_STATEMENT) {
+        envelopes.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
             let sql = format!(
                 "INSERT INTO kit_outbox (event_id, topic, partition_key, envelope, created_at) VALUES {}",
-                crate::sql::values(Dialect::of(tx), chunk.len(), 5)
+                crate::sql::values(dialect, chunk.len(), 5)
             );
-            let mut query = sqlx::query(&sql);
-            for envelope in chunk {
-                query = query
+            chunk.iter().fold(Statement::new(sql), |statement, envelope| {
+                statement
                     .bind(envelope.event_id.clone())
                     .bind(self.topic.clone())
                     .bind(envelope.partition_key.clone())
                     .bind(events::encode(envelope))
-                    .bind(created_at);
-            }
-            query.execute(&mut **tx).await?;
-        }
-        Ok(())
+                    .bind(created_at)
+            })
+        })
     }
 
     /// Tells the relay that a transaction with events has committed, so it need not wait for its

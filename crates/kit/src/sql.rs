@@ -3,7 +3,8 @@
 
 use crate::{storage::Dialect, writes::Placeholders};
 
-/// `$first, $first+1, …` for `n` values: an `IN (…)` list.
+/// `$first, $first+1, …` for `n` values: an `IN (…)` list. For long lists on SQLite, where
+/// binding numbered parameters costs n², [`Placeholders::list`] gives the anonymous form.
 pub fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
@@ -46,6 +47,10 @@ mod tests {
     #[test]
     fn placeholders_number_on_from_the_first() {
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        let mut postgres = Placeholders::new(Dialect::Postgres);
+        assert_eq!((postgres.one(), postgres.list(3)), ("$1".to_owned(), "$2, $3, $4".to_owned()));
+        let mut sqlite = Placeholders::new(Dialect::Sqlite);
+        assert_eq!((sqlite.one(), sqlite.list(2)), ("?".to_owned(), "?, ?".to_owned()));
         assert_eq!(values(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
         assert_eq!(values(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }

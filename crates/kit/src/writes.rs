@@ -39,6 +39,21 @@ impl Placeholders {
         text
     }
 
+    /// `…, …` for a list of `n` parameters: an `IN (…)` list, bound in order. On SQLite the
+    /// anonymous form spares the n² of numbered ones (`sql::values` says why); a statement that
+    /// takes its list this way takes every other parameter from the same `Placeholders`, for
+    /// SQLite binds anonymous and numbered parameters by different counts.
+    pub fn list(&mut self, n: usize) -> String {
+        let mut text = String::with_capacity(n * 4);
+        for i in 0..n {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            self.push(&mut text);
+        }
+        text
+    }
+
     /// `(…), (…)` for `rows` rows of `columns` parameters each, bound row by row. Written into one
     /// string: the points intake asks for some 100,000 parameters a batch.
     pub fn rows(&mut self, rows: usize, columns: usize) -> String {
