@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::{
     events,
-    storage::{Database, Tx},
+    storage::{Database, Dialect, Tx},
     telemetry,
     time::now_micros,
 };
@@ -213,9 +213,11 @@ impl Consumer {
     ) -> Result<HashSet<&'e str>, sqlx::Error> {
         let mut seen = HashSet::with_capacity(envelopes.len());
         for chunk in envelopes.chunks(INBOX_IDS_PER_STATEMENT) {
+            let mut placeholders = crate::writes::Placeholders::new(Dialect::of(tx));
             let sql = format!(
-                "SELECT event_id FROM kit_inbox WHERE consumer = $1 AND event_id IN ({})",
-                crate::sql::placeholders(2, chunk.len())
+                "SELECT event_id FROM kit_inbox WHERE consumer = {} AND event_id IN ({})",
+                placeholders.one(),
+                placeholders.list(chunk.len())
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&self.name);
             for envelope in chunk {

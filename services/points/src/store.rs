@@ -1,10 +1,7 @@
 //! Points' SQL. Functions take any executor so operations can run them in one transaction.
 
 use jiaxin_kit::{
-    page::Page,
-    sql::{placeholders, values},
-    storage::Dialect,
-    time::now_micros,
+    page::Page, pipeline::Statement, sql::values, storage::Dialect, time::now_micros, writes::Placeholders,
 };
 use sqlx::{Any, Executor};
 
@@ -677,12 +674,15 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// The caller's records for any of `request_ids`.
 pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
     e: E,
+    dialect: Dialect,
     recorded_by: &str,
     request_ids: &[&str],
 ) -> sqlx::Result<Vec<RecordRow>> {
+    let mut placeholders = Placeholders::new(dialect);
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE recorded_by = $1 AND request_id IN ({})",
-        placeholders(2, request_ids.len())
+        "SELECT {RECORD_COLUMNS} FROM records WHERE recorded_by = {} AND request_id IN ({})",
+        placeholders.one(),
+        placeholders.list(request_ids.len())
     );
     let mut query = sqlx::query_as(&sql).bind(recorded_by);
     for id in request_ids {
@@ -691,13 +691,14 @@ pub async fn records_by_requests<'c, E: Executor<'c, Database = Any>>(
     query.fetch_all(e).await
 }
 
-pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql =
-            format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(Dialect::of(conn), chunk.len(), 20));
-        let mut query = sqlx::query(&sql);
-        for r in chunk {
-            query = query
+/// The multi-row INSERTs of `rows`, each statement built as it is taken (for a [`Queue`]).
+///
+/// [`Queue`]: jiaxin_kit::pipeline::Queue
+pub fn record_inserts<'a>(dialect: Dialect, rows: &'a [&RecordRow]) -> impl Iterator<Item = Statement> + 'a {
+    rows.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
+        let sql = format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {}", values(dialect, chunk.len(), 20));
+        chunk.iter().fold(Statement::new(sql), |statement, r| {
+            statement
                 .bind(r.id.clone())
                 .bind(r.household_id.clone())
                 .bind(r.resident_id.clone())
@@ -717,11 +718,9 @@ pub async fn insert_records(conn: &mut sqlx::AnyConnection, rows: &[&RecordRow])
                 .bind(r.request_id.clone())
                 .bind(r.year)
                 .bind(r.needs_review)
-                .bind(r.frozen);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(r.frozen)
+        })
+    })
 }
 
 /// A household's chain head: how many entries its chain has, and the last one's hash.
@@ -740,7 +739,7 @@ pub async fn heads_of(
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT household_id, entries, hash FROM ledger_heads WHERE household_id IN ({})",
-            placeholders(1, chunk.len())
+            Placeholders::new(Dialect::of(conn)).list(chunk.len())
         );
         let mut query = sqlx::query_as::<_, (String, i64, String)>(&sql);
         for id in chunk {
@@ -755,20 +754,25 @@ pub async fn heads_of(
 /// Moves chain heads past entries just appended, one row per household: (household, entries
 /// appended, the last one's hash). A household's first entries start its head.
 pub async fn advance_heads(conn: &mut sqlx::AnyConnection, moves: &[(&str, i64, &str)]) -> sqlx::Result<()> {
-    for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+    for statement in head_advances(Dialect::of(conn), moves) {
+        statement.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`advance_heads`], built as they are taken.
+pub fn head_advances<'a>(dialect: Dialect, moves: &'a [(&str, i64, &str)]) -> impl Iterator<Item = Statement> + 'a {
+    moves.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
         let sql = format!(
             "INSERT INTO ledger_heads (household_id, entries, hash) VALUES {} \
              ON CONFLICT (household_id) DO UPDATE SET entries = ledger_heads.entries + excluded.entries, \
              hash = excluded.hash",
-            values(Dialect::of(conn), chunk.len(), 3)
+            values(dialect, chunk.len(), 3)
         );
-        let mut query = sqlx::query(&sql);
-        for (household, appended, hash) in chunk {
-            query = query.bind(*household).bind(*appended).bind(*hash);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+        chunk.iter().fold(Statement::new(sql), |statement, (household, appended, hash)| {
+            statement.bind((*household).to_owned()).bind(*appended).bind((*hash).to_owned())
+        })
+    })
 }
 
 /// Every ledger entry of the households, in ledger order.
@@ -780,7 +784,7 @@ pub async fn entries_of_households(
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {LEDGER_COLUMNS} FROM ledger WHERE household_id IN ({}) ORDER BY seq",
-            placeholders(1, chunk.len())
+            Placeholders::new(Dialect::of(conn)).list(chunk.len())
         );
         let mut query = sqlx::query_as::<_, LedgerRow>(&sql);
         for id in chunk {
@@ -803,34 +807,39 @@ pub async fn households_needing_whole_ledger(
 ) -> sqlx::Result<std::collections::HashSet<String>> {
     let mut found = std::collections::HashSet::new();
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
+        // Anonymous parameters on SQLite bind in textual order: the list, then `at` twice.
+        let mut placeholders = Placeholders::new(Dialect::of(conn));
+        let ids = placeholders.list(chunk.len());
         let sql = format!(
             "SELECT DISTINCT l.household_id FROM ledger l LEFT JOIN balances b ON b.household_id = l.household_id \
-             WHERE l.household_id IN ({}) AND (b.household_id IS NULL OR l.serious = 1 \
+             WHERE l.household_id IN ({ids}) AND (b.household_id IS NULL OR l.serious = 1 \
                  OR l.reverses_seq IS NOT NULL OR l.created_at > b.updated_at \
-                 OR (l.effective_from > b.updated_at AND l.effective_from <= $1) \
-                 OR (l.expires_at > b.updated_at AND l.expires_at <= $1))",
-            placeholders(2, chunk.len())
+                 OR (l.effective_from > b.updated_at AND l.effective_from <= {}) \
+                 OR (l.expires_at > b.updated_at AND l.expires_at <= {}))",
+            placeholders.one(),
+            placeholders.one()
         );
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(at);
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
+        query = query.bind(at).bind(at);
         found.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(found)
 }
 
-/// Appends entries in the order given (their seq follows it).
-pub async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[LedgerRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+/// The multi-row INSERTs appending `rows` in the order given (their seq follows it), each
+/// statement built as it is taken.
+pub fn entry_inserts(dialect: Dialect, rows: &[LedgerRow]) -> impl Iterator<Item = Statement> + '_ {
+    rows.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
         let sql = format!(
             "INSERT INTO ledger (household_id, record_id, resident_id, delta, effective_from, expires_at, rule_code, \
              rule_version, category, serious, reverses_seq, created_at, prev_hash, hash) VALUES {}",
-            values(Dialect::of(conn), chunk.len(), 14)
+            values(dialect, chunk.len(), 14)
         );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
+        chunk.iter().fold(Statement::new(sql), |statement, row| {
+            statement
                 .bind(row.household_id.clone())
                 .bind(row.record_id.clone())
                 .bind(row.resident_id.clone())
@@ -844,41 +853,43 @@ pub async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[LedgerRow]) 
                 .bind(row.reverses_seq)
                 .bind(row.created_at)
                 .bind(row.prev_hash.clone())
-                .bind(row.hash.clone());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(row.hash.clone())
+        })
+    })
 }
 
-/// Adds to grid totals: (grid, category, month) → (bonus, deduction, entries), keys unique.
-pub async fn add_grid_totals(
-    conn: &mut sqlx::AnyConnection,
+/// What grid totals gain, (grid, category, month) → (bonus, deduction, entries), keys unique:
+/// the statements adding it (a batch's few hundred keys at most, so built at once).
+pub fn grid_total_additions(
+    dialect: Dialect,
     totals: &std::collections::BTreeMap<(String, i64, String), (i64, i64, i64)>,
-) -> sqlx::Result<()> {
+) -> Vec<Statement> {
     let totals: Vec<_> = totals.iter().collect();
-    for chunk in totals.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO grid_totals (grid_id, category, month, bonus_points, deduction_points, entries) VALUES {} \
+    totals
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let sql = format!(
+                "INSERT INTO grid_totals (grid_id, category, month, bonus_points, deduction_points, entries) VALUES {} \
              ON CONFLICT (grid_id, category, month) DO UPDATE SET \
              bonus_points = grid_totals.bonus_points + excluded.bonus_points, \
              deduction_points = grid_totals.deduction_points + excluded.deduction_points, \
              entries = grid_totals.entries + excluded.entries",
-            values(Dialect::of(conn), chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for ((grid, category, month), (bonus, deduction, entries)) in chunk {
-            query = query
-                .bind(grid.clone())
-                .bind(*category)
-                .bind(month.clone())
-                .bind(*bonus)
-                .bind(*deduction)
-                .bind(*entries);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+                values(dialect, chunk.len(), 6)
+            );
+            chunk.iter().fold(
+                Statement::new(sql),
+                |statement, ((grid, category, month), (bonus, deduction, entries))| {
+                    statement
+                        .bind(grid.clone())
+                        .bind(*category)
+                        .bind(month.clone())
+                        .bind(*bonus)
+                        .bind(*deduction)
+                        .bind(*entries)
+                },
+            )
+        })
+        .collect()
 }
 
 /// A household's maintained balance and the moment it was computed for.
@@ -920,7 +931,7 @@ pub async fn balances_of(
     for chunk in households.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT household_id, score, tier, redeemable, updated_at FROM balances WHERE household_id IN ({})",
-            placeholders(1, chunk.len())
+            Placeholders::new(Dialect::of(conn)).list(chunk.len())
         );
         let mut query = sqlx::query_as::<_, (String, i64, String, i64, i64)>(&sql);
         for id in chunk {
@@ -934,24 +945,21 @@ pub async fn balances_of(
 }
 
 /// Writes balances computed for the moment `at`: (household, score, tier, redeemable),
-/// households unique.
-pub async fn upsert_balances(
-    conn: &mut sqlx::AnyConnection,
+/// households unique. The statements, built as they are taken.
+pub fn balance_upserts(
+    dialect: Dialect,
     rows: &[(String, i64, String, i64)],
     at: i64,
-) -> sqlx::Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+) -> impl Iterator<Item = Statement> + '_ {
+    rows.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
         let sql = format!(
             "INSERT INTO balances (household_id, score, tier, redeemable, updated_at) VALUES {} \
              ON CONFLICT (household_id) DO UPDATE SET score = excluded.score, tier = excluded.tier, \
              redeemable = excluded.redeemable, updated_at = excluded.updated_at",
-            values(Dialect::of(conn), chunk.len(), 5)
+            values(dialect, chunk.len(), 5)
         );
-        let mut query = sqlx::query(&sql);
-        for (household, score, tier, redeemable) in chunk {
-            query = query.bind(household.clone()).bind(*score).bind(tier.clone()).bind(*redeemable).bind(at);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+        chunk.iter().fold(Statement::new(sql), |statement, (household, score, tier, redeemable)| {
+            statement.bind(household.clone()).bind(*score).bind(tier.clone()).bind(*redeemable).bind(at)
+        })
+    })
 }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use jiaxin_kit::{
     auth::Caller,
-    sql::placeholders,
     storage::{Dialect, Tx},
+    writes::Placeholders,
 };
 use jiaxin_proto::points::RecordInput;
 use sqlx::Any;
@@ -53,9 +53,10 @@ where
 {
     let mut rows = Vec::new();
     for chunk in ids.chunks(IDS_PER_QUERY) {
-        let statement = sql
-            .replace("{ids}", &placeholders(1, chunk.len()))
-            .replace("{extra}", &placeholders(chunk.len() + 1, extra.len()));
+        // `{ids}` comes first in the text, and anonymous parameters bind in textual order.
+        let mut placeholders = Placeholders::new(Dialect::of(tx));
+        let ids = placeholders.list(chunk.len());
+        let statement = sql.replace("{ids}", &ids).replace("{extra}", &placeholders.list(extra.len()));
         let mut query = sqlx::query_as::<Any, T>(&statement);
         for id in chunk.iter().chain(extra) {
             query = query.bind(*id);
@@ -86,8 +87,10 @@ impl Known {
         // the no-op update would rewrite every household row for nothing.
         let row_locks = Dialect::of(tx) == Dialect::Postgres;
         for chunk in household_ids.chunks(IDS_PER_QUERY).filter(|_| row_locks) {
-            let statement =
-                format!("UPDATE households SET active = active WHERE id IN ({})", placeholders(1, chunk.len()));
+            let statement = format!(
+                "UPDATE households SET active = active WHERE id IN ({})",
+                Placeholders::new(Dialect::Postgres).list(chunk.len())
+            );
             let mut query = sqlx::query(&statement);
             for id in chunk {
                 query = query.bind(*id);
@@ -134,8 +137,9 @@ impl Known {
             .await?
         };
         let mut earlier = HashMap::new();
+        let dialect = Dialect::of(tx);
         for chunk in request_ids.chunks(IDS_PER_QUERY) {
-            for row in store::records_by_requests(&mut **tx, caller.account_id(), chunk).await? {
+            for row in store::records_by_requests(&mut **tx, dialect, caller.account_id(), chunk).await? {
                 earlier.insert(row.request_id.clone(), row);
             }
         }
