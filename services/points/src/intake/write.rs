@@ -4,9 +4,10 @@
 //! written them.
 //!
 //! What the writes depend on (chain heads, balances, which households need their whole ledger
-//! evaluated) is read first; then the writes go through a [`pipeline`]: each statement runs on the
-//! connection while the next one is prepared (entries chained, events encoded, values bound), so
-//! the database and this task work at the same time instead of taking turns.
+//! evaluated) is read first, and the entries are chained; then the writes go through a
+//! [`pipeline`]: each statement runs on the connection while the next one is prepared (values
+//! bound, events encoded), so the database and this task work at the same time instead of taking
+//! turns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
